@@ -1,0 +1,1 @@
+"""Audit side: the validating consumer, its rule engine, registries and ClickHouse sink."""

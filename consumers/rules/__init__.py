@@ -1,0 +1,1 @@
+"""The rule catalogue (data) and one small predicate per rule (logic)."""

@@ -1,0 +1,1 @@
+"""Composition root: the `faceaudit` command line, its settings and the local broker."""

@@ -1,0 +1,1 @@
+"""Camera side: the event producer SDK and the fleet simulator."""
