@@ -1,0 +1,148 @@
+"""Registry replacement semantics and rules.md's "valid consent" definition."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from samples import sample
+
+from consumers.registry import (
+    BUNDLED,
+    EXPIRED,
+    NO_CONSENT_ID,
+    NOT_YET_GRANTED,
+    PROCESSOR_DIFFERS,
+    PURPOSE_NOT_COVERED,
+    SUBJECT_DIFFERS,
+    UNKNOWN_CONSENT,
+    WITHDRAWN,
+    Registry,
+)
+
+EVENT = sample("capture")
+T = EVENT["event_time"]
+US = timedelta(microseconds=1)
+
+
+def _with_consent(**overrides: Any) -> Registry:
+    registry = Registry()
+    registry.apply("consent", sample("consent", **overrides))
+    return registry
+
+
+def test_lookups() -> None:
+    registry = Registry()
+    deployment, consent = sample("deployment"), sample("consent")
+    registry.apply("deployment", deployment)
+    registry.apply("consent", consent)
+    assert registry.deployment("d-1") is deployment
+    assert registry.consent("c-1") is consent
+    assert registry.deployment("d-2") is None
+    assert registry.consent("c-2") is None
+    assert registry.consent(None) is None
+    assert registry.deployment(None) is None
+
+
+def test_later_record_replaces_the_earlier_whole() -> None:
+    registry = Registry()
+    registry.apply("consent", sample("consent", withdrawn_at=T))
+    later = sample("consent", purposes=["access_control"])
+    registry.apply("consent", later)
+    assert registry.consent("c-1") == later
+    registry.apply("deployment", sample("deployment", notice_complete=False))
+    registry.apply("deployment", sample("deployment", declared_retention_days=7))
+    assert registry.deployment("d-1")["notice_complete"] is True
+    assert registry.deployment("d-1")["declared_retention_days"] == 7
+
+
+def test_apply_rejects_other_kinds() -> None:
+    with pytest.raises(ValueError, match="not 'capture'"):
+        Registry().apply("capture", EVENT)
+
+
+def test_has_filing_follows_replacements() -> None:
+    registry = Registry()
+    assert not registry.has_filing("p-1")
+    registry.apply("deployment", sample("deployment"))
+    assert registry.has_filing("p-1")
+    registry.apply("deployment", sample("deployment", processor_id="p-2"))
+    assert not registry.has_filing("p-1") and registry.has_filing("p-2")
+    registry.apply("deployment", sample("deployment", processor_id="p-2", filing_id=None))
+    assert not registry.has_filing("p-2")
+
+
+def test_sample_consent_is_valid_for_sample_events() -> None:
+    registry = _with_consent()
+    for kind in ("capture", "match"):
+        event = sample(kind)
+        assert registry.valid_consent(event) is registry.consent("c-1")
+        assert registry.consent_problems(event) == []
+
+
+@pytest.mark.parametrize(
+    ("consent", "event", "problems"),
+    [
+        ({"granted_at": T}, {}, []),
+        ({"granted_at": T + US}, {}, [NOT_YET_GRANTED]),
+        ({"expires_at": T}, {}, [EXPIRED]),
+        ({"expires_at": T + US}, {}, []),
+        ({"withdrawn_at": T}, {}, [WITHDRAWN]),
+        ({"withdrawn_at": T + US}, {}, []),
+        ({"processor_id": "p-2"}, {}, [PROCESSOR_DIFFERS]),
+        ({}, {"subject_ref": "s-2"}, [SUBJECT_DIFFERS]),
+        ({}, {"subject_ref": None}, [SUBJECT_DIFFERS]),
+        ({"consent_type": "bundled"}, {}, [BUNDLED]),
+        ({"consent_type": "written"}, {}, []),
+        ({}, {"purpose": "marketing"}, [PURPOSE_NOT_COVERED]),
+        ({}, {"purpose": "access_control"}, []),
+        ({}, {"consent_id": None}, [NO_CONSENT_ID]),
+        ({}, {"consent_id": "c-2"}, [UNKNOWN_CONSENT]),
+        (
+            {"consent_type": "bundled", "expires_at": T - US, "withdrawn_at": T},
+            {"purpose": "marketing"},
+            [BUNDLED, PURPOSE_NOT_COVERED, EXPIRED, WITHDRAWN],
+        ),
+    ],
+    ids=[
+        "granted-exactly-at",
+        "granted-just-after",
+        "expires-exactly-at",
+        "expires-just-after",
+        "withdrawn-exactly-at",
+        "withdrawn-just-after",
+        "wrong-processor",
+        "wrong-subject",
+        "no-subject",
+        "bundled",
+        "written",
+        "purpose-not-covered",
+        "other-covered-purpose",
+        "no-consent-id",
+        "unknown-consent",
+        "several",
+    ],
+)
+def test_valid_consent(consent: dict, event: dict, problems: list[str]) -> None:
+    registry = _with_consent(**consent)
+    event = sample("capture", **event)
+    assert registry.consent_problems(event) == problems
+    expected = None if problems else registry.consent("c-1")
+    assert registry.valid_consent(event) is expected
+
+
+offsets = st.integers(min_value=-3, max_value=3).map(lambda n: T + n * US)
+
+
+@given(granted=offsets, expires=st.none() | offsets, withdrawn=st.none() | offsets)
+def test_validity_window_is_granted_inclusive_expiry_and_withdrawal_exclusive(
+    granted: Any, expires: Any, withdrawn: Any
+) -> None:
+    registry = _with_consent(granted_at=granted, expires_at=expires, withdrawn_at=withdrawn)
+    valid = (
+        granted <= T and (expires is None or expires > T) and (withdrawn is None or withdrawn > T)
+    )
+    assert (registry.valid_consent(EVENT) is not None) == valid
