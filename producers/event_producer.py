@@ -1,0 +1,255 @@
+"""The camera-side SDK: chained, framed, durable sends of audit events to Kafka.
+
+Every device numbers its events (``device_seq``) and links each to the previous
+one by hash (``prev_hash`` = SHA-256 of the previous event's Avro payload), so
+the audit side can prove that nothing was dropped, inserted or altered between
+the camera and the log (AUDIT-SEQ-GAP, AUDIT-CHAIN-BREAK in rules.md).  That
+proof only holds if the producer itself is honest about failures, hence:
+
+- the Kafka producer is idempotent with ``acks="all"``, so retries never
+  duplicate or reorder a device's events within its partition;
+- events are keyed by ``device_id``, so one device's chain lives in one
+  partition and keeps its order;
+- a device's chain advances only once its event is encoded and handed to
+  Kafka, so a record the codec rejects does not leave a hole in the chain;
+- every failed delivery is counted and :meth:`EventProducer.flush` raises
+  :class:`ProducerError`; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+from kafka.producer.future import FutureRecordMetadata
+
+from schemas import codec
+from schemas.topics import EVENT_KINDS, KEY_FIELD, KINDS, TOPICS
+
+T = TypeVar("T")
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# Java's default: retry until delivery_timeout_ms runs out rather than after N attempts.
+_RETRIES = 2_147_483_647
+# The most in-flight requests idempotence allows while still guaranteeing order.
+_MAX_IN_FLIGHT = 5
+
+
+class ProducerError(Exception):
+    """One or more sends failed; ``failed`` counts them, ``first_error`` is the earliest."""
+
+    def __init__(self, failed: int, first_error: BaseException) -> None:
+        super().__init__(f"{failed} send(s) to Kafka failed; first error: {first_error!r}")
+        self.failed = failed
+        self.first_error = first_error
+
+
+@dataclass
+class DeviceChain:
+    """Where one device's event chain stands: the next ``device_seq`` and the last payload hash."""
+
+    next_seq: int = 0
+    last_payload_sha256: str | None = None
+
+    def stamp(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of ``record`` carrying this chain's next ``device_seq`` and ``prev_hash``."""
+        return {**record, "device_seq": self.next_seq, "prev_hash": self.last_payload_sha256}
+
+    def advance(self, payload: bytes) -> None:
+        """Record that the event with ``payload`` (Avro body, no header) was emitted."""
+        self.next_seq += 1
+        self.last_payload_sha256 = hashlib.sha256(payload).hexdigest()
+
+
+class DeviceChains:
+    """The chains of all devices one producer speaks for.
+
+    Stamping, encoding, handing over to Kafka and advancing happen under one
+    lock, so two threads sending for the same device cannot hand Kafka events
+    in an order other than their chain order.
+    """
+
+    def __init__(self) -> None:
+        self._chains: dict[str, DeviceChain] = {}
+        self._lock = threading.Lock()
+
+    def resume(self, device_id: str, next_seq: int, last_hash: str | None) -> None:
+        """Continue a device's chain after a restart from its persisted state.
+
+        ``last_hash`` must be the hex SHA-256 of the last emitted payload, and
+        None exactly when nothing was emitted yet (``next_seq == 0``): any other
+        combination would start the device with a broken chain.
+        """
+        if next_seq < 0:
+            raise ValueError(f"next_seq must be >= 0, got {next_seq}")
+        if (next_seq == 0) != (last_hash is None):
+            raise ValueError("last_hash must be None exactly when next_seq is 0")
+        if last_hash is not None and not _SHA256_HEX.fullmatch(last_hash):
+            raise ValueError(f"last_hash is not a lowercase hex SHA-256: {last_hash!r}")
+        with self._lock:
+            self._chains[device_id] = DeviceChain(next_seq, last_hash)
+
+    def state(self, device_id: str) -> DeviceChain:
+        """A copy of the device's chain state (a fresh chain if it never sent), e.g. to persist."""
+        with self._lock:
+            return replace(self._chains.get(device_id, DeviceChain()))
+
+    def append(self, kind: str, record: Mapping[str, Any], deliver: Callable[[str, bytes], T]) -> T:
+        """Stamp and encode ``record``, pass ``(device_id, message)`` to ``deliver``, advance.
+
+        If encoding raises :class:`schemas.codec.EncodeError` or ``deliver``
+        raises, the chain is left as it was and the exception propagates.
+        """
+        device_id = _device_id(kind, record)
+        with self._lock:
+            chain = self._chains.get(device_id) or DeviceChain()
+            payload = codec.encode_payload(kind, chain.stamp(record))
+            result = deliver(device_id, codec.frame(kind, payload))
+            chain.advance(payload)
+            self._chains[device_id] = chain
+            return result
+
+
+class EventProducer:
+    """Sends audit events and registry records to Kafka for a fleet of devices.
+
+    Thread-safe.  Use as a context manager, or call :meth:`close`; both flush
+    and raise :class:`ProducerError` if any send failed.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_id: str = "faceaudit-producer",
+        linger_ms: int = 5,
+        **kafka_overrides: Any,
+    ) -> None:
+        config: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "client_id": client_id,
+            "linger_ms": linger_ms,
+            "acks": "all",
+            "enable_idempotence": True,
+            "retries": _RETRIES,
+            "max_in_flight_requests_per_connection": _MAX_IN_FLIGHT,
+            **kafka_overrides,
+        }
+        self._producer = KafkaProducer(**config)
+        self._chains = DeviceChains()
+        self._failures = _FailureLog()
+        self._closed = False
+
+    def send_event(self, kind: str, record: Mapping[str, Any]) -> FutureRecordMetadata:
+        """Chain, encode and send a ``capture`` or ``match`` event, keyed by its device.
+
+        ``device_seq`` and ``prev_hash`` are set here; values in ``record`` are
+        overridden.  Raises EncodeError (chain untouched) for an invalid record
+        and ProducerError if Kafka refuses the send at once.
+        """
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"send_event takes one of {EVENT_KINDS}, not {kind!r}")
+        topic = TOPICS[kind]
+        return self._chains.append(
+            kind, record, lambda device_id, message: self._send(topic, message, device_id.encode())
+        )
+
+    def send_registry(self, kind: str, record: Mapping[str, Any]) -> FutureRecordMetadata:
+        """Encode and send a consent, deployment or deletion record, keyed per KEY_FIELD."""
+        if kind not in KINDS or kind in EVENT_KINDS:
+            raise ValueError(f"send_registry does not take {kind!r}; use send_event for events")
+        message = codec.encode(kind, record)
+        key = str(record[KEY_FIELD[kind]]).encode()
+        return self._send(TOPICS[kind], message, key)
+
+    def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> FutureRecordMetadata:
+        """Send bytes as they are (dead-letter replay, tests); failures tracked like any send."""
+        return self._send(topic, value, key)
+
+    def resume(self, device_id: str, next_seq: int, last_hash: str | None) -> None:
+        """Continue ``device_id``'s chain from persisted state; see :meth:`DeviceChains.resume`."""
+        self._chains.resume(device_id, next_seq, last_hash)
+
+    def chain(self, device_id: str) -> DeviceChain:
+        """A copy of ``device_id``'s chain state, to persist before shutdown."""
+        return self._chains.state(device_id)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every send so far completed; raise ProducerError if any failed.
+
+        Each failure is reported once: a later flush only reports newer ones.
+        """
+        self._producer.flush(timeout=timeout)
+        self._failures.raise_if_any()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, then close the Kafka producer even if the flush raised."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flush(timeout)
+        finally:
+            self._producer.close(timeout=timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _send(self, topic: str, value: bytes, key: bytes | None) -> FutureRecordMetadata:
+        """Hand one message to Kafka and watch its delivery.
+
+        Errors Kafka raises at once (no metadata for the topic within
+        ``max_block_ms``, a record over ``max_request_size``, a closed
+        producer) become ProducerError right here, so the caller never
+        mistakes an unsent event for a sent one.
+        """
+        try:
+            future = self._producer.send(topic, value=value, key=key)
+        except KafkaError as exc:
+            raise ProducerError(1, exc) from exc
+        future.add_errback(self._failures.record)
+        return future
+
+
+class _FailureLog:
+    """Failed deliveries reported by Kafka's sender thread, until a flush reports them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._first: BaseException | None = None
+
+    def record(self, error: BaseException) -> None:
+        with self._lock:
+            self._count += 1
+            if self._first is None:
+                self._first = error
+
+    def raise_if_any(self) -> None:
+        with self._lock:
+            count, first = self._count, self._first
+            self._count, self._first = 0, None
+        if first is not None:
+            raise ProducerError(count, first)
+
+
+def _device_id(kind: str, record: Mapping[str, Any]) -> str:
+    device_id = record.get("device_id")
+    if not isinstance(device_id, str) or not device_id:
+        raise codec.EncodeError(f"{kind} record has no device_id")
+    return device_id

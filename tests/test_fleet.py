@@ -1,0 +1,191 @@
+"""The fleet simulator: reproducible, realistic, and honest about what it breaks."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from consumers.registry import Registry
+from consumers.rules.catalogue import PROFILES
+from consumers.rules.engine import RuleEngine
+from producers.event_producer import DeviceChain
+from producers.fleet import FAULTS, MATCH_FOLLOWS_CAPTURE, Fleet
+from producers.simulate import simulate
+from schemas import codec
+
+START = datetime(2026, 3, 1, 8, tzinfo=UTC)
+Event = tuple[str, dict[str, Any], list[str]]
+# What an event's values may be: no bytes, so no image or template can hide in one.
+SCALARS = (str, int, float, bool, datetime, list, type(None))
+
+
+def _events(devices: int = 20, seed: int = 1, rate: float = 0.05, n: int = 2_000) -> list[Event]:
+    return list(Fleet(devices, seed, rate, start=START).events(n))
+
+
+def test_same_seed_gives_the_same_world_and_events() -> None:
+    first, second = Fleet(20, 7, 0.2, start=START), Fleet(20, 7, 0.2, start=START)
+    assert first.registry_records() == second.registry_records()
+    assert list(first.events(500)) == list(second.events(500))
+
+
+def test_another_seed_gives_other_events() -> None:
+    assert _events(seed=1, n=50) != _events(seed=2, n=50)
+
+
+def test_start_only_shifts_time_so_a_run_can_be_regenerated_later() -> None:
+    def strip_times(record: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in record.items() if key != "event_time"}
+
+    now, then = Fleet(20, 7, 0.2), Fleet(20, 7, 0.2, start=START)
+    assert [(k, strip_times(r), v) for k, r, v in now.events(300)] == [
+        (k, strip_times(r), v) for k, r, v in then.events(300)
+    ]
+
+
+def test_kinds_follow_the_capture_then_match_design() -> None:
+    kinds = Counter(kind for kind, _, _ in _events(rate=0.0, n=4_000))
+    capture_share = kinds["capture"] / sum(kinds.values())
+    assert capture_share == pytest.approx(1 / (1 + MATCH_FOLLOWS_CAPTURE), abs=0.04)
+
+
+def test_no_violation_rate_means_no_intended_violations() -> None:
+    assert all(rules == [] for _, _, rules in _events(rate=0.0))
+
+
+def test_full_violation_rate_breaks_exactly_one_rule_per_event() -> None:
+    events = _events(rate=1.0)
+    assert all(len(rules) == 1 for _, _, rules in events)
+    assert {rules[0] for _, _, rules in events} == set(FAULTS)
+
+
+def test_events_are_judged_as_intended_by_the_rule_engine_in_both_profiles() -> None:
+    """Compliant events break no per-event rule; faulty ones exactly the one they name."""
+    fleet = Fleet(40, 3, 0.3, start=START)
+    registry = Registry()
+    for kind, record in fleet.registry_records():
+        if kind in ("consent", "deployment"):
+            registry.apply(kind, record)
+    engines = [RuleEngine(profile, registry) for profile in PROFILES]
+    for kind, record, intended in fleet.events(3_000):
+        for engine in engines:
+            found = sorted(v.rule_id for v in engine.evaluate(kind, record))
+            assert found == intended, (engine.profile, kind, record)
+
+
+def test_every_record_encodes_once_the_sdk_has_chained_it() -> None:
+    fleet = Fleet(20, 5, 0.5, start=START)
+    for kind, record in fleet.registry_records():
+        codec.encode(kind, record)
+    for kind, record, _ in fleet.events(1_000):
+        assert "device_seq" not in record and "prev_hash" not in record
+        codec.encode(kind, DeviceChain().stamp(record))
+
+
+def test_region_codes_are_six_digits() -> None:
+    assert all(re.fullmatch(r"\d{6}", record["region_code"]) for _, record, _ in _events())
+
+
+def test_devices_keep_processor_deployment_region_and_site() -> None:
+    seen: dict[str, tuple[Any, ...]] = {}
+    for _, record, _ in _events(rate=0.5):
+        where = tuple(
+            record[name]
+            for name in ("processor_id", "deployment_id", "region_code", "location_type")
+        )
+        assert seen.setdefault(record["device_id"], where) == where
+
+
+def test_events_carry_no_names_or_images() -> None:
+    for _, record, _ in _events(rate=0.5):
+        assert not [key for key in record if "name" in key]
+        assert all(isinstance(value, SCALARS) for value in record.values())
+        if record["subject_ref"] is not None:
+            assert re.fullmatch(r"[0-9a-f]{64}", record["subject_ref"])
+
+
+def test_event_time_increases_from_start() -> None:
+    times = [record["event_time"] for _, record, _ in _events()]
+    assert times[0] > START
+    assert all(earlier < later for earlier, later in itertools.pairwise(times))
+
+
+def test_matches_usually_follow_a_capture_of_the_same_device() -> None:
+    captures: dict[str, str] = {}
+    linked = matches = 0
+    for kind, record, _ in _events():
+        if kind == "capture":
+            captures[record["event_id"]] = record["device_id"]
+            continue
+        matches += 1
+        if record["capture_event_id"] is not None:
+            assert captures[record["capture_event_id"]] == record["device_id"]
+            linked += 1
+    assert linked / matches > 0.9
+
+
+def test_registry_comes_first_and_covers_compliant_events() -> None:
+    fleet = Fleet(20, 1, 0.0, start=START)
+    registry = fleet.registry_records()
+    kinds = [kind for kind, _ in registry]
+    assert kinds == sorted(kinds, key=["deployment", "consent", "deletion"].index)
+    deployments = {r["deployment_id"] for kind, r in registry if kind == "deployment"}
+    consents = {r["consent_id"] for kind, r in registry if kind == "consent"}
+    dated = [r.get("granted_at") or r.get("pipia_date") or r["deleted_at"] for _, r in registry]
+    assert max(dated) < START
+    for _, record, _ in fleet.events(1_000):
+        assert record["deployment_id"] in deployments
+        assert record["consent_id"] is None or record["consent_id"] in consents
+
+
+def test_withdrawals_are_later_records_of_an_earlier_grant() -> None:
+    registry = Fleet(20, 1, 0.0, start=START).registry_records()
+    grants: dict[str, int] = {}
+    withdrawals = 0
+    for position, (kind, record) in enumerate(registry):
+        if kind != "consent":
+            continue
+        if record["withdrawn_at"] is None:
+            grants[record["consent_id"]] = position
+        else:
+            assert grants[record["consent_id"]] < position
+            assert record["granted_at"] < record["withdrawn_at"] < START
+            withdrawals += 1
+    assert withdrawals > 0
+
+
+@pytest.mark.parametrize(
+    ("devices", "violation_rate", "start"),
+    [(0, 0.1, START), (5, 1.5, START), (5, -0.1, START), (5, 0.1, datetime(2026, 3, 1))],
+)
+def test_invalid_fleet_arguments_are_refused(
+    devices: int, violation_rate: float, start: datetime
+) -> None:
+    with pytest.raises(ValueError):
+        Fleet(devices, 1, violation_rate, start=start)
+
+
+def test_simulate_refuses_a_non_positive_rate_before_connecting() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        simulate("127.0.0.1:9", events=1, devices=1, rate=0, progress=False)
+
+
+def test_simulate_sends_registry_and_events(kafka_bootstrap: str) -> None:
+    report = simulate(
+        kafka_bootstrap, events=300, devices=20, seed=4, violation_rate=0.2, progress=False
+    )
+    assert report.events_sent == 300 == sum(report.by_kind.values())
+    assert set(report.by_kind) == {"capture", "match"}
+    assert report.registry_records > 0
+    assert 0 < sum(report.intended_violations.values()) < 300
+    assert report.seconds > 0
+
+
+def test_simulate_holds_the_requested_rate(kafka_bootstrap: str) -> None:
+    report = simulate(kafka_bootstrap, events=100, devices=5, rate=200.0, progress=False)
+    assert report.seconds >= 99 / 200
