@@ -1,0 +1,60 @@
+"""Prometheus metrics of the validator (names follow Prometheus conventions).
+
+Labels have bounded cardinality: kind, rule, severity, reason, topic and
+partition, never event or subject ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+
+class PipelineMetrics:
+    """All metrics of one pipeline, on their own registry (tests run several pipelines)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "faceaudit_events", "Events stored, by kind", ["kind"], registry=r
+        )
+        self.violations = Counter(
+            "faceaudit_violations", "Violations found", ["rule", "severity"], registry=r
+        )
+        self.dead_letters = Counter(
+            "faceaudit_dead_letters", "Messages kept as dead letters", ["reason"], registry=r
+        )
+        self.registry_records = Counter(
+            "faceaudit_registry_records", "Consent and deployment records applied", ["kind"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "faceaudit_batch_duration_seconds",
+            "Time to decode, judge, store and commit one batch",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.latency = Histogram(
+            "faceaudit_event_to_stored_seconds",
+            "Event time to the row being stored in ClickHouse",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=r,
+        )
+        self.lag = Gauge(
+            "faceaudit_consumer_lag", "Messages behind the end of the partition",
+            ["topic", "partition"], registry=r,
+        )
+        self.held = Gauge(
+            "faceaudit_held_events",
+            "Events waiting for a consent or deployment record (registry grace window)",
+            registry=r,
+        )
+        self.insert_failures = Counter(
+            "faceaudit_insert_failures", "Failed batch inserts (retried)", registry=r
+        )
+        self.info = Info("faceaudit_rules", "Loaded rule catalogue and profile", registry=r)
+
+    def serve(self, port: int) -> int:
+        """Expose /metrics on 127.0.0.1:`port` (0 picks a free port); return the port."""
+        server, _ = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+        return server.server_port

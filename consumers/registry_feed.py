@@ -1,0 +1,84 @@
+"""The consent and deployment registries, read in full from their compacted topics.
+
+Every validator process reads these topics from the beginning with its own
+group-less consumer (a global table), so any process can judge any event.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaConsumer, TopicPartition
+
+from consumers.batch import Batch
+from consumers.dead_letters import dead_letter_row
+from consumers.metrics import PipelineMetrics
+from consumers.registry import Registry
+from schemas import codec
+from schemas.topics import REGISTRY_KINDS, TOPICS
+
+TABLE_FOR_KIND = {"consent": "consents", "deployment": "deployments"}
+
+
+class RegistryFeed:
+    """Keeps a `Registry` up to date from Kafka and stages its records for storage."""
+
+    def __init__(
+        self, bootstrap: str, registry: Registry, metrics: PipelineMetrics, **kafka_config: object
+    ) -> None:
+        self.registry = registry
+        self._metrics = metrics
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id="faceaudit-registry",
+            **kafka_config,
+        )
+        partitions = [
+            TopicPartition(TOPICS[kind], p)
+            for kind in REGISTRY_KINDS
+            for p in sorted(self._consumer.partitions_for_topic(TOPICS[kind]) or ())
+        ]
+        self._consumer.assign(partitions)
+        self._consumer.seek_to_beginning(*partitions)
+        self._partitions = partitions
+
+    def catch_up(self, batch: Batch, timeout: float = 60.0) -> None:
+        """Read until every registry partition is at its end offset as of now."""
+        ends = self._consumer.end_offsets(self._partitions)
+        deadline = time.monotonic() + timeout
+        while any(self._consumer.position(tp) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"registry topics not read to their end within {timeout} s")
+            self.poll(batch, timeout_ms=200)
+
+    def poll(self, batch: Batch, timeout_ms: int = 0) -> int:
+        """Apply whatever registry records have arrived; return how many were read."""
+        read = 0
+        for messages in self._consumer.poll(timeout_ms=timeout_ms, max_records=50_000).values():
+            for message in messages:
+                self._apply(message, batch)
+                read += 1
+        return read
+
+    def _apply(self, message, batch: Batch) -> None:
+        position = (message.topic, message.partition, message.offset)
+        try:
+            decoded = codec.decode(message.value)
+        except codec.DecodeError as exc:
+            batch.add("dead_letters", dead_letter_row(message, exc.reason, exc.detail), *position)
+            self._metrics.dead_letters.labels(exc.reason).inc()
+            return
+        if TOPICS.get(decoded.kind) != message.topic:
+            detail = f"a {decoded.kind} record on topic {message.topic}"
+            batch.add("dead_letters", dead_letter_row(message, "wrong_topic", detail), *position)
+            self._metrics.dead_letters.labels("wrong_topic").inc()
+            return
+        self.registry.apply(decoded.kind, decoded.record)
+        batch.add(TABLE_FOR_KIND[decoded.kind], dict(decoded.record), *position)
+        self._metrics.registry_records.labels(decoded.kind).inc()
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)

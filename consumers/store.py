@@ -1,0 +1,65 @@
+"""Open the ClickHouse store (embedded chDB or a server) and bring its schema up to date."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from faceaudit.errors import FaceauditError
+from faceaudit.settings import redact
+from schemas.ddl import DATABASE, migrate
+
+CHDB_SCHEME = "chdb://"
+
+
+class StoreError(FaceauditError):
+    """The store cannot be opened or prepared."""
+
+
+def open_store(dsn: str) -> Client:
+    """A migrated client for `dsn`: `chdb://PATH` (embedded) or `http(s)://…` (server)."""
+    if dsn.startswith(CHDB_SCHEME):
+        # An absolute path: clickhouse-connect reads `chdb://a/b` as host a, database b.
+        path = Path(dsn[len(CHDB_SCHEME):]).resolve()
+        _prepare_chdb_dir(path)
+        dsn = f"{CHDB_SCHEME}{path}"
+    try:
+        client = clickhouse_connect.get_client(dsn=dsn)
+    except ClickHouseError as exc:
+        raise StoreError(_explain(dsn, exc)) from None
+    except OSError as exc:
+        raise StoreError(f"cannot reach ClickHouse at {redact(dsn)}: {exc}") from None
+    try:
+        migrate(client)
+    except ClickHouseError as exc:
+        client.close()
+        raise StoreError(f"cannot prepare the schema at {redact(dsn)}: {exc}") from None
+    client.database = DATABASE
+    return client
+
+
+def _prepare_chdb_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the data directory {path}: {exc.strerror}") from None
+    probe = path / ".write-test"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise StoreError(f"the data directory {path} is not writable: {exc.strerror}") from None
+
+
+def _explain(dsn: str, exc: Exception) -> str:
+    text = str(exc)
+    if "EmbeddedServer" in text or "already initialized" in text:
+        return (
+            f"the embedded store {redact(dsn)} is already open in another process: "
+            "chDB lets one process open a store; stop that process, or use a "
+            "ClickHouse server DSN (http://user:pass@host:8123/faceaudit)"
+        )
+    return f"cannot open ClickHouse at {redact(dsn)}: {text.splitlines()[0]}"

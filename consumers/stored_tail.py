@@ -1,0 +1,43 @@
+"""What ClickHouse already holds from a partition's uncommitted tail.
+
+After a crash between insert and commit, the next owner of a partition
+re-reads from the last committed offset. Loading the rows already stored
+from that offset on lets it skip them, so re-reading never stores twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from clickhouse_connect.driver.client import Client
+from kafka import TopicPartition
+
+from schemas.ddl import DATABASE
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTail:
+    """Offsets (and violation ids) stored at or after the committed offset."""
+
+    events: frozenset[int] = field(default_factory=frozenset)
+    dead_letters: frozenset[int] = field(default_factory=frozenset)
+    deletions: frozenset[int] = field(default_factory=frozenset)
+    violations: frozenset[str] = field(default_factory=frozenset)
+
+
+def load_stored_tail(client: Client, tp: TopicPartition, start: int) -> StoredTail:
+    """Query each table for rows from `tp` at offsets >= `start`."""
+    where = "topic = {topic:String} AND partition = {partition:UInt32} AND offset >= {start:UInt64}"
+    params = {"topic": tp.topic, "partition": tp.partition, "start": start}
+
+    def column(table: str, name: str) -> frozenset:
+        result = client.query(f"SELECT {name} FROM {DATABASE}.{table} WHERE {where}",
+                              parameters=params)
+        return frozenset(row[0] for row in result.result_rows)
+
+    return StoredTail(
+        events=column("events", "offset"),
+        dead_letters=column("dead_letters", "offset"),
+        deletions=column("deletions", "offset"),
+        violations=column("violations", "violation_id"),
+    )

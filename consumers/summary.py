@@ -1,0 +1,46 @@
+"""The summary printed when a validator run ends: this run, then the store's totals."""
+
+from __future__ import annotations
+
+from clickhouse_connect.driver.client import Client
+
+from consumers.pipeline import RunSummary
+from schemas.ddl import DATABASE
+
+
+def store_totals(client: Client) -> dict[str, list[tuple]]:
+    """Rows stored so far, by kind, by rule and severity, and dead letters by reason."""
+    queries = {
+        "events": f"SELECT kind, count() FROM {DATABASE}.events GROUP BY kind ORDER BY kind",
+        "violations": f"SELECT rule_id, severity, count() FROM {DATABASE}.violations "
+        "GROUP BY rule_id, severity ORDER BY count() DESC, rule_id",
+        "dead_letters": f"SELECT reason, count() FROM {DATABASE}.dead_letters "
+        "GROUP BY reason ORDER BY reason",
+    }
+    return {name: client.query(sql).result_rows for name, sql in queries.items()}
+
+
+def format_summary(summary: RunSummary, totals: dict[str, list[tuple]]) -> str:
+    events = sum(summary.events.values())
+    lines = [
+        f"This run: {events} events in {summary.seconds:.1f} s "
+        f"({summary.events_per_second:,.0f} events/s), "
+        f"{sum(summary.violations.values())} violations, "
+        f"{sum(summary.dead_letters.values())} dead letters, "
+        f"{summary.registry_records} registry records",
+        "",
+        "Stored in ClickHouse:",
+        "  events by kind:",
+        *(f"    {kind:<12} {n:>10}" for kind, n in totals["events"]),
+        "  violations by rule and severity:",
+        *(f"    {rule:<26} {sev:<9} {n:>10}" for rule, sev, n in totals["violations"]),
+        "  dead letters by reason:",
+        *(f"    {reason:<26} {n:>10}" for reason, n in totals["dead_letters"]),
+    ]
+    if not totals["dead_letters"]:
+        lines.append("    none")
+    return "\n".join(lines)
+
+
+def print_summary(summary: RunSummary, client: Client) -> None:
+    print(format_summary(summary, store_totals(client)))

@@ -1,0 +1,224 @@
+"""The `faceaudit` command line: a thin layer that parses flags and calls the packages."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from faceaudit.errors import FaceauditError
+from faceaudit.settings import HOME, Settings, redact
+
+EXIT_OK, EXIT_ERROR = 0, 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="faceaudit: %(levelname)s: %(message)s")
+    try:
+        return args.handler(args)
+    except FaceauditError as exc:
+        print(f"faceaudit: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="faceaudit",
+        description="Audit face-recognition events against the CAC face-recognition "
+        "Measures and PIPL: Kafka in, ClickHouse out.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_broker(commands)
+    _add_simulate(commands)
+    _add_consume(commands)
+    return parser
+
+
+def _home() -> Path:
+    return Path(os.environ.get("FACEAUDIT_HOME", str(HOME)))
+
+
+# -- broker -------------------------------------------------------------------
+
+
+def _add_broker(commands: argparse._SubParsersAction) -> None:
+    broker = commands.add_parser(
+        "broker",
+        help="start, stop or inspect the local single-node Kafka broker",
+        description="A local Apache Kafka broker (KRaft, single node, 127.0.0.1) whose jars "
+        "and data live under .faceaudit/ (FACEAUDIT_HOME).",
+    )
+    broker.add_argument("action", choices=("start", "stop", "status"))
+    broker.add_argument("--port", type=int, default=9092, help="client port (default 9092)")
+    broker.add_argument(
+        "--controller-port", type=int, default=9093, help="KRaft controller port (default 9093)"
+    )
+    broker.set_defaults(handler=_broker)
+
+
+def _broker(args: argparse.Namespace) -> int:
+    from faceaudit.broker import BrokerError, LocalBroker, ensure_topics
+
+    broker = LocalBroker(_home(), port=args.port, controller_port=args.controller_port)
+    try:
+        if args.action == "start":
+            bootstrap = broker.start()
+            ensure_topics(bootstrap)
+            print(bootstrap)
+        elif args.action == "stop":
+            print("stopped" if broker.stop() else "not running")
+        else:
+            status = broker.status()
+            state = f"running (pid {status.pid})" if status.running else "stopped"
+            print(f"{state} {status.bootstrap}")
+            return EXIT_OK if status.running else EXIT_ERROR
+    except BrokerError as exc:
+        raise FaceauditError(str(exc)) from None
+    return EXIT_OK
+
+
+# -- simulate -----------------------------------------------------------------
+
+
+def _add_simulate(commands: argparse._SubParsersAction) -> None:
+    sim = commands.add_parser(
+        "simulate",
+        help="stream events from a simulated camera fleet into Kafka",
+        description="Register deployments and consents, then send capture and match events "
+        "from a simulated fleet; a share of them breaks rules on purpose.",
+    )
+    sim.add_argument("--bootstrap", help="Kafka bootstrap servers (FACEAUDIT_BOOTSTRAP)")
+    sim.add_argument("--events", type=_positive_int, default=10_000, help="events to send")
+    sim.add_argument("--devices", type=_positive_int, default=20, help="devices in the fleet")
+    sim.add_argument("--seed", type=int, default=1, help="random seed (same seed, same fleet)")
+    sim.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
+    sim.add_argument(
+        "--violation-rate",
+        type=_share,
+        default=0.05,
+        help="share of events that break a rule on purpose, 0..1 (default 0.05)",
+    )
+    sim.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sim.set_defaults(handler=_simulate)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from producers.simulate import simulate
+
+    bootstrap = Settings.resolve({"bootstrap": args.bootstrap}).bootstrap
+    report = simulate(
+        bootstrap,
+        events=args.events,
+        devices=args.devices,
+        seed=args.seed,
+        rate=args.rate,
+        violation_rate=args.violation_rate,
+        progress=not args.no_progress,
+    )
+    rate = report.events_sent / report.seconds if report.seconds else 0.0
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.by_kind.items()))
+    print(
+        f"sent {report.events_sent} events ({kinds}) and {report.registry_records} registry "
+        f"records to {bootstrap} in {report.seconds:.1f} s ({rate:,.0f} events/s)"
+    )
+    broken = sum(report.intended_violations.values())
+    print(f"{broken} events break a rule on purpose")
+    return EXIT_OK
+
+
+# -- consume ------------------------------------------------------------------
+
+
+def _add_consume(commands: argparse._SubParsersAction) -> None:
+    con = commands.add_parser(
+        "consume",
+        help="validate the event stream and store everything in ClickHouse",
+        description="Join the consumer group, judge every capture and match event against "
+        "the rule catalogue, store events, violations and dead letters in ClickHouse, and "
+        "commit offsets only after they are stored. Flags override FACEAUDIT_* variables.",
+    )
+    con.add_argument("--bootstrap", help="Kafka bootstrap servers (FACEAUDIT_BOOTSTRAP)")
+    con.add_argument(
+        "--clickhouse",
+        metavar="DSN",
+        help="chdb://PATH (embedded, default chdb://.faceaudit/clickhouse) or "
+        "http(s)://user:pass@host:8123/faceaudit (FACEAUDIT_CLICKHOUSE)",
+    )
+    con.add_argument("--group", help="consumer group id (FACEAUDIT_GROUP)")
+    con.add_argument("--profile", help="cac-2025 (default) or cac-2023-draft (FACEAUDIT_PROFILE)")
+    con.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on 127.0.0.1:PORT")
+    con.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="SECONDS",
+        help="exit once no message has arrived for this long",
+    )
+    con.add_argument("--batch-size", type=_positive_int, help="messages per batch (20000)")
+    con.add_argument(
+        "--registry-grace",
+        type=float,
+        metavar="SECONDS",
+        help="how long an event waits for its consent or deployment record (30)",
+    )
+    con.set_defaults(handler=_consume)
+
+
+def _consume(args: argparse.Namespace) -> int:
+    from consumers.pipeline import Validator
+    from consumers.sink import ClickHouseSink
+    from consumers.store import open_store
+    from consumers.stored_tail import load_stored_tail
+    from consumers.summary import print_summary
+
+    settings = Settings.resolve(vars(args))
+    client = open_store(settings.clickhouse)
+    try:
+        validator = Validator(
+            settings,
+            ClickHouseSink(client),
+            load_tail=lambda tp, start: load_stored_tail(client, tp, start),
+        )
+        if settings.metrics_port:
+            port = validator.metrics.serve(settings.metrics_port)
+            print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: validator.stop())
+        print(
+            f"validating {settings.bootstrap} into {redact(settings.clickhouse)} "
+            f"(profile {settings.profile}, group {settings.group})",
+            file=sys.stderr,
+        )
+        summary = validator.run()
+        print_summary(summary, client)
+    finally:
+        client.close()
+    return EXIT_OK
+
+
+# -- argument types -----------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
