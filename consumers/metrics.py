@@ -15,9 +15,7 @@ class PipelineMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.events = Counter(
-            "faceaudit_events", "Events stored, by kind", ["kind"], registry=r
-        )
+        self.events = Counter("faceaudit_events", "Events stored, by kind", ["kind"], registry=r)
         self.violations = Counter(
             "faceaudit_violations", "Violations found", ["rule", "severity"], registry=r
         )
@@ -25,7 +23,9 @@ class PipelineMetrics:
             "faceaudit_dead_letters", "Messages kept as dead letters", ["reason"], registry=r
         )
         self.registry_records = Counter(
-            "faceaudit_registry_records", "Consent and deployment records applied", ["kind"],
+            "faceaudit_registry_records",
+            "Consent and deployment records applied",
+            ["kind"],
             registry=r,
         )
         self.batch_seconds = Histogram(
@@ -41,8 +41,10 @@ class PipelineMetrics:
             registry=r,
         )
         self.lag = Gauge(
-            "faceaudit_consumer_lag", "Messages behind the end of the partition",
-            ["topic", "partition"], registry=r,
+            "faceaudit_consumer_lag",
+            "Messages behind the end of the partition",
+            ["topic", "partition"],
+            registry=r,
         )
         self.held = Gauge(
             "faceaudit_held_events",

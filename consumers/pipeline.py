@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -81,14 +81,18 @@ class Validator:
         sink: ClickHouseSink,
         load_tail: Callable[[TopicPartition, int], StoredTail] | None = None,
         metrics: PipelineMetrics | None = None,
+        stored_registry: Mapping[tuple[str, int], int] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or PipelineMetrics()
         self.registry = Registry()
         self.engine = RuleEngine(settings.profile, self.registry)
         self.metrics.info.info(
-            {"catalogue_version": self.engine.catalogue.version, "profile": settings.profile,
-             "catalogue_sha256": self.engine.catalogue.sha256}
+            {
+                "catalogue_version": self.engine.catalogue.version,
+                "profile": settings.profile,
+                "catalogue_sha256": self.engine.catalogue.sha256,
+            }
         )
         self.summary = RunSummary()
         self._sink = sink
@@ -100,7 +104,9 @@ class Validator:
         self._tails: dict[TopicPartition, StoredTail] = {}
         self._consumer = _group_consumer(settings)
         self._consumer.subscribe(list(GROUP_TOPICS), listener=_Rebalance(self))
-        self._feed = RegistryFeed(settings.bootstrap, self.registry, self.metrics)
+        self._feed = RegistryFeed(
+            settings.bootstrap, self.registry, self.metrics, stored=stored_registry
+        )
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -205,8 +211,9 @@ class Validator:
                 reason = "wrong_topic"
                 detail = f"a {decoded.kind} record on topic {message.topic}"
         if message.offset not in tail.dead_letters:
-            row = dead_letter_row(message, reason, f"{message.topic}[{message.partition}]@"
-                                  f"{message.offset}: {detail}")
+            row = dead_letter_row(
+                message, reason, f"{message.topic}[{message.partition}]@{message.offset}: {detail}"
+            )
             batch.add("dead_letters", row, message.topic, message.partition, message.offset)
             self.summary.dead_letters[reason] += 1
         return None

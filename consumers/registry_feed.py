@@ -7,6 +7,7 @@ group-less consumer (a global table), so any process can judge any event.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -24,10 +25,16 @@ class RegistryFeed:
     """Keeps a `Registry` up to date from Kafka and stages its records for storage."""
 
     def __init__(
-        self, bootstrap: str, registry: Registry, metrics: PipelineMetrics, **kafka_config: object
+        self,
+        bootstrap: str,
+        registry: Registry,
+        metrics: PipelineMetrics,
+        stored: Mapping[tuple[str, int], int] | None = None,
+        **kafka_config: object,
     ) -> None:
         self.registry = registry
         self._metrics = metrics
+        self._stored = dict(stored or {})
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=None,
@@ -77,8 +84,9 @@ class RegistryFeed:
             self._metrics.dead_letters.labels("wrong_topic").inc()
             return
         self.registry.apply(decoded.kind, decoded.record)
-        batch.add(TABLE_FOR_KIND[decoded.kind], dict(decoded.record), *position)
         self._metrics.registry_records.labels(decoded.kind).inc()
+        if message.offset > self._stored.get((message.topic, message.partition), -1):
+            batch.add(TABLE_FOR_KIND[decoded.kind], dict(decoded.record), *position)
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

@@ -23,7 +23,7 @@ def open_store(dsn: str) -> Client:
     """A migrated client for `dsn`: `chdb://PATH` (embedded) or `http(s)://…` (server)."""
     if dsn.startswith(CHDB_SCHEME):
         # An absolute path: clickhouse-connect reads `chdb://a/b` as host a, database b.
-        path = Path(dsn[len(CHDB_SCHEME):]).resolve()
+        path = Path(dsn[len(CHDB_SCHEME) :]).resolve()
         _prepare_chdb_dir(path)
         dsn = f"{CHDB_SCHEME}{path}"
     try:

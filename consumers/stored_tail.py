@@ -31,8 +31,9 @@ def load_stored_tail(client: Client, tp: TopicPartition, start: int) -> StoredTa
     params = {"topic": tp.topic, "partition": tp.partition, "start": start}
 
     def column(table: str, name: str) -> frozenset:
-        result = client.query(f"SELECT {name} FROM {DATABASE}.{table} WHERE {where}",
-                              parameters=params)
+        result = client.query(
+            f"SELECT {name} FROM {DATABASE}.{table} WHERE {where}", parameters=params
+        )
         return frozenset(row[0] for row in result.result_rows)
 
     return StoredTail(
@@ -41,3 +42,18 @@ def load_stored_tail(client: Client, tp: TopicPartition, start: int) -> StoredTa
         deletions=column("deletions", "offset"),
         violations=column("violations", "violation_id"),
     )
+
+
+def stored_registry_offsets(client: Client) -> dict[tuple[str, int], int]:
+    """The highest offset of each registry partition already stored.
+
+    Every validator start re-reads the registry topics from the beginning to
+    rebuild its in-memory registry; rows up to these offsets are not stored
+    again.
+    """
+    result = client.query(
+        f"SELECT topic, partition, max(offset) FROM {DATABASE}.consents GROUP BY topic, partition "
+        f"UNION ALL SELECT topic, partition, max(offset) FROM {DATABASE}.deployments "
+        "GROUP BY topic, partition"
+    )
+    return {(topic, partition): offset for topic, partition, offset in result.result_rows}

@@ -34,8 +34,10 @@ class Violation:
         Built from the rule, the profile and the event (or, for findings with
         no event, their details), never from the detection time.
         """
-        anchor = self.event_id if self.event_id is not None else json.dumps(
-            self.details, sort_keys=True, default=str
+        anchor = (
+            self.event_id
+            if self.event_id is not None
+            else json.dumps(self.details, sort_keys=True, default=str)
         )
         text = "|".join((self.rule_id, self.profile, anchor))
         return hashlib.sha256(text.encode()).hexdigest()[:32]

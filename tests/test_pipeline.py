@@ -31,7 +31,10 @@ def faceaudit(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[s
     env = {**os.environ, "FACEAUDIT_KAFKA_TIMEOUT": "5"}
     return subprocess.run(
         [sys.executable, "-m", "faceaudit.cli", *args],
-        capture_output=True, text=True, timeout=timeout, env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -54,24 +57,54 @@ def streamed(kafka_bootstrap: str, tmp_path_factory) -> dict:
     data = tmp_path_factory.mktemp("pipeline") / "clickhouse"
     group = f"pipeline-{os.getpid()}"
     sim = faceaudit(
-        "simulate", "--bootstrap", kafka_bootstrap, "--events", str(EVENTS),
-        "--devices", str(DEVICES), "--seed", str(SEED),
-        "--violation-rate", str(VIOLATION_RATE), "--no-progress",
+        "simulate",
+        "--bootstrap",
+        kafka_bootstrap,
+        "--events",
+        str(EVENTS),
+        "--devices",
+        str(DEVICES),
+        "--seed",
+        str(SEED),
+        "--violation-rate",
+        str(VIOLATION_RATE),
+        "--no-progress",
     )
     assert sim.returncode == 0, sim.stderr
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
     producer.send(TOPICS["capture"], key=b"garbage-device", value=GARBAGE).get(timeout=30)
     producer.close()
-    consume = ("consume", "--bootstrap", kafka_bootstrap, "--clickhouse", f"chdb://{data}",
-               "--group", group, "--until-idle", "3")
+    consume = (
+        "consume",
+        "--bootstrap",
+        kafka_bootstrap,
+        "--clickhouse",
+        f"chdb://{data}",
+        "--group",
+        group,
+        "--until-idle",
+        "3",
+    )
     first = faceaudit(*consume)
     assert first.returncode == 0, first.stderr
     with store(data) as client:
         counts_after_first = scalar(client, "SELECT count() FROM faceaudit.events")
+        registry_after_first = registry_rows(client)
     second = faceaudit(*consume)
     assert second.returncode == 0, second.stderr
-    return {"data": data, "first": first, "second": second,
-            "counts_after_first": counts_after_first}
+    return {
+        "data": data,
+        "first": first,
+        "second": second,
+        "counts_after_first": counts_after_first,
+        "registry_after_first": registry_after_first,
+    }
+
+
+def registry_rows(client) -> int:
+    return scalar(client, "SELECT count() FROM faceaudit.consents") + scalar(
+        client, "SELECT count() FROM faceaudit.deployments"
+    )
 
 
 def expected_events() -> list[tuple[str, dict, list[str]]]:
@@ -104,9 +137,12 @@ def test_deliberate_violations_are_found(streamed: dict) -> None:
 def test_compliant_events_raise_no_violation(streamed: dict) -> None:
     compliant = {record["event_id"] for _, record, rules in expected_events() if not rules}
     with store(streamed["data"]) as client:
-        flagged = {row[0] for row in client.query(
-            "SELECT DISTINCT event_id FROM faceaudit.violations WHERE event_id IS NOT NULL"
-        ).result_rows}
+        flagged = {
+            row[0]
+            for row in client.query(
+                "SELECT DISTINCT event_id FROM faceaudit.violations WHERE event_id IS NOT NULL"
+            ).result_rows
+        }
     assert not compliant & flagged
 
 
@@ -132,9 +168,17 @@ def test_consumer_kept_going_after_the_garbage(streamed: dict) -> None:
 def test_offsets_were_committed_so_a_second_run_stores_nothing(streamed: dict) -> None:
     assert "This run: 0 events" in streamed["second"].stdout, streamed["second"].stdout
     with store(streamed["data"]) as client:
-        assert scalar(client, "SELECT count() FROM faceaudit.events") == streamed[
-            "counts_after_first"
-        ]
+        assert (
+            scalar(client, "SELECT count() FROM faceaudit.events") == streamed["counts_after_first"]
+        )
+
+
+def test_registry_records_are_stored_once_across_runs(streamed: dict) -> None:
+    # Every run re-reads the registry topics from the start to rebuild its
+    # registry; what is already stored is not stored again.
+    assert streamed["registry_after_first"] > 0
+    with store(streamed["data"]) as client:
+        assert registry_rows(client) == streamed["registry_after_first"]
 
 
 def test_statistics_view_counts_every_event(streamed: dict) -> None:
