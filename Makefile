@@ -31,7 +31,7 @@ install: prereqs $(STAMP)
 
 demo: install
 	$(BIN)/faceaudit broker start
-	$(BIN)/faceaudit simulate --events $(DEMO_EVENTS) --devices $(DEMO_DEVICES)
+	$(BIN)/faceaudit simulate --events $(DEMO_EVENTS) --devices $(DEMO_DEVICES) --seed $$(date +%s)
 	$(BIN)/faceaudit consume --until-idle 5
 
 test: install lint

@@ -484,6 +484,10 @@ def _terminate(pid: int, process: subprocess.Popen[bytes] | None, grace: float) 
             os.kill(pid, signal.SIGKILL)
         while _alive(pid, process):
             time.sleep(0.05)
+    # When this process launched the broker (through another LocalBroker
+    # object), collect its exit status so it leaves no zombie behind.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _read_text(path: Path) -> str:
