@@ -16,22 +16,24 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.batch import Batch, now_utc
 from consumers.dead_letters import dead_letter_row
+from consumers.judge import Anchored, Judge
 from consumers.metrics import PipelineMetrics
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
-from consumers.rules.engine import RuleEngine
 from consumers.sink import ClickHouseSink
 from consumers.stored_tail import StoredTail
 from faceaudit.errors import FaceauditError
@@ -42,6 +44,7 @@ from schemas.topics import TOPICS
 log = logging.getLogger(__name__)
 
 GROUP_TOPICS = (TOPICS["capture"], TOPICS["match"], TOPICS["deletion"])
+_EMPTY_TAIL = StoredTail()
 MAX_MESSAGE_BYTES = 1024 * 1024
 
 
@@ -82,18 +85,22 @@ class Validator:
         load_tail: Callable[[TopicPartition, int], StoredTail] | None = None,
         metrics: PipelineMetrics | None = None,
         stored_registry: Mapping[tuple[str, int], int] | None = None,
+        reported: Iterable[str] = (),
     ) -> None:
+        """`reported`: ids of violations with no event (FR-DELETION-OVERDUE) already stored."""
         self.settings = settings
         self.metrics = metrics or PipelineMetrics()
         self.registry = Registry()
-        self.engine = RuleEngine(settings.profile, self.registry)
+        self.judge = Judge(settings.profile, self.registry)
         self.metrics.info.info(
             {
-                "catalogue_version": self.engine.catalogue.version,
+                "catalogue_version": self.judge.catalogue.version,
                 "profile": settings.profile,
-                "catalogue_sha256": self.engine.catalogue.sha256,
+                "catalogue_sha256": self.judge.catalogue.sha256,
             }
         )
+        self._reported = set(reported or ())
+        self._watermark: datetime | None = None
         self.summary = RunSummary()
         self._sink = sink
         self._load_tail = load_tail or (lambda tp, start: StoredTail())
@@ -125,6 +132,7 @@ class Validator:
                 if read:
                     last_message = now
                 self._release_held(batch, now, force=False)
+                self._check_overdue(batch)
                 if len(batch):
                     self._flush(batch)
                     batch = Batch()
@@ -133,6 +141,11 @@ class Validator:
                 if idle is not None and now - last_message >= idle:
                     break  # held events are judged below, with what the registry knows
             self._release_held(batch, time.monotonic(), force=True)
+            if not self._stop.is_set():
+                # Drained (--until-idle): the end of the input, so sequence gaps
+                # still open are gaps, as in the offline checker.
+                self._add_violations(self.judge.finish_anchored(), batch)
+            self._check_overdue(batch)
             if len(batch):
                 self._flush(batch)
             self._commit()
@@ -179,18 +192,22 @@ class Validator:
             return
         record = decoded.record
         if decoded.kind == "deletion":
+            self.judge.observe_deletion(record)
             if message.offset not in tail.deletions:
                 batch.add("deletions", record, *position)
             return
         record["kind"] = decoded.kind
-        record["payload_sha256"] = hashlib.sha256(decoded.payload).hexdigest()
+        record["payload_sha256"] = digest = hashlib.sha256(decoded.payload).hexdigest()
         if message.offset not in tail.events:
             batch.add("events", record, *position)
             self.summary.events[decoded.kind] += 1
+        if self._watermark is None or record["event_time"] > self._watermark:
+            self._watermark = record["event_time"]
+        self._add_violations(self.judge.observe_sequence(record, digest, position), batch)
         if self._awaits_registry(record):
             self._held.append(Held(decoded.kind, record, *position, since=time.monotonic()))
         else:
-            self._judge(decoded.kind, record, batch, *position)
+            self._add_violations(self.judge.judge_rules(decoded.kind, record, position), batch)
 
     def _decode(
         self, message: ConsumerRecord, batch: Batch, tail: StoredTail
@@ -227,16 +244,30 @@ class Validator:
         consent_id = record.get("consent_id")
         return consent_id is not None and self.registry.consent(consent_id) is None
 
-    def _judge(
-        self, kind: str, record: dict, batch: Batch, topic: str, partition: int, offset: int
-    ) -> None:
-        tail = self._tails.get(TopicPartition(topic, partition), StoredTail())
+    def _add_violations(self, found: list[Anchored], batch: Batch) -> None:
+        """Stage violations at the position of the event each was found at.
+
+        A violation with no event (FR-DELETION-OVERDUE) has no position; it is
+        stored once, by its deterministic id.
+        """
         detected_at = now_utc()
-        for violation in self.engine.evaluate(kind, record):
-            if violation.violation_id in tail.violations:
-                continue
+        for violation, anchor in found:
+            topic, partition, offset = anchor or ("", 0, 0)
+            if anchor is None:
+                if violation.violation_id in self._reported:
+                    continue
+                self._reported.add(violation.violation_id)
+            else:
+                tail = self._tails.get(TopicPartition(topic, partition), _EMPTY_TAIL)
+                if violation.violation_id in tail.violations:
+                    continue
             batch.add_violation(violation, topic, partition, offset, detected_at)
             self.summary.violations[(violation.rule_id, violation.severity)] += 1
+
+    def _check_overdue(self, batch: Batch) -> None:
+        """FR-DELETION-OVERDUE as of the latest event time seen."""
+        if self._watermark is not None:
+            self._add_violations([(v, None) for v in self.judge.overdue(self._watermark)], batch)
 
     def _release_held(self, batch: Batch, now: float, force: bool) -> None:
         """Judge held events whose records arrived, whose grace ran out, or all (`force`)."""
@@ -244,7 +275,10 @@ class Validator:
         waiting = []
         for held in self._held:
             if force or now - held.since >= grace or not self._awaits_registry(held.record):
-                self._judge(held.kind, held.record, batch, held.topic, held.partition, held.offset)
+                position = (held.topic, held.partition, held.offset)
+                self._add_violations(
+                    self.judge.judge_rules(held.kind, held.record, position), batch
+                )
             else:
                 waiting.append(held)
         self._held = waiting
@@ -342,8 +376,13 @@ def _group_consumer(settings: Settings) -> KafkaConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.batch_size,
-            fetch_max_bytes=64 * 1024 * 1024,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
+            # A device's captures and matches travel on two topics; small
+            # per-partition fetches make the two interleave, so a device's
+            # events arrive well inside the reorder window of the sequence rule.
+            max_partition_fetch_bytes=256 * 1024,
+            # Range assignment gives one member partition N of every topic, so
+            # a device's capture and match partitions have the same owner.
+            partition_assignment_strategy=(RangePartitionAssignor,),
             bootstrap_timeout_ms=int(settings.kafka_timeout * 1000),
         )
     except KafkaError as exc:

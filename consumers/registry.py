@@ -7,7 +7,7 @@ comparisons on the records as decoded, with no copying or conversion.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 Record = Mapping[str, Any]
@@ -64,6 +64,10 @@ class Registry:
     def consent(self, consent_id: str | None) -> Record | None:
         """The latest record for a consent, or None if unknown (or the id is None)."""
         return None if consent_id is None else self._consents.get(consent_id)
+
+    def consents(self) -> Iterator[Record]:
+        """The latest record of every consent."""
+        return iter(self._consents.values())
 
     def has_filing(self, processor_id: str) -> bool:
         """Whether any of the processor's deployments carries a filing_id (FR-FILING)."""

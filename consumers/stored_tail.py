@@ -57,3 +57,9 @@ def stored_registry_offsets(client: Client) -> dict[tuple[str, int], int]:
         "GROUP BY topic, partition"
     )
     return {(topic, partition): offset for topic, partition, offset in result.result_rows}
+
+
+def stored_eventless_violations(client: Client) -> frozenset[str]:
+    """Ids of stored violations that belong to no event (FR-DELETION-OVERDUE)."""
+    result = client.query(f"SELECT violation_id FROM {DATABASE}.violations WHERE event_id IS NULL")
+    return frozenset(row[0] for row in result.result_rows)

@@ -487,7 +487,7 @@ def _terminate(pid: int, process: subprocess.Popen[bytes] | None, grace: float) 
     # When this process launched the broker (through another LocalBroker
     # object), collect its exit status so it leaves no zombie behind.
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+        os.waitpid(pid, 0)
 
 
 def _read_text(path: Path) -> str:

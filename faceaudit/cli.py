@@ -175,7 +175,11 @@ def _consume(args: argparse.Namespace) -> int:
     from consumers.pipeline import Validator
     from consumers.sink import ClickHouseSink
     from consumers.store import open_store
-    from consumers.stored_tail import load_stored_tail, stored_registry_offsets
+    from consumers.stored_tail import (
+        load_stored_tail,
+        stored_eventless_violations,
+        stored_registry_offsets,
+    )
     from consumers.summary import print_summary
 
     settings = Settings.resolve(vars(args))
@@ -186,6 +190,7 @@ def _consume(args: argparse.Namespace) -> int:
             ClickHouseSink(client),
             load_tail=lambda tp, start: load_stored_tail(client, tp, start),
             stored_registry=stored_registry_offsets(client),
+            reported=stored_eventless_violations(client),
         )
         if settings.metrics_port:
             port = validator.metrics.serve(settings.metrics_port)

@@ -1,0 +1,95 @@
+"""The one engine both paths share: per-event rules plus stream rules.
+
+The streaming validator and the offline checker (`faceaudit check`) feed it
+the same way: registry records into its `registry`, events in order to
+`judge_event`, deletions to `observe_deletion`; then `overdue` as event time
+moves on, and `finish` at the end of a finite input. Given the same input in
+the same order, both paths therefore report the same violations.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from consumers.registry import Record, Registry
+from consumers.rules.catalogue import Catalogue, load_catalogue
+from consumers.rules.engine import RuleEngine
+from consumers.rules.stream import DeletionTracker, FilingTracker, Finding, SequenceTracker
+from consumers.violation import Violation
+
+Anchored = tuple[Violation, Any]
+"""A violation and the anchor of the event it was found at (None for no event)."""
+
+
+class Judge:
+    """Judges one stream of events under one profile."""
+
+    def __init__(
+        self, profile: str, registry: Registry, catalogue: Catalogue | None = None
+    ) -> None:
+        self.engine = RuleEngine(profile, registry, catalogue or load_catalogue())
+        self.registry = registry
+        self.catalogue = self.engine.catalogue
+        self.profile = profile
+        params = self.catalogue.parameters(profile)
+        self.sequences = SequenceTracker(
+            params.reorder_window_events, params.reorder_window_seconds
+        )
+        self.filings = FilingTracker(params.filing_threshold, params.filing_deadline_working_days)
+        self.deletions = DeletionTracker(params.deletion_window_days)
+        self._active = {rule.id for rule in self.catalogue.rules if self.engine.is_active(rule.id)}
+
+    def judge_event(self, kind: str, record: Record, payload_sha256: str | None) -> list[Violation]:
+        """Every violation found at this event (per-event rules first, then stream rules)."""
+        return [violation for violation, _ in self.judge_anchored(kind, record, payload_sha256)]
+
+    def judge_anchored(
+        self, kind: str, record: Record, payload_sha256: str | None, anchor: Any = None
+    ) -> list[Anchored]:
+        """Like `judge_event`, keeping which event each violation belongs to.
+
+        A sequence gap is found at a buffered event, not necessarily the one
+        just given, so each violation carries the anchor given with its event.
+        """
+        return self.judge_rules(kind, record, anchor) + self.observe_sequence(
+            record, payload_sha256, anchor
+        )
+
+    def judge_rules(self, kind: str, record: Record, anchor: Any = None) -> list[Anchored]:
+        """The rules that read the registry: per-event rules and FR-FILING.
+
+        The streaming validator may hold an event for a while until its consent
+        or deployment record arrives; these are the rules that wait with it.
+        """
+        found: list[Anchored] = [
+            (violation, anchor) for violation in self.engine.evaluate(kind, record)
+        ]
+        return found + self._violations(self.filings.observe(record, self.registry, anchor))
+
+    def observe_sequence(
+        self, record: Record, payload_sha256: str | None, anchor: Any = None
+    ) -> list[Anchored]:
+        """AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK: need no registry, so never wait."""
+        return self._violations(self.sequences.observe(record, payload_sha256, anchor))
+
+    def observe_deletion(self, record: Record) -> None:
+        self.deletions.observe_deletion(record)
+
+    def overdue(self, now: datetime) -> list[Violation]:
+        """FR-DELETION-OVERDUE for withdrawals whose deletion window ended by `now`."""
+        return [v for v, _ in self._violations(self.deletions.overdue(self.registry, now))]
+
+    def finish(self) -> list[Violation]:
+        """End of a finite input: sequence gaps still open are reported."""
+        return [v for v, _ in self.finish_anchored()]
+
+    def finish_anchored(self) -> list[Anchored]:
+        return self._violations(self.sequences.finish())
+
+    def _violations(self, findings: list[Finding] | Any) -> list[Anchored]:
+        return [
+            (self.engine.violation(rule_id, event, details), anchor)
+            for rule_id, details, event, anchor in findings
+            if rule_id in self._active
+        ]

@@ -1,0 +1,204 @@
+"""Stream rules through the shared Judge: sequence gaps, hash chains, filing, deletion."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from samples import sample
+
+from consumers.judge import Judge
+from consumers.registry import Registry
+from consumers.rules.stream import add_working_days
+from schemas import codec
+
+PROFILES = ("cac-2025", "cac-2023-draft")
+
+
+def judge(profile: str = "cac-2025") -> Judge:
+    registry = Registry()
+    registry.apply("deployment", sample("deployment"))
+    registry.apply("consent", sample("consent"))
+    return Judge(profile, registry)
+
+
+def chain(count: int, device: str = "dev-1") -> list[tuple[dict, str]]:
+    """`count` compliant captures of one device, chained as the producer SDK chains them."""
+    events, previous = [], None
+    start = sample("capture")["event_time"]
+    for seq in range(count):
+        record = sample(
+            "capture",
+            event_id=f"{device}-e{seq}",
+            device_id=device,
+            device_seq=seq,
+            prev_hash=previous,
+            event_time=start + timedelta(seconds=seq),
+        )
+        digest = hashlib.sha256(codec.encode_payload("capture", record)).hexdigest()
+        events.append((record, digest))
+        previous = digest
+    return events
+
+
+def rules_found(j: Judge, events: list[tuple[dict, str | None]]) -> list[tuple[str, str]]:
+    found = []
+    for record, digest in events:
+        found += [(v.rule_id, v.event_id) for v in j.judge_event("capture", record, digest)]
+    return found + [(v.rule_id, v.event_id) for v in j.finish()]
+
+
+def test_an_intact_chain_in_order_raises_nothing() -> None:
+    assert rules_found(judge(), chain(20)) == []
+
+
+def test_out_of_order_arrival_inside_the_window_is_not_a_gap() -> None:
+    events = chain(10)
+    shuffled = [events[0], events[2], events[1], events[5], events[3], events[4], *events[6:]]
+    assert rules_found(judge(), shuffled) == []
+
+
+def test_a_real_gap_fires_once_at_the_first_event_after_it() -> None:
+    events = chain(12)
+    kept = events[:4] + events[7:]  # seq 4, 5, 6 never arrive
+    j = judge()
+    found = []
+    for record, digest in kept:
+        found += j.judge_event("capture", record, digest)
+    found += j.finish()
+    gaps = [v for v in found if v.rule_id == "AUDIT-SEQ-GAP"]
+    assert len(gaps) == 1
+    assert gaps[0].event_id == "dev-1-e7"
+    assert (gaps[0].details["first_missing"], gaps[0].details["last_missing"]) == (4, 6)
+    assert "4" in gaps[0].message and "6" in gaps[0].message
+    assert [v.rule_id for v in found] == ["AUDIT-SEQ-GAP"], "no chain break across a gap"
+
+
+def test_a_gap_is_declared_once_the_reorder_window_fills() -> None:
+    # 1,000 events buffered ahead of a missing number: the gap is declared
+    # while streaming, without waiting for the end of the input.
+    events = chain(1003)
+    j = judge()
+    found = []
+    for record, digest in events[:1] + events[2:]:
+        found += j.judge_event("capture", record, digest)
+    assert [(v.rule_id, v.details["first_missing"]) for v in found] == [("AUDIT-SEQ-GAP", 1)]
+
+
+def test_a_redelivered_event_is_not_a_violation() -> None:
+    events = chain(5)
+    assert rules_found(judge(), [*events[:3], events[2], events[1], *events[3:]]) == []
+
+
+def test_joining_a_stream_part_way_is_not_a_gap() -> None:
+    assert rules_found(judge(), chain(30)[10:]) == []
+
+
+def test_a_tampered_payload_breaks_the_chain_at_the_next_event() -> None:
+    events = chain(6)
+    record, _ = events[2]
+    tampered = dict(record, purpose="access_control")
+    events[2] = (tampered, hashlib.sha256(codec.encode_payload("capture", tampered)).hexdigest())
+    assert rules_found(judge(), events) == [("AUDIT-CHAIN-BREAK", "dev-1-e3")]
+
+
+def test_a_forged_prev_hash_breaks_the_chain_at_that_event() -> None:
+    events = chain(4)
+    record, digest = events[2]
+    events[2] = (dict(record, prev_hash="0" * 64), digest)
+    assert rules_found(judge(), events) == [("AUDIT-CHAIN-BREAK", "dev-1-e2")]
+
+
+def test_without_payload_bytes_the_chain_is_not_judged() -> None:
+    events = [(dict(record, prev_hash="0" * 64), None) for record, _ in chain(4)]
+    assert rules_found(judge(), events) == []
+
+
+def filing_events(count: int, days: int = 1) -> list[dict]:
+    start = sample("match")["event_time"]
+    return [
+        sample(
+            "match",
+            event_id=f"m{i}",
+            subject_ref=f"s-{i}",
+            consent_id=None,
+            legal_basis="statutory",
+            purpose="public_security",
+            device_seq=i,
+            event_time=start + timedelta(days=days * i / count),
+        )
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_filing_fires_at_the_event_that_reaches_the_threshold(profile: str) -> None:
+    j = judge(profile)
+    threshold = j.catalogue.parameters(profile).filing_threshold
+    j.registry.apply("deployment", sample("deployment", filing_id=None, filing_date=None))
+    found = []
+    for record in filing_events(threshold + 50):
+        found += [v for v in j.judge_event("match", record, None) if v.rule_id == "FR-FILING"]
+    assert [v.event_id for v in found] == [f"m{threshold - 1}"]
+    details = found[0].details
+    assert details["subject_count"] == threshold and details["threshold"] == threshold
+    crossed = filing_events(threshold)[-1]["event_time"].date()
+    assert details["deadline"] == add_working_days(crossed, 30).isoformat()
+
+
+def test_filing_is_reported_again_each_day_the_breach_lasts() -> None:
+    j = judge("cac-2023-draft")
+    j.registry.apply("deployment", sample("deployment", filing_id=None, filing_date=None))
+    found = [
+        v
+        for record in filing_events(20_000, days=3)
+        for v in j.judge_event("match", record, None)
+        if v.rule_id == "FR-FILING"
+    ]
+    days = [v.event_time.date() for v in found]
+    assert len(found) == len(set(days)) >= 2
+
+
+def test_a_filed_processor_never_breaches() -> None:
+    j = judge("cac-2023-draft")  # the sample deployment has a filing_id
+    found = [v for r in filing_events(10_050) for v in j.judge_event("match", r, None)]
+    assert "FR-FILING" not in {v.rule_id for v in found}
+
+
+def withdrawn_judge() -> tuple[Judge, dict]:
+    j = judge()
+    withdrawn = sample("consent", withdrawn_at=sample("capture")["event_time"])
+    j.registry.apply("consent", withdrawn)
+    return j, withdrawn
+
+
+def test_deletion_overdue_fires_when_the_window_ends_without_a_deletion() -> None:
+    j, consent = withdrawn_judge()
+    deadline = consent["withdrawn_at"] + timedelta(days=15)
+    assert j.overdue(deadline - timedelta(seconds=1)) == []
+    found = j.overdue(deadline)
+    assert [(v.rule_id, v.event_id) for v in found] == [("FR-DELETION-OVERDUE", None)]
+    assert found[0].details["consent_id"] == consent["consent_id"]
+    assert found[0].details["subject_ref"] == consent["subject_ref"]
+    assert j.overdue(deadline + timedelta(days=1)) == [], "reported once"
+
+
+def test_a_deletion_inside_the_window_satisfies_the_withdrawal() -> None:
+    j, consent = withdrawn_judge()
+    j.observe_deletion(sample("deletion", deleted_at=consent["withdrawn_at"] + timedelta(days=3)))
+    assert j.overdue(consent["withdrawn_at"] + timedelta(days=30)) == []
+
+
+def test_a_deletion_after_the_window_does_not() -> None:
+    j, consent = withdrawn_judge()
+    j.observe_deletion(sample("deletion", deleted_at=consent["withdrawn_at"] + timedelta(days=16)))
+    assert len(j.overdue(consent["withdrawn_at"] + timedelta(days=30))) == 1
+
+
+def test_working_days_skip_weekends() -> None:
+    friday = sample("capture")["event_time"].date()
+    while friday.weekday() != 4:
+        friday += timedelta(days=1)
+    assert add_working_days(friday, 1) == friday + timedelta(days=3)
+    assert add_working_days(friday, 5) == friday + timedelta(days=7)
