@@ -43,7 +43,7 @@ from schemas.topics import TOPICS
 
 log = logging.getLogger(__name__)
 
-GROUP_TOPICS = (TOPICS["capture"], TOPICS["match"], TOPICS["deletion"])
+GROUP_TOPICS = (TOPICS["capture"], TOPICS["match"])
 _EMPTY_TAIL = StoredTail()
 MAX_MESSAGE_BYTES = 1024 * 1024
 
@@ -112,7 +112,7 @@ class Validator:
         self._consumer = _group_consumer(settings)
         self._consumer.subscribe(list(GROUP_TOPICS), listener=_Rebalance(self))
         self._feed = RegistryFeed(
-            settings.bootstrap, self.registry, self.metrics, stored=stored_registry
+            settings.bootstrap, self.judge, self.metrics, stored=stored_registry
         )
 
     def stop(self) -> None:
@@ -191,11 +191,6 @@ class Validator:
         if decoded is None:
             return
         record = decoded.record
-        if decoded.kind == "deletion":
-            self.judge.observe_deletion(record)
-            if message.offset not in tail.deletions:
-                batch.add("deletions", record, *position)
-            return
         record["kind"] = decoded.kind
         record["payload_sha256"] = digest = hashlib.sha256(decoded.payload).hexdigest()
         if message.offset not in tail.events:
@@ -203,7 +198,8 @@ class Validator:
             self.summary.events[decoded.kind] += 1
         if self._watermark is None or record["event_time"] > self._watermark:
             self._watermark = record["event_time"]
-        self._add_violations(self.judge.observe_sequence(record, digest, position), batch)
+        found = self.judge.observe_sequence(record, digest, position, arrival=time.monotonic())
+        self._add_violations(found, batch)
         if self._awaits_registry(record):
             self._held.append(Held(decoded.kind, record, *position, since=time.monotonic()))
         else:
@@ -297,8 +293,8 @@ class Validator:
             self.metrics.violations.labels(row["rule_id"], row["severity"]).inc()
         for row in batch.rows["dead_letters"]:
             self.metrics.dead_letters.labels(row["reason"]).inc()
-        self.summary.registry_records += len(batch.rows["consents"]) + len(
-            batch.rows["deployments"]
+        self.summary.registry_records += sum(
+            len(batch.rows[table]) for table in ("consents", "deployments", "deletions")
         )
         self.metrics.batch_seconds.observe(time.monotonic() - started)
         self._update_lag()

@@ -1,7 +1,9 @@
-"""The consent and deployment registries, read in full from their compacted topics.
+"""The registries, read in full: consents, deployments and deletions.
 
 Every validator process reads these topics from the beginning with its own
 group-less consumer (a global table), so any process can judge any event.
+Deletions travel with them because FR-DELETION-OVERDUE needs every deletion
+known before it judges a withdrawal, as the consents must be.
 """
 
 from __future__ import annotations
@@ -13,26 +15,27 @@ from kafka import KafkaConsumer, TopicPartition
 
 from consumers.batch import Batch
 from consumers.dead_letters import dead_letter_row
+from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
-from consumers.registry import Registry
 from schemas import codec
-from schemas.topics import REGISTRY_KINDS, TOPICS
+from schemas.topics import TOPICS
 
-TABLE_FOR_KIND = {"consent": "consents", "deployment": "deployments"}
+TABLE_FOR_KIND = {"consent": "consents", "deployment": "deployments", "deletion": "deletions"}
+FEED_TOPICS = tuple(TOPICS[kind] for kind in TABLE_FOR_KIND)
 
 
 class RegistryFeed:
-    """Keeps a `Registry` up to date from Kafka and stages its records for storage."""
+    """Keeps the judge's registry and deletions current, and stages records for storage."""
 
     def __init__(
         self,
         bootstrap: str,
-        registry: Registry,
+        judge: Judge,
         metrics: PipelineMetrics,
         stored: Mapping[tuple[str, int], int] | None = None,
         **kafka_config: object,
     ) -> None:
-        self.registry = registry
+        self._judge = judge
         self._metrics = metrics
         self._stored = dict(stored or {})
         self._consumer = KafkaConsumer(
@@ -44,9 +47,9 @@ class RegistryFeed:
             **kafka_config,
         )
         partitions = [
-            TopicPartition(TOPICS[kind], p)
-            for kind in REGISTRY_KINDS
-            for p in sorted(self._consumer.partitions_for_topic(TOPICS[kind]) or ())
+            TopicPartition(topic, p)
+            for topic in FEED_TOPICS
+            for p in sorted(self._consumer.partitions_for_topic(topic) or ())
         ]
         self._consumer.assign(partitions)
         self._consumer.seek_to_beginning(*partitions)
@@ -83,7 +86,10 @@ class RegistryFeed:
             batch.add("dead_letters", dead_letter_row(message, "wrong_topic", detail), *position)
             self._metrics.dead_letters.labels("wrong_topic").inc()
             return
-        self.registry.apply(decoded.kind, decoded.record)
+        if decoded.kind == "deletion":
+            self._judge.observe_deletion(decoded.record)
+        else:
+            self._judge.registry.apply(decoded.kind, decoded.record)
         self._metrics.registry_records.labels(decoded.kind).inc()
         if message.offset > self._stored.get((message.topic, message.partition), -1):
             batch.add(TABLE_FOR_KIND[decoded.kind], dict(decoded.record), *position)

@@ -21,7 +21,6 @@ class StoredTail:
 
     events: frozenset[int] = field(default_factory=frozenset)
     dead_letters: frozenset[int] = field(default_factory=frozenset)
-    deletions: frozenset[int] = field(default_factory=frozenset)
     violations: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -39,7 +38,6 @@ def load_stored_tail(client: Client, tp: TopicPartition, start: int) -> StoredTa
     return StoredTail(
         events=column("events", "offset"),
         dead_letters=column("dead_letters", "offset"),
-        deletions=column("deletions", "offset"),
         violations=column("violations", "violation_id"),
     )
 
@@ -47,14 +45,16 @@ def load_stored_tail(client: Client, tp: TopicPartition, start: int) -> StoredTa
 def stored_registry_offsets(client: Client) -> dict[tuple[str, int], int]:
     """The highest offset of each registry partition already stored.
 
-    Every validator start re-reads the registry topics from the beginning to
-    rebuild its in-memory registry; rows up to these offsets are not stored
-    again.
+    Every validator start re-reads the registry topics (consents, deployments,
+    deletions) from the beginning to rebuild its state; rows up to these
+    offsets are not stored again.
     """
     result = client.query(
-        f"SELECT topic, partition, max(offset) FROM {DATABASE}.consents GROUP BY topic, partition "
-        f"UNION ALL SELECT topic, partition, max(offset) FROM {DATABASE}.deployments "
-        "GROUP BY topic, partition"
+        " UNION ALL ".join(
+            f"SELECT topic, partition, max(offset) FROM {DATABASE}.{table} "
+            "GROUP BY topic, partition"
+            for table in ("consents", "deployments", "deletions")
+        )
     )
     return {(topic, partition): offset for topic, partition, offset in result.result_rows}
 
@@ -63,3 +63,11 @@ def stored_eventless_violations(client: Client) -> frozenset[str]:
     """Ids of stored violations that belong to no event (FR-DELETION-OVERDUE)."""
     result = client.query(f"SELECT violation_id FROM {DATABASE}.violations WHERE event_id IS NULL")
     return frozenset(row[0] for row in result.result_rows)
+
+
+def stored_deletions(client: Client) -> list[dict]:
+    """Every deletion stored, so FR-DELETION-OVERDUE survives the topic's retention."""
+    result = client.query(f"SELECT processor_id, subject_ref, deleted_at FROM {DATABASE}.deletions")
+    return [
+        {"processor_id": p, "subject_ref": s, "deleted_at": at} for p, s, at in result.result_rows
+    ]

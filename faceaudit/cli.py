@@ -177,6 +177,7 @@ def _consume(args: argparse.Namespace) -> int:
     from consumers.store import open_store
     from consumers.stored_tail import (
         load_stored_tail,
+        stored_deletions,
         stored_eventless_violations,
         stored_registry_offsets,
     )
@@ -192,6 +193,8 @@ def _consume(args: argparse.Namespace) -> int:
             stored_registry=stored_registry_offsets(client),
             reported=stored_eventless_violations(client),
         )
+        for deletion in stored_deletions(client):
+            validator.judge.observe_deletion(deletion)
         if settings.metrics_port:
             port = validator.metrics.serve(settings.metrics_port)
             print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)

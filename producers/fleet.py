@@ -326,6 +326,9 @@ class Fleet:
             raise ValueError("start must be timezone-aware")
         self.violation_rate = violation_rate
         self.start = (start or datetime.now(UTC)).astimezone(UTC)
+        # Ids carry the seed: fleets of different seeds streamed into one
+        # pipeline never share a device, processor or deployment.
+        self._tag = f"s{seed}"
         self._rng = random.Random(seed)
         self._clock = self.start
         self._pending: dict[str, tuple[Encounter, str]] = {}
@@ -370,7 +373,7 @@ class Fleet:
         pool = min(5_000, max(50, devices * 10))
         processors = []
         for index, kind in enumerate(kinds, start=1):
-            processor_id = f"{kind}-{index:02d}"
+            processor_id = f"{kind}-{index:02d}-{self._tag}"
             processor = Processor(
                 processor_id=processor_id,
                 kind=kind,
@@ -461,7 +464,13 @@ class Fleet:
                 (shadow, rng.choice(template.locations), template.public_place, "unregistered")
             )
         return [
-            Device(f"cam-{deployment.region_code}-{index:05d}", deployment, location, public, role)
+            Device(
+                f"cam-{self._tag}-{deployment.region_code}-{index:05d}",
+                deployment,
+                location,
+                public,
+                role,
+            )
             for index, (deployment, location, public, role) in enumerate(plan)
         ]
 

@@ -4,9 +4,10 @@
   may arrive out of order (a device's captures and matches travel on two
   topics), so each device keeps the events that arrived ahead of the next
   expected number in a reorder buffer, and declares a gap only when the
-  buffer holds `reorder_window_events` events or spans
-  `reorder_window_seconds` of event time. Windows are measured in event time,
-  so the streaming validator and the offline checker agree.
+  buffer holds `reorder_window_events` events or has waited
+  `reorder_window_seconds`. The streaming validator measures that wait in
+  arrival time (a backlog read at full speed must not look like a gap); a
+  finite input, which has no arrival time, measures it in event time.
 - FR-FILING counts each processor's distinct subjects.
 - FR-DELETION-OVERDUE looks for a deletion after each withdrawal.
 
@@ -39,11 +40,11 @@ class _Device:
     next_seq: int | None = None  # None until the device's starting point is known
     last_hash: str | None = None  # payload hash of event next_seq - 1, when known
     pending: dict[int, _Pending] = field(default_factory=dict)
-    pending_times: list[tuple[datetime, int]] = field(default_factory=list)  # heap, lazy
-    latest_time: datetime | None = None
+    pending_times: list[tuple[float, int]] = field(default_factory=list)  # heap, lazy
+    latest_time: float | None = None
 
-    def oldest_pending_time(self) -> datetime:
-        """Event time of the oldest event in the reorder buffer (buffer not empty)."""
+    def oldest_pending_time(self) -> float:
+        """Arrival (or event) time of the oldest event in the reorder buffer (not empty)."""
         while self.pending_times[0][1] not in self.pending:
             heapq.heappop(self.pending_times)
         return self.pending_times[0][0]
@@ -54,17 +55,24 @@ class SequenceTracker:
 
     def __init__(self, window_events: int, window_seconds: float) -> None:
         self._window_events = window_events
-        self._window = timedelta(seconds=window_seconds)
+        self._window = window_seconds
         self._devices: dict[str, _Device] = {}
 
     def resume(self, device_id: str, next_seq: int, last_hash: str | None) -> None:
         """Continue a device from stored state (after a restart or a rebalance)."""
         self._devices[device_id] = _Device(next_seq=next_seq, last_hash=last_hash)
 
-    def observe(self, record: Record, payload_sha256: str | None, anchor: Any) -> list[Finding]:
+    def observe(
+        self,
+        record: Record,
+        payload_sha256: str | None,
+        anchor: Any,
+        arrival: float | None = None,
+    ) -> list[Finding]:
+        """Take one event; `arrival` (seconds, any clock) when it arrived, if known."""
         device = self._devices.setdefault(record["device_id"], _Device())
         seq = record["device_seq"]
-        time = record["event_time"]
+        time = record["event_time"].timestamp() if arrival is None else arrival
         if device.latest_time is None or time > device.latest_time:
             device.latest_time = time
         already = device.pending.get(seq)

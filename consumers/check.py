@@ -1,0 +1,198 @@
+"""The offline checker behind ``faceaudit check``: files of records, judged like the stream.
+
+It feeds the same ``Judge`` as the streaming validator, in the order rules.md
+prescribes for finite input: every registry record of every input first (a
+later record with the same id wins), then events and deletions in input order,
+then FR-DELETION-OVERDUE as of the latest ``event_time`` in the input, then
+``finish`` for sequence gaps still open. So a file and the same records sent
+through Kafka yield the same per-event and stream findings (the hash chain is
+checked only where payload bytes exist, i.e. for Avro input).
+
+Violations are handed to a writer as they are found, so output starts at once
+and memory does not grow with them (except for the table, which sorts).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Final, TextIO
+
+from consumers.judge import Judge
+from consumers.readers import OnBad, Source
+from consumers.registry import Registry
+from consumers.rules.catalogue import SEVERITIES, Catalogue, check_profile
+from consumers.violation import Violation
+from schemas.topics import EVENT_KINDS
+
+OnViolation = Callable[[Violation], None]
+
+_SEVERITY_RANK: Final = {severity: rank for rank, severity in enumerate(SEVERITIES)}
+
+
+@dataclass(slots=True)
+class CheckStats:
+    """What one check read and found, for the closing line on stderr."""
+
+    records: int = 0  # good records of every kind
+    events: int = 0  # capture and match events judged
+    violations: int = 0
+    bad_records: int = 0
+    seconds: float = 0.0
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    def summary(self, inputs: int) -> str:
+        """One line: what was read, what was found, how fast."""
+        return (
+            f"checked {self.records:,} records ({self.events:,} events) from {inputs} "
+            f"input{'s' if inputs != 1 else ''}: {self.violations:,} violations, "
+            f"{self.bad_records:,} bad records, {self.seconds:.2f} s "
+            f"({self.events_per_second:,.0f} events/s)"
+        )
+
+
+def check(
+    sources: Sequence[Source],
+    profile: str,
+    on_violation: OnViolation,
+    on_bad: OnBad,
+    catalogue: Catalogue | None = None,
+) -> CheckStats:
+    """Judge every record of ``sources`` under ``profile``; report findings and bad records."""
+    started = time.perf_counter()
+    stats = CheckStats()
+
+    def emit(violations: list[Violation]) -> None:
+        stats.violations += len(violations)
+        for violation in violations:
+            on_violation(violation)
+
+    def bad(line: str) -> None:
+        stats.bad_records += 1
+        on_bad(line)
+
+    judge = Judge(check_profile(profile), load_registry(sources), catalogue)
+    latest: datetime | None = None
+    for source in sources:
+        for kind, record, payload_sha256 in source.records(bad):
+            stats.records += 1
+            if kind in EVENT_KINDS:
+                stats.events += 1
+                emit(judge.judge_event(kind, record, payload_sha256))
+                event_time = record["event_time"]
+                if latest is None or event_time > latest:
+                    latest = event_time
+            elif kind == "deletion":
+                judge.observe_deletion(record)
+    if latest is not None:
+        emit(judge.overdue(latest))
+    emit(judge.finish())
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def load_registry(sources: Iterable[Source]) -> Registry:
+    """Every good consent and deployment record of the inputs, in input order (later wins)."""
+    registry = Registry()
+    for source in sources:
+        for kind, record in source.registry():
+            registry.apply(kind, record)
+    return registry
+
+
+# -- output ---------------------------------------------------------------------
+
+
+def violation_json(violation: Violation) -> dict[str, Any]:
+    """A violation as one JSON object; times are ISO-8601 in UTC with ``Z``."""
+    return {
+        "violation_id": violation.violation_id,
+        "rule_id": violation.rule_id,
+        "severity": violation.severity,
+        "profile": violation.profile,
+        "catalogue_version": violation.catalogue_version,
+        "articles": list(violation.articles),
+        "message": violation.message,
+        "event_id": violation.event_id,
+        "event_time": iso_z(violation.event_time),
+        "processor_id": violation.processor_id,
+        "deployment_id": violation.deployment_id,
+        "device_id": violation.device_id,
+        "region_code": violation.region_code,
+        "details": violation.details,
+    }
+
+
+def iso_z(moment: datetime) -> str:
+    """``2026-03-01T08:00:00Z``: the contract's JSON form of a timestamp."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json_default(value: object) -> str:
+    """Details are meant to be JSON already; a stray datetime or date still prints readably."""
+    if isinstance(value, datetime):
+        return iso_z(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+class JsonLinesWriter:
+    """Writes each violation as one JSON line as soon as it is found."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def write(self, violation: Violation) -> None:
+        line = json.dumps(violation_json(violation), ensure_ascii=False, default=_json_default)
+        self._out.write(line + "\n")
+
+    def close(self) -> None:
+        """Nothing is held back."""
+
+
+class TableWriter:
+    """Collects violations, then writes counts by severity and rule, then one line per violation."""
+
+    def __init__(self, out: TextIO, profile: str, catalogue_version: str) -> None:
+        self._out = out
+        self._profile = profile
+        self._version = catalogue_version
+        self._violations: list[Violation] = []
+
+    def write(self, violation: Violation) -> None:
+        self._violations.append(violation)
+
+    def close(self) -> None:
+        self._out.write(format_table(self._violations, self._profile, self._version))
+
+
+def format_table(violations: Sequence[Violation], profile: str, catalogue_version: str) -> str:
+    """Counts by severity (critical first), then count (largest first) and rule; then the list."""
+    heading = f"profile {profile}, catalogue {catalogue_version}"
+    if not violations:
+        return f"No violations ({heading}).\n"
+    counts = Counter((v.severity, v.rule_id) for v in violations)
+    order = sorted(counts, key=lambda key: (_SEVERITY_RANK[key[0]], -counts[key], key[1]))
+    rule_width = max(len("rule"), *(len(rule) for _, rule in counts))
+    lines = [
+        f"{len(violations):,} violations ({heading})",
+        "",
+        f"{'severity':<9} {'rule':<{rule_width}} {'count':>9}",
+        *(f"{sev:<9} {rule:<{rule_width}} {counts[sev, rule]:>9,}" for sev, rule in order),
+        "",
+        f"{'time':<27} {'rule':<{rule_width}} {'severity':<9} {'event_id':<36} message",
+        *(
+            f"{iso_z(v.event_time):<27} {v.rule_id:<{rule_width}} {v.severity:<9} "
+            f"{v.event_id or '-':<36} {v.message}"
+            for v in violations
+        ),
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,204 @@
+"""Input readers for the offline checker: JSON-lines files and Avro object container files.
+
+rules.md has the checker load every registry record of its inputs before it
+judges any event, and a later record with the same id wins. Rather than keep
+every event in memory until the inputs are read, a source is read twice:
+
+- ``registry()`` yields only the good consent and deployment records, silently;
+  a JSON-lines file is only parsed on the lines that can hold one, so this
+  pass costs a small fraction of the second;
+- ``records(on_bad)`` yields every good record in input order and reports each
+  bad one as ``file:line: what is wrong`` (``file:record N: ...`` for Avro).
+
+Memory therefore stays flat however long the input is; only standard input,
+which cannot be read twice, is held in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Final, NamedTuple
+
+import fastavro
+
+from schemas import codec
+from schemas.topics import EVENT_KINDS, KINDS, REGISTRY_KINDS
+
+AVRO_MAGIC: Final = b"Obj\x01"
+STDIN: Final = "-"
+STDIN_NAME: Final = "<stdin>"
+
+# A valid consent has a "grantor" key and a valid deployment a "registered_purposes"
+# key, which no other kind has. In the raw line such a key is spelt literally or
+# contains a JSON escape, so a line with neither marker cannot be a registry record.
+_REGISTRY_MARKERS: Final = (b'"grantor"', b'"registered_purposes"', b"\\")
+_KIND_BY_SCHEMA_NAME: Final = {codec.schema(kind)["name"]: kind for kind in KINDS}
+
+OnBad = Callable[[str], None]
+"""Receives one ``where: what is wrong`` line per bad record."""
+Opener = Callable[[], BinaryIO]
+
+
+class InputError(Exception):
+    """An input that cannot be read at all: missing, unreadable, or not a faceaudit file."""
+
+
+class Item(NamedTuple):
+    """A good record and, for Avro events, the SHA-256 of its payload (what prev_hash covers)."""
+
+    kind: str
+    record: dict[str, Any]
+    payload_sha256: str | None
+
+
+class BadRecord(ValueError):
+    """One record that cannot be used; the message says what is wrong with it."""
+
+
+class JsonLinesSource:
+    """A JSON-lines input: one record in the contract's JSON form per line."""
+
+    def __init__(self, name: str, opener: Opener) -> None:
+        self.name = name
+        self._open = opener
+
+    def registry(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The good consent and deployment records, in input order; bad lines are skipped."""
+        with self._open() as lines:
+            for line in lines:
+                if not any(marker in line for marker in _REGISTRY_MARKERS):
+                    continue
+                try:
+                    kind, record = parse_line(line)
+                except BadRecord:
+                    continue  # reported by records()
+                if kind in REGISTRY_KINDS:
+                    yield kind, record
+
+    def records(self, on_bad: OnBad) -> Iterator[Item]:
+        """Good records in input order; bad lines go to ``on_bad``, blank lines are skipped."""
+        with self._open() as lines:
+            for number, line in enumerate(lines, 1):
+                try:
+                    kind, record = parse_line(line)
+                except BadRecord as exc:
+                    if line.strip():
+                        on_bad(f"{self.name}:{number}: {exc}")
+                    continue
+                yield Item(kind, record, None)
+
+
+class AvroSource:
+    """An Avro object container file; its writer schema's name gives the kind of all records."""
+
+    def __init__(self, name: str, opener: Opener, kind: str) -> None:
+        self.name = name
+        self.kind = kind
+        self._open = opener
+
+    def registry(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The good records if this is a consent or deployment file, else nothing."""
+        if self.kind in REGISTRY_KINDS:
+            for item in self.records(_ignore):
+                yield item.kind, item.record
+
+    def records(self, on_bad: OnBad) -> Iterator[Item]:
+        """Every good record in file order; each bad one goes to ``on_bad``.
+
+        A record is checked by encoding it again with the contract's schema, which
+        also gives the payload bytes whose hash the next event's prev_hash must
+        carry. A block that does not decode ends the file: what follows it in the
+        container cannot be located.
+        """
+        kind = self.kind
+        hashed = kind in EVENT_KINDS
+        with self._open() as stream:
+            records = iter(fastavro.reader(stream, reader_schema=codec.schema(kind)))
+            number = 0
+            while True:
+                number += 1
+                where = f"{self.name}:record {number}"
+                try:
+                    record = next(records)
+                except StopIteration:
+                    return
+                except Exception as exc:  # whatever fastavro raises is caused by the bytes
+                    on_bad(f"{where}: does not decode ({type(exc).__name__}: {exc}); rest skipped")
+                    return
+                try:
+                    payload = codec.encode_payload(kind, record)
+                except codec.EncodeError as exc:
+                    on_bad(f"{where}: {exc}")
+                    continue
+                sha256 = hashlib.sha256(payload).hexdigest() if hashed else None
+                yield Item(kind, record, sha256)
+
+
+Source = JsonLinesSource | AvroSource
+
+
+def parse_line(line: bytes) -> tuple[str, dict[str, Any]]:
+    """One JSON-lines record as ``(kind, record)``; raises BadRecord saying what is wrong."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise BadRecord(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except UnicodeDecodeError as exc:
+        raise BadRecord(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except RecursionError:
+        raise BadRecord("invalid JSON: nested too deeply") from None
+    try:
+        return codec.from_json(obj)
+    except codec.EncodeError as exc:
+        if isinstance(obj, dict) and "type" not in obj:
+            raise BadRecord(f'no "type" field (one of {", ".join(KINDS)})') from None
+        raise BadRecord(str(exc)) from None
+
+
+def open_sources(paths: list[str], stdin: BinaryIO) -> list[Source]:
+    """A source per path (``-`` is standard input); InputError for one that cannot be read."""
+    if paths.count(STDIN) > 1:
+        raise InputError("standard input (-) can be named only once")
+    return [open_source(path, stdin) for path in paths]
+
+
+def open_source(path: str, stdin: BinaryIO) -> Source:
+    """Detect the format of ``path`` (Avro by its magic bytes, else JSON lines)."""
+    if path == STDIN:
+        data = stdin.read()
+        return _source(STDIN_NAME, lambda: io.BytesIO(data), data[: len(AVRO_MAGIC)])
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(len(AVRO_MAGIC))
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return _source(path, lambda: Path(path).open("rb"), head)
+
+
+def _source(name: str, opener: Opener, head: bytes) -> Source:
+    if head != AVRO_MAGIC:
+        return JsonLinesSource(name, opener)
+    return AvroSource(name, opener, _avro_kind(name, opener))
+
+
+def _avro_kind(name: str, opener: Opener) -> str:
+    """The record kind an Avro container holds, from its writer schema's name."""
+    try:
+        with opener() as stream:
+            writer_schema = fastavro.reader(stream).writer_schema
+    except Exception as exc:  # a corrupt header: fastavro's error names the problem
+        raise InputError(f"{name}: not a readable Avro container file: {exc}") from None
+    schema_name = writer_schema.get("name") if isinstance(writer_schema, dict) else None
+    kind = _KIND_BY_SCHEMA_NAME.get(schema_name)
+    if kind is None:
+        expected = ", ".join(_KIND_BY_SCHEMA_NAME)
+        raise InputError(f"{name}: Avro schema {schema_name!r} is not one of {expected}")
+    return kind
+
+
+def _ignore(_: str) -> None:
+    """An OnBad that drops the report: the registry pass leaves reporting to the second pass."""
