@@ -202,6 +202,13 @@ class Validator:
         self._add_violations(found, batch)
         if self._awaits_registry(record):
             self._held.append(Held(decoded.kind, record, *position, since=time.monotonic()))
+            if len(self._held) > self.settings.max_held:
+                # Memory bound: the oldest held event is judged now, with what is known.
+                oldest = self._held.pop(0)
+                where = (oldest.topic, oldest.partition, oldest.offset)
+                self._add_violations(
+                    self.judge.judge_rules(oldest.kind, oldest.record, where), batch
+                )
         else:
             self._add_violations(self.judge.judge_rules(decoded.kind, record, position), batch)
 

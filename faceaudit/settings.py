@@ -28,6 +28,7 @@ class Settings:
     batch_size: int = 20_000
     batch_seconds: float = 1.0
     registry_grace: float = 30.0
+    max_held: int = 100_000
     insert_retry_seconds: float = 300.0
     kafka_timeout: float = 15.0
 
