@@ -29,6 +29,7 @@ class Batch:
 
     rows: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in TABLES})
     ranges: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
+    _token: str | None = None
 
     def add(self, table: str, row: Row, topic: str, partition: int, offset: int) -> None:
         row["topic"] = topic
@@ -69,9 +70,23 @@ class Batch:
 
     @property
     def token(self) -> str:
-        """Deduplication token: the same offset ranges give the same token on a retry."""
-        spans = ",".join(f"{t}-{p}-{a}-{b}" for (t, p), (a, b) in sorted(self.ranges.items()))
-        return hashlib.sha256(spans.encode()).hexdigest()[:32]
+        """Deduplication token, fixed at its first use.
+
+        Built from the offset ranges of the batch. It stays the same on every
+        retry, even if a rebalance took partitions out of the batch meanwhile:
+        a table that a failed attempt did store is then not stored again.
+        """
+        if self._token is None:
+            spans = ",".join(f"{t}-{p}-{a}-{b}" for (t, p), (a, b) in sorted(self.ranges.items()))
+            self._token = hashlib.sha256(spans.encode()).hexdigest()[:32]
+        return self._token
+
+    def drop(self, partitions: set[TopicPartition]) -> None:
+        """Take out the rows read from `partitions` (revoked: their new owner re-reads them)."""
+        for table, rows in self.rows.items():
+            self.rows[table] = [r for r in rows if (r["topic"], r["partition"]) not in partitions]
+        for tp in partitions:
+            self.ranges.pop(tp, None)
 
 
 def now_utc() -> datetime:

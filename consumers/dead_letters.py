@@ -1,22 +1,110 @@
-"""Dead letters: a message that cannot be judged is kept whole, with the reason."""
+"""Dead letters: a message that cannot be judged is kept whole, with the reason.
+
+Each dead letter goes to the `dead_letters` table and to the dead-letter
+topic (original bytes and key, original headers plus the source position and
+the reason), so an operator can inspect it and, after a fix, replay it. A
+limit stops the validator when dead letters pile up, so a bad producer
+deploy halts the pipeline instead of sending the whole stream aside.
+"""
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Sequence
+
+from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
 from consumers.batch import Row, now_utc
+from faceaudit.errors import FaceauditError
+from schemas.topics import DEAD_LETTER_TOPIC
+
+
+class DeadLetterLimitExceeded(FaceauditError):
+    """Too many dead letters: something upstream is broken, stop rather than divert."""
+
+
+class DeadLetterPolicy:
+    """Counts dead letters among messages and raises past either limit.
+
+    `max_consecutive` dead letters in a row, or more than `max_ratio` of the
+    last `window` messages, stop the validator.
+    """
+
+    def __init__(self, max_consecutive: int, max_ratio: float, window: int = 1000) -> None:
+        self._max_consecutive = max_consecutive
+        self._max_ratio = max_ratio
+        self._recent: deque[bool] = deque(maxlen=window)
+        self._dead_in_window = 0
+        self._consecutive = 0
+
+    def record(self, dead: bool, position: tuple[str, int, int]) -> None:
+        if len(self._recent) == self._recent.maxlen:
+            self._dead_in_window -= self._recent[0]
+        self._recent.append(dead)
+        self._dead_in_window += dead
+        self._consecutive = self._consecutive + 1 if dead else 0
+        where = f"{position[0]}[{position[1]}]@{position[2]}"
+        if self._consecutive >= self._max_consecutive:
+            raise DeadLetterLimitExceeded(
+                f"{self._consecutive} dead letters in a row (limit {self._max_consecutive}), "
+                f"the last at {where}; stopping without storing this batch"
+            )
+        full = len(self._recent) == self._recent.maxlen
+        if full and self._dead_in_window > self._max_ratio * len(self._recent):
+            raise DeadLetterLimitExceeded(
+                f"{self._dead_in_window} of the last {len(self._recent)} messages were dead "
+                f"letters (limit {self._max_ratio:.0%}), the last at {where}; stopping "
+                "without storing this batch"
+            )
 
 
 def dead_letter_row(message: ConsumerRecord, reason: str, detail: str) -> Row:
     """A `dead_letters` row holding the message's original bytes, key and headers."""
     return {
-        "message_key": _text(message.key),
+        "message_key": message.key,
         "raw": message.value or b"",
         "headers": {name: _text(value) or "" for name, value in (message.headers or [])},
         "reason": reason,
         "detail": detail,
         "received_at": now_utc(),
     }
+
+
+class DeadLetterPublisher:
+    """Sends dead letters to the dead-letter topic, for SIEMs and for replay."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            client_id="faceaudit-dead-letters",
+            max_request_size=16 * 1024 * 1024,
+        )
+
+    def publish(self, rows: Sequence[Row]) -> None:
+        """Send and wait: the batch is committed only after its dead letters are out."""
+        futures = []
+        for row in rows:
+            headers = [(name, value.encode()) for name, value in row["headers"].items()]
+            headers += [
+                ("faceaudit.source.topic", row["topic"].encode()),
+                ("faceaudit.source.partition", str(row["partition"]).encode()),
+                ("faceaudit.source.offset", str(row["offset"]).encode()),
+                ("faceaudit.reason", row["reason"].encode()),
+                ("faceaudit.detail", row["detail"].encode()),
+            ]
+            futures.append(
+                self._producer.send(
+                    DEAD_LETTER_TOPIC, value=row["raw"], key=row["message_key"], headers=headers
+                )
+            )
+        for future in futures:
+            future.get(timeout=60)  # raises if the send failed: never drop a dead letter
+
+    def close(self) -> None:
+        self._producer.close()
 
 
 def _text(value: bytes | None) -> str | None:

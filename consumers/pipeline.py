@@ -1,97 +1,57 @@
-"""The validator loop: poll, decode, judge, store, then commit.
+"""The validator loop: poll, process, store, then commit.
 
 Per batch: read from the event topics (one consumer group) and the registry
-topics (read in full by every process), decode each message, judge events
-with the rule engine, insert every table once, and only then commit the
-offsets. A crash between the insert and the commit re-reads the batch; on
-partition assignment the validator loads what ClickHouse already holds from
-the uncommitted tail of the partition and skips those rows, so a re-read
-batch is not stored twice.
+topics (read in full by every process), let the `MessageProcessor` decode and
+judge each message, store every table once through the `StoreGateway`, send
+the dead letters to their topic, and only then commit the offsets.
+
+Exactly-once results rest on three things. Offsets are committed only after
+the rows are stored. When a partition is first read, the rows the store
+already holds from its uncommitted tail are loaded and skipped, so a batch
+re-read after a crash is not stored twice. And a batch retried after a failed
+insert keeps its deduplication token, so ClickHouse drops what a failed
+attempt had stored already.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.batch import Batch, now_utc
-from consumers.dead_letters import dead_letter_row
-from consumers.judge import Anchored, Judge
+from consumers.dead_letters import DeadLetterPolicy, DeadLetterPublisher
+from consumers.gateway import StoreGateway
+from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
+from consumers.processor import MessageProcessor, RunSummary
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
-from consumers.sink import ClickHouseSink
-from consumers.stored_tail import StoredTail
 from faceaudit.errors import FaceauditError
 from faceaudit.settings import Settings
-from schemas import codec
 from schemas.topics import TOPICS
 
 log = logging.getLogger(__name__)
 
 GROUP_TOPICS = (TOPICS["capture"], TOPICS["match"])
-_EMPTY_TAIL = StoredTail()
-MAX_MESSAGE_BYTES = 1024 * 1024
-
-
-@dataclass(slots=True)
-class Held:
-    """An event whose consent or deployment record has not arrived yet."""
-
-    kind: str
-    record: dict
-    topic: str
-    partition: int
-    offset: int
-    since: float
-
-
-@dataclass(slots=True)
-class RunSummary:
-    """What one run of the validator stored."""
-
-    events: Counter[str] = field(default_factory=Counter)
-    violations: Counter[tuple[str, str]] = field(default_factory=Counter)
-    dead_letters: Counter[str] = field(default_factory=Counter)
-    registry_records: int = 0
-    seconds: float = 0.0
-
-    @property
-    def events_per_second(self) -> float:
-        return sum(self.events.values()) / self.seconds if self.seconds else 0.0
 
 
 class Validator:
     """One validator process: a member of the consumer group plus the registry feed."""
 
     def __init__(
-        self,
-        settings: Settings,
-        sink: ClickHouseSink,
-        load_tail: Callable[[TopicPartition, int], StoredTail] | None = None,
-        metrics: PipelineMetrics | None = None,
-        stored_registry: Mapping[tuple[str, int], int] | None = None,
-        reported: Iterable[str] = (),
+        self, settings: Settings, store: StoreGateway, metrics: PipelineMetrics | None = None
     ) -> None:
-        """`reported`: ids of violations with no event (FR-DELETION-OVERDUE) already stored."""
         self.settings = settings
         self.metrics = metrics or PipelineMetrics()
-        self.registry = Registry()
-        self.judge = Judge(settings.profile, self.registry)
+        self.judge = Judge(settings.profile, Registry())
         self.metrics.info.info(
             {
                 "catalogue_version": self.judge.catalogue.version,
@@ -99,21 +59,31 @@ class Validator:
                 "catalogue_sha256": self.judge.catalogue.sha256,
             }
         )
-        self._reported = set(reported or ())
-        self._watermark: datetime | None = None
-        self.summary = RunSummary()
-        self._sink = sink
-        self._load_tail = load_tail or (lambda tp, start: StoredTail())
+        for deletion in store.deletions():
+            self.judge.observe_deletion(deletion)
+        self.processor = MessageProcessor(
+            self.judge,
+            DeadLetterPolicy(settings.dead_letter_max_consecutive, settings.dead_letter_max_ratio),
+            registry_grace=settings.registry_grace,
+            max_held=settings.max_held,
+            max_message_bytes=settings.max_message_bytes,
+            reported=store.eventless_violations(),
+        )
+        self._store = store
         self._stop = threading.Event()
-        self._held: list[Held] = []
+        self._batch = Batch()
         self._next: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
-        self._tails: dict[TopicPartition, StoredTail] = {}
         self._consumer = _group_consumer(settings)
         self._consumer.subscribe(list(GROUP_TOPICS), listener=_Rebalance(self))
         self._feed = RegistryFeed(
-            settings.bootstrap, self.judge, self.metrics, stored=stored_registry
+            settings.bootstrap, self.judge, self.metrics, stored=store.registry_offsets()
         )
+        self._dead_letters = DeadLetterPublisher(settings.bootstrap)
+
+    @property
+    def summary(self) -> RunSummary:
+        return self.processor.summary
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -122,42 +92,34 @@ class Validator:
     def run(self) -> RunSummary:
         """Consume until stopped, or until no message arrived for `until_idle` seconds."""
         started = time.monotonic()
-        batch = Batch()
-        self._feed.catch_up(batch)
+        self._feed.catch_up(self._batch)
         last_message = time.monotonic()
         try:
             while not self._stop.is_set():
-                read = self._fill(batch)
+                read = self._fill()
                 now = time.monotonic()
                 if read:
                     last_message = now
-                self._release_held(batch, now, force=False)
-                self._check_overdue(batch)
-                if len(batch):
-                    self._flush(batch)
-                    batch = Batch()
-                self._commit()
+                self.processor.release_held(self._batch, now)
+                self.processor.check_overdue(self._batch)
+                self.metrics.held.set(len(self.processor.held))
+                self._store_and_commit()
                 idle = self.settings.until_idle
                 if idle is not None and now - last_message >= idle:
-                    break  # held events are judged below, with what the registry knows
-            self._release_held(batch, time.monotonic(), force=True)
-            if not self._stop.is_set():
-                # Drained (--until-idle): the end of the input, so sequence gaps
-                # still open are gaps, as in the offline checker.
-                self._add_violations(self.judge.finish_anchored(), batch)
-            self._check_overdue(batch)
-            if len(batch):
-                self._flush(batch)
-            self._commit()
+                    # Drained: the end of the input, as for the offline checker.
+                    self.processor.finish(self._batch)
+                    break
+            self._store_and_commit()
         finally:
             self.summary.seconds = time.monotonic() - started
             self._feed.close()
+            self._dead_letters.close()
             self._consumer.close(autocommit=False)
         return self.summary
 
     # -- reading --------------------------------------------------------------
 
-    def _fill(self, batch: Batch) -> int:
+    def _fill(self) -> int:
         """Poll until the batch is full or `batch_seconds` have passed."""
         deadline = time.monotonic() + self.settings.batch_seconds
         read = 0
@@ -168,130 +130,62 @@ class Validator:
             polled = self._consumer.poll(
                 timeout_ms=int(remaining * 1000), max_records=self.settings.batch_size - read
             )
-            read += self._feed.poll(batch)
+            read += self._feed.poll(self._batch)
             for tp, messages in polled.items():
-                tail = self._tail(tp)
+                if not self.processor.knows(tp.topic, tp.partition):
+                    self._take(tp)
                 for message in messages:
-                    self._process(message, batch, tail)
+                    self.processor.process(message, self._batch)
                 read += len(messages)
                 self._next[tp] = messages[-1].offset + 1
         return read
 
-    def _tail(self, tp: TopicPartition) -> StoredTail:
-        tail = self._tails.get(tp)
-        if tail is None:
-            committed = self._consumer.committed(tp) or 0
-            self._committed[tp] = committed
-            tail = self._tails[tp] = self._load_tail(tp, committed)
-        return tail
-
-    def _process(self, message: ConsumerRecord, batch: Batch, tail: StoredTail) -> None:
-        position = (message.topic, message.partition, message.offset)
-        decoded = self._decode(message, batch, tail)
-        if decoded is None:
-            return
-        record = decoded.record
-        record["kind"] = decoded.kind
-        record["payload_sha256"] = digest = hashlib.sha256(decoded.payload).hexdigest()
-        if message.offset not in tail.events:
-            batch.add("events", record, *position)
-            self.summary.events[decoded.kind] += 1
-        if self._watermark is None or record["event_time"] > self._watermark:
-            self._watermark = record["event_time"]
-        found = self.judge.observe_sequence(record, digest, position, arrival=time.monotonic())
-        self._add_violations(found, batch)
-        if self._awaits_registry(record):
-            self._held.append(Held(decoded.kind, record, *position, since=time.monotonic()))
-            if len(self._held) > self.settings.max_held:
-                # Memory bound: the oldest held event is judged now, with what is known.
-                oldest = self._held.pop(0)
-                where = (oldest.topic, oldest.partition, oldest.offset)
-                self._add_violations(
-                    self.judge.judge_rules(oldest.kind, oldest.record, where), batch
-                )
-        else:
-            self._add_violations(self.judge.judge_rules(decoded.kind, record, position), batch)
-
-    def _decode(
-        self, message: ConsumerRecord, batch: Batch, tail: StoredTail
-    ) -> codec.Decoded | None:
-        """The decoded message, or None after staging it as a dead letter."""
-        reason, detail = "", ""
-        if message.value is not None and len(message.value) > MAX_MESSAGE_BYTES:
-            reason = "oversized"
-            detail = f"{len(message.value)} bytes, more than the {MAX_MESSAGE_BYTES} allowed"
-        else:
-            try:
-                decoded = codec.decode(message.value)
-            except codec.DecodeError as exc:
-                reason, detail = exc.reason, exc.detail
-            else:
-                if TOPICS.get(decoded.kind) == message.topic:
-                    return decoded
-                reason = "wrong_topic"
-                detail = f"a {decoded.kind} record on topic {message.topic}"
-        if message.offset not in tail.dead_letters:
-            row = dead_letter_row(
-                message, reason, f"{message.topic}[{message.partition}]@{message.offset}: {detail}"
-            )
-            batch.add("dead_letters", row, message.topic, message.partition, message.offset)
-            self.summary.dead_letters[reason] += 1
-        return None
-
-    # -- judging --------------------------------------------------------------
-
-    def _awaits_registry(self, record: dict) -> bool:
-        """True when the event names a deployment or consent not (yet) in the registry."""
-        if self.registry.deployment(record["deployment_id"]) is None:
-            return True
-        consent_id = record.get("consent_id")
-        return consent_id is not None and self.registry.consent(consent_id) is None
-
-    def _add_violations(self, found: list[Anchored], batch: Batch) -> None:
-        """Stage violations at the position of the event each was found at.
-
-        A violation with no event (FR-DELETION-OVERDUE) has no position; it is
-        stored once, by its deterministic id.
-        """
-        detected_at = now_utc()
-        for violation, anchor in found:
-            topic, partition, offset = anchor or ("", 0, 0)
-            if anchor is None:
-                if violation.violation_id in self._reported:
-                    continue
-                self._reported.add(violation.violation_id)
-            else:
-                tail = self._tails.get(TopicPartition(topic, partition), _EMPTY_TAIL)
-                if violation.violation_id in tail.violations:
-                    continue
-            batch.add_violation(violation, topic, partition, offset, detected_at)
-            self.summary.violations[(violation.rule_id, violation.severity)] += 1
-
-    def _check_overdue(self, batch: Batch) -> None:
-        """FR-DELETION-OVERDUE as of the latest event time seen."""
-        if self._watermark is not None:
-            self._add_violations([(v, None) for v in self.judge.overdue(self._watermark)], batch)
-
-    def _release_held(self, batch: Batch, now: float, force: bool) -> None:
-        """Judge held events whose records arrived, whose grace ran out, or all (`force`)."""
-        grace = self.settings.registry_grace
-        waiting = []
-        for held in self._held:
-            if force or now - held.since >= grace or not self._awaits_registry(held.record):
-                position = (held.topic, held.partition, held.offset)
-                self._add_violations(
-                    self.judge.judge_rules(held.kind, held.record, position), batch
-                )
-            else:
-                waiting.append(held)
-        self._held = waiting
-        self.metrics.held.set(len(waiting))
+    def _take(self, tp: TopicPartition) -> None:
+        """First read of a partition since it was assigned: load what the store holds."""
+        committed = self._consumer.committed(tp) or 0
+        self._committed[tp] = committed
+        self.processor.assign(tp.topic, tp.partition, self._store.stored_tail(*tp, committed))
+        for device, seq, digest in self._store.device_states(tp.partition):
+            self.judge.sequences.resume(device, seq + 1, digest)
 
     # -- storing and committing ----------------------------------------------
 
-    def _flush(self, batch: Batch) -> None:
-        started = time.monotonic()
-        self._write_with_retry(batch)
+    def _store_and_commit(self) -> None:
+        batch = self._batch
+        if len(batch):
+            started = time.monotonic()
+            self._write_with_retry(batch)
+            self._dead_letters.publish(batch.rows["dead_letters"])
+            self._count(batch)
+            self.metrics.batch_seconds.observe(time.monotonic() - started)
+            self._batch = Batch()
+        self._commit()
+        self._update_lag()
+
+    def _write_with_retry(self, batch: Batch) -> None:
+        """Insert the batch, retrying with backoff while the store is failing.
+
+        Nothing is read meanwhile (no unbounded buffering) and nothing is
+        committed; the batch keeps its deduplication token. A stop request
+        ends the wait: the batch stays uncommitted and is read again next time.
+        """
+        delay = 0.5
+        while True:
+            try:
+                self._store.write(batch)
+                return
+            except (ClickHouseError, OSError) as exc:
+                self.metrics.insert_failures.inc()
+                if self._stop.is_set():
+                    raise FaceauditError(
+                        f"stopped while ClickHouse was failing ({exc}); "
+                        "the last batch was not committed and will be read again"
+                    ) from exc
+                log.warning("insert failed (%s); retrying in %.1f s", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.settings.insert_backoff_max)
+
+    def _count(self, batch: Batch) -> None:
         stored_at = now_utc()
         for row in batch.rows["events"]:
             self.metrics.events.labels(row["kind"]).inc()
@@ -303,32 +197,13 @@ class Validator:
         self.summary.registry_records += sum(
             len(batch.rows[table]) for table in ("consents", "deployments", "deletions")
         )
-        self.metrics.batch_seconds.observe(time.monotonic() - started)
-        self._update_lag()
-
-    def _write_with_retry(self, batch: Batch) -> None:
-        """Insert the batch, retrying with backoff; the same batch keeps its dedup token."""
-        delay, deadline = 0.5, time.monotonic() + self.settings.insert_retry_seconds
-        while True:
-            try:
-                self._sink.write(batch)
-                return
-            except (ClickHouseError, OSError) as exc:
-                self.metrics.insert_failures.inc()
-                if time.monotonic() + delay > deadline or self._stop.is_set():
-                    raise FaceauditError(
-                        f"cannot store a batch in ClickHouse: {exc}; offsets not committed"
-                    ) from exc
-                log.warning("insert failed (%s); retrying in %.1f s", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     def _commit(self) -> None:
         """Commit, per partition, up to the first event still held (or all that was read)."""
         offsets = {}
         for tp, next_offset in self._next.items():
-            held = [h.offset for h in self._held if (h.topic, h.partition) == tp]
-            target = min([next_offset, *held])
+            held = self.processor.first_held_offset(tp.topic, tp.partition)
+            target = next_offset if held is None else min(next_offset, held)
             if target > self._committed.get(tp, -1):
                 offsets[tp] = OffsetAndMetadata(target, "", -1)
         if not offsets:
@@ -349,14 +224,18 @@ class Validator:
             if end is not None:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(end - next_offset)
 
-    def _forget(self, partitions: list[TopicPartition]) -> None:
-        """Drop state of revoked partitions; their uncommitted tail is re-read by the new owner."""
-        gone = set(partitions)
-        self._held = [h for h in self._held if TopicPartition(h.topic, h.partition) not in gone]
+    def revoke(self, partitions: list[TopicPartition]) -> None:
+        """Give partitions up: their unstored rows leave the batch, uncommitted.
+
+        Runs inside `poll`, between two messages of a batch; the new owner
+        re-reads those rows from the last commit.
+        """
+        gone = {TopicPartition(tp.topic, tp.partition) for tp in partitions}
+        self._batch.drop(gone)
+        self.processor.forget({(tp.topic, tp.partition) for tp in gone})
         for tp in gone:
             self._next.pop(tp, None)
             self._committed.pop(tp, None)
-            self._tails.pop(tp, None)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -364,10 +243,10 @@ class _Rebalance(ConsumerRebalanceListener):
         self._validator = validator
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self._validator._forget(list(revoked))
+        self._validator.revoke(list(revoked))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Nothing to do here: a partition's stored tail is loaded when it is first read."""
+        """Nothing yet: a partition's stored state is loaded when it is first read."""
 
 
 def _group_consumer(settings: Settings) -> KafkaConsumer:
@@ -379,6 +258,9 @@ def _group_consumer(settings: Settings) -> KafkaConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.batch_size,
+            # A store outage is waited out without polling; stay in the group.
+            max_poll_interval_ms=int(settings.max_poll_interval * 1000),
+            session_timeout_ms=int(settings.session_timeout * 1000),
             # A device's captures and matches travel on two topics; small
             # per-partition fetches make the two interleave, so a device's
             # events arrive well inside the reorder window of the sequence rule.

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
-from kafka import TopicPartition
 
 from schemas.ddl import DATABASE
+from schemas.topics import TOPICS
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +24,10 @@ class StoredTail:
     violations: frozenset[str] = field(default_factory=frozenset)
 
 
-def load_stored_tail(client: Client, tp: TopicPartition, start: int) -> StoredTail:
-    """Query each table for rows from `tp` at offsets >= `start`."""
+def load_stored_tail(client: Client, topic: str, partition: int, start: int) -> StoredTail:
+    """Query each table for rows from the partition at offsets >= `start`."""
     where = "topic = {topic:String} AND partition = {partition:UInt32} AND offset >= {start:UInt64}"
-    params = {"topic": tp.topic, "partition": tp.partition, "start": start}
+    params = {"topic": topic, "partition": partition, "start": start}
 
     def column(table: str, name: str) -> frozenset:
         result = client.query(
@@ -71,3 +71,18 @@ def stored_deletions(client: Client) -> list[dict]:
     return [
         {"processor_id": p, "subject_ref": s, "deleted_at": at} for p, s, at in result.result_rows
     ]
+
+
+def device_states(client: Client, partition: int) -> list[tuple[str, int, str]]:
+    """Where each device of an event partition stands: highest sequence number and its hash.
+
+    A device's captures and matches share its key, so both land on the same
+    partition number of their two topics.
+    """
+    result = client.query(
+        f"SELECT device_id, max(device_seq), argMax(payload_sha256, device_seq) "
+        f"FROM {DATABASE}.events WHERE partition = {{partition:UInt32}} "
+        "AND topic IN {topics:Array(String)} GROUP BY device_id",
+        parameters={"partition": partition, "topics": [TOPICS["capture"], TOPICS["match"]]},
+    )
+    return [(device, seq, digest) for device, seq, digest in result.result_rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from clickhouse_connect.driver.client import Client
 
-from consumers.pipeline import RunSummary
+from consumers.processor import RunSummary
 from schemas.ddl import DATABASE
 
 

@@ -168,33 +168,33 @@ def _add_consume(commands: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="how long an event waits for its consent or deployment record (30)",
     )
+    con.add_argument(
+        "--dead-letter-limit",
+        dest="dead_letter_max_consecutive",
+        type=_positive_int,
+        metavar="N",
+        help="stop after N dead letters in a row (1000)",
+    )
+    con.add_argument(
+        "--dead-letter-ratio",
+        dest="dead_letter_max_ratio",
+        type=_share,
+        metavar="R",
+        help="stop when more than this share of the last 1000 messages are dead letters (0.5)",
+    )
     con.set_defaults(handler=_consume)
 
 
 def _consume(args: argparse.Namespace) -> int:
+    from consumers.gateway import ClickHouseGateway
     from consumers.pipeline import Validator
-    from consumers.sink import ClickHouseSink
     from consumers.store import open_store
-    from consumers.stored_tail import (
-        load_stored_tail,
-        stored_deletions,
-        stored_eventless_violations,
-        stored_registry_offsets,
-    )
     from consumers.summary import print_summary
 
     settings = Settings.resolve(vars(args))
     client = open_store(settings.clickhouse)
     try:
-        validator = Validator(
-            settings,
-            ClickHouseSink(client),
-            load_tail=lambda tp, start: load_stored_tail(client, tp, start),
-            stored_registry=stored_registry_offsets(client),
-            reported=stored_eventless_violations(client),
-        )
-        for deletion in stored_deletions(client):
-            validator.judge.observe_deletion(deletion)
+        validator = Validator(settings, ClickHouseGateway(client))
         if settings.metrics_port:
             port = validator.metrics.serve(settings.metrics_port)
             print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)

@@ -29,7 +29,12 @@ class Settings:
     batch_seconds: float = 1.0
     registry_grace: float = 30.0
     max_held: int = 100_000
-    insert_retry_seconds: float = 300.0
+    max_message_bytes: int = 1024 * 1024
+    dead_letter_max_consecutive: int = 1000
+    dead_letter_max_ratio: float = 0.5
+    insert_backoff_max: float = 30.0
+    max_poll_interval: float = 900.0
+    session_timeout: float = 45.0
     kafka_timeout: float = 15.0
 
     @classmethod

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
-from consumers.sink import ClickHouseSink
 from consumers.store import open_store
-from consumers.stored_tail import load_stored_tail
 from faceaudit.settings import Settings
 from producers.simulate import simulate
 
@@ -36,11 +35,7 @@ def test_metrics_endpoint_reports_the_run(
         settings = Settings.resolve(
             {"bootstrap": kafka_bootstrap, "group": unique_group, "until_idle": 2.0}, environ={}
         )
-        validator = Validator(
-            settings,
-            ClickHouseSink(client),
-            load_tail=lambda tp, start: load_stored_tail(client, tp, start),
-        )
+        validator = Validator(settings, ClickHouseGateway(client))
         port = validator.metrics.serve(0)
         summary = validator.run()
         found = samples(port)

@@ -59,8 +59,17 @@ class SequenceTracker:
         self._devices: dict[str, _Device] = {}
 
     def resume(self, device_id: str, next_seq: int, last_hash: str | None) -> None:
-        """Continue a device from stored state (after a restart or a rebalance)."""
-        self._devices[device_id] = _Device(next_seq=next_seq, last_hash=last_hash)
+        """Continue a device from stored state (after a restart or a rebalance).
+
+        A device already followed keeps its state: it is newer than the store's.
+        """
+        if device_id not in self._devices:
+            self._devices[device_id] = _Device(next_seq=next_seq, last_hash=last_hash)
+
+    def forget(self, device_ids: set[str]) -> None:
+        """Stop following devices (their partition moved to another process)."""
+        for device_id in device_ids:
+            self._devices.pop(device_id, None)
 
     def observe(
         self,

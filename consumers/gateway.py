@@ -1,0 +1,64 @@
+"""What the validator needs from the store, behind one interface.
+
+The validator loop talks to a `StoreGateway`. `ClickHouseGateway` calls
+ClickHouse directly (a server, or the chDB store this process owns); the
+`--workers` mode gives each worker a gateway that hands the same calls to the
+one process that owns an embedded store.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from clickhouse_connect.driver.client import Client
+
+from consumers import stored_tail
+from consumers.batch import Batch
+from consumers.sink import ClickHouseSink
+from consumers.stored_tail import StoredTail
+
+
+class StoreGateway(Protocol):
+    def write(self, batch: Batch) -> None:
+        """Store every table of the batch (deduplicated on retry)."""
+
+    def stored_tail(self, topic: str, partition: int, start: int) -> StoredTail:
+        """Rows already stored from `partition` of `topic` at offsets >= `start`."""
+
+    def device_states(self, partition: int) -> list[tuple[str, int, str]]:
+        """(device, highest device_seq, its payload hash) of devices on `partition`."""
+
+    def registry_offsets(self) -> dict[tuple[str, int], int]:
+        """Highest stored offset of each registry partition."""
+
+    def eventless_violations(self) -> frozenset[str]:
+        """Ids of stored violations that belong to no event."""
+
+    def deletions(self) -> list[dict]:
+        """Every deletion stored."""
+
+
+class ClickHouseGateway:
+    """The gateway over a clickhouse-connect client."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._sink = ClickHouseSink(client)
+
+    def write(self, batch: Batch) -> None:
+        self._sink.write(batch)
+
+    def stored_tail(self, topic: str, partition: int, start: int) -> StoredTail:
+        return stored_tail.load_stored_tail(self._client, topic, partition, start)
+
+    def device_states(self, partition: int) -> list[tuple[str, int, str]]:
+        return stored_tail.device_states(self._client, partition)
+
+    def registry_offsets(self) -> dict[tuple[str, int], int]:
+        return stored_tail.stored_registry_offsets(self._client)
+
+    def eventless_violations(self) -> frozenset[str]:
+        return stored_tail.stored_eventless_violations(self._client)
+
+    def deletions(self) -> list[dict]:
+        return stored_tail.stored_deletions(self._client)

@@ -1,0 +1,211 @@
+"""One message at a time: decode, stage for storage, judge, or keep as a dead letter.
+
+Knows nothing of Kafka's group protocol or of ClickHouse: the validator loop
+feeds it messages and stores the batch it fills. Events whose consent or
+deployment record has not arrived are stored at once but judged later (the
+registry grace window); the stream rules never wait.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from consumers.batch import Batch, now_utc
+from consumers.dead_letters import DeadLetterPolicy, dead_letter_row
+from consumers.judge import Anchored, Judge
+from consumers.stored_tail import StoredTail
+from schemas import codec
+from schemas.topics import KEY_FIELD, TOPICS
+
+Position = tuple[str, int, int]
+_NOTHING_STORED = StoredTail()
+
+
+@dataclass(slots=True)
+class Held:
+    """An event whose consent or deployment record has not arrived yet."""
+
+    kind: str
+    record: dict
+    position: Position
+    since: float
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """What one run of the validator stored."""
+
+    events: Counter[str] = field(default_factory=Counter)
+    violations: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    registry_records: int = 0
+    seconds: float = 0.0
+
+    @property
+    def events_per_second(self) -> float:
+        return sum(self.events.values()) / self.seconds if self.seconds else 0.0
+
+
+class MessageProcessor:
+    """Turns messages of the event topics into rows of a batch."""
+
+    def __init__(
+        self,
+        judge: Judge,
+        policy: DeadLetterPolicy,
+        *,
+        registry_grace: float,
+        max_held: int,
+        max_message_bytes: int,
+        reported: frozenset[str] = frozenset(),
+    ) -> None:
+        """`reported`: ids of violations with no event (FR-DELETION-OVERDUE) already stored."""
+        self.judge = judge
+        self.summary = RunSummary()
+        self.held: list[Held] = []
+        self._policy = policy
+        self._grace = registry_grace
+        self._max_held = max_held
+        self._max_bytes = max_message_bytes
+        self._reported = set(reported)
+        self._tails: dict[tuple[str, int], StoredTail] = {}
+        self._devices: dict[int, set[str]] = {}  # partition number -> devices seen on it
+        self._watermark: datetime | None = None
+
+    # -- per message ----------------------------------------------------------
+
+    def process(self, message: ConsumerRecord, batch: Batch) -> None:
+        position = (message.topic, message.partition, message.offset)
+        tail = self._tails.get(position[:2], _NOTHING_STORED)
+        decoded = self._decode(message)
+        self._policy.record(isinstance(decoded, str), position)
+        if isinstance(decoded, str):
+            self._dead_letter(message, decoded, batch, tail)
+            return
+        record = decoded.record
+        record["kind"] = kind = decoded.kind
+        record["payload_sha256"] = digest = hashlib.sha256(decoded.payload).hexdigest()
+        if message.offset not in tail.events:
+            batch.add("events", record, *position)
+            self.summary.events[kind] += 1
+        self._devices.setdefault(message.partition, set()).add(record["device_id"])
+        if self._watermark is None or record["event_time"] > self._watermark:
+            self._watermark = record["event_time"]
+        arrival = time.monotonic()
+        self._stage(self.judge.observe_sequence(record, digest, position, arrival), batch)
+        if self._awaits_registry(record):
+            self._hold(Held(kind, record, position, arrival), batch)
+        else:
+            self._stage(self.judge.judge_rules(kind, record, position), batch)
+
+    def _decode(self, message: ConsumerRecord) -> codec.Decoded | str:
+        """The decoded message, or `reason: detail` saying why it is a dead letter."""
+        value = message.value
+        if value is not None and len(value) > self._max_bytes:
+            return f"oversized: {len(value)} bytes, more than the {self._max_bytes} allowed"
+        try:
+            decoded = codec.decode(value)
+        except codec.DecodeError as exc:
+            return f"{exc.reason}: {exc.detail}"
+        if TOPICS[decoded.kind] != message.topic:
+            return f"wrong_topic: a {decoded.kind} record on topic {message.topic}"
+        field_name = KEY_FIELD[decoded.kind]
+        key = decoded.record[field_name]
+        if message.key != key.encode():
+            return f"wrong_key: key {message.key!r}, but the record's {field_name} is {key!r}"
+        return decoded
+
+    def _dead_letter(
+        self, message: ConsumerRecord, problem: str, batch: Batch, tail: StoredTail
+    ) -> None:
+        reason, _, detail = problem.partition(": ")
+        if message.offset in tail.dead_letters:
+            return
+        where = f"{message.topic}[{message.partition}]@{message.offset}"
+        row = dead_letter_row(message, reason, f"{where}: {detail}")
+        batch.add("dead_letters", row, message.topic, message.partition, message.offset)
+        self.summary.dead_letters[reason] += 1
+
+    # -- judging ----------------------------------------------------------------
+
+    def _awaits_registry(self, record: dict) -> bool:
+        """True when the event names a deployment or consent not (yet) in the registry."""
+        registry = self.judge.registry
+        if registry.deployment(record["deployment_id"]) is None:
+            return True
+        consent_id = record["consent_id"]
+        return consent_id is not None and registry.consent(consent_id) is None
+
+    def _hold(self, held: Held, batch: Batch) -> None:
+        self.held.append(held)
+        if len(self.held) > self._max_held:
+            # Memory bound: the oldest held event is judged now, with what is known.
+            self._judge_held(self.held.pop(0), batch)
+
+    def _judge_held(self, held: Held, batch: Batch) -> None:
+        self._stage(self.judge.judge_rules(held.kind, held.record, held.position), batch)
+
+    def release_held(self, batch: Batch, now: float, force: bool = False) -> None:
+        """Judge held events whose records arrived, whose grace ran out, or all (`force`)."""
+        waiting = []
+        for held in self.held:
+            if force or now - held.since >= self._grace or not self._awaits_registry(held.record):
+                self._judge_held(held, batch)
+            else:
+                waiting.append(held)
+        self.held = waiting
+
+    def check_overdue(self, batch: Batch) -> None:
+        """FR-DELETION-OVERDUE as of the latest event time seen."""
+        if self._watermark is not None:
+            self._stage([(v, None) for v in self.judge.overdue(self._watermark)], batch)
+
+    def finish(self, batch: Batch) -> None:
+        """End of the input: judge what is held, report open sequence gaps."""
+        self.release_held(batch, time.monotonic(), force=True)
+        self._stage(self.judge.finish_anchored(), batch)
+        self.check_overdue(batch)
+
+    def _stage(self, found: list[Anchored], batch: Batch) -> None:
+        """Stage violations at the position of the event each was found at.
+
+        A violation with no event (FR-DELETION-OVERDUE) has no position; it is
+        stored once, by its deterministic id.
+        """
+        detected_at = now_utc()
+        for violation, anchor in found:
+            if anchor is None:
+                if violation.violation_id in self._reported:
+                    continue
+                self._reported.add(violation.violation_id)
+                anchor = ("", 0, 0)
+            elif violation.violation_id in self._tails.get(anchor[:2], _NOTHING_STORED).violations:
+                continue
+            batch.add_violation(violation, *anchor, detected_at)
+            self.summary.violations[(violation.rule_id, violation.severity)] += 1
+
+    # -- partitions -------------------------------------------------------------
+
+    def knows(self, topic: str, partition: int) -> bool:
+        return (topic, partition) in self._tails
+
+    def assign(self, topic: str, partition: int, tail: StoredTail) -> None:
+        """Take a partition: `tail` is what the store already holds past its commit."""
+        self._tails[(topic, partition)] = tail
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        """Drop the state of partitions this process no longer owns."""
+        self.held = [h for h in self.held if h.position[:2] not in partitions]
+        for tp in partitions:
+            self._tails.pop(tp, None)
+            self.judge.sequences.forget(self._devices.pop(tp[1], set()))
+
+    def first_held_offset(self, topic: str, partition: int) -> int | None:
+        offsets = [h.position[2] for h in self.held if h.position[:2] == (topic, partition)]
+        return min(offsets, default=None)
