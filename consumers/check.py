@@ -8,22 +8,30 @@ then FR-DELETION-OVERDUE as of the latest ``event_time`` in the input, then
 through Kafka yield the same per-event and stream findings (the hash chain is
 checked only where payload bytes exist, i.e. for Avro input).
 
+With several inputs, "input order" keeps each input's own order but
+interleaves the inputs by event time, as a consumer reading several topics
+does. An Avro container holds one kind, so a device's captures and matches
+are always in two files; judged one file after the other, every match would
+arrive far outside the reorder window, and the sequence and hash-chain checks
+would report false gaps and skip the chain.
+
 Violations are handed to a writer as they are found, so output starts at once
 and memory does not grow with them (except for the table, which sorts).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final, TextIO
 
 from consumers.judge import Judge
-from consumers.readers import OnBad, Source
+from consumers.readers import Item, OnBad, Source
 from consumers.registry import Registry
 from consumers.rules.catalogue import SEVERITIES, Catalogue, check_profile
 from consumers.violation import Violation
@@ -32,6 +40,7 @@ from schemas.topics import EVENT_KINDS
 OnViolation = Callable[[Violation], None]
 
 _SEVERITY_RANK: Final = {severity: rank for rank, severity in enumerate(SEVERITIES)}
+_BEFORE_ALL: Final = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -80,22 +89,35 @@ def check(
 
     judge = Judge(check_profile(profile), load_registry(sources), catalogue)
     latest: datetime | None = None
-    for source in sources:
-        for kind, record, payload_sha256 in source.records(bad):
-            stats.records += 1
-            if kind in EVENT_KINDS:
-                stats.events += 1
-                emit(judge.judge_event(kind, record, payload_sha256))
-                event_time = record["event_time"]
-                if latest is None or event_time > latest:
-                    latest = event_time
-            elif kind == "deletion":
-                judge.observe_deletion(record)
+    for kind, record, payload_sha256 in _interleaved(sources, bad):
+        stats.records += 1
+        if kind in EVENT_KINDS:
+            stats.events += 1
+            emit(judge.judge_event(kind, record, payload_sha256))
+            event_time = record["event_time"]
+            if latest is None or event_time > latest:
+                latest = event_time
+        elif kind == "deletion":
+            judge.observe_deletion(record)
     if latest is not None:
         emit(judge.overdue(latest))
     emit(judge.finish())
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _interleaved(sources: Sequence[Source], on_bad: OnBad) -> Iterator[Item]:
+    """The records of all inputs, each input in its own order, merged by event time."""
+    streams = [source.records(on_bad) for source in sources]
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=_moment)  # ties: the earlier input first
+
+
+def _moment(item: Item) -> datetime:
+    """When a record happened; registry records (already loaded, skipped here) sort first."""
+    record = item.record
+    return record.get("event_time") or record.get("deleted_at") or _BEFORE_ALL
 
 
 def load_registry(sources: Iterable[Source]) -> Registry:
@@ -172,6 +194,15 @@ class TableWriter:
 
     def close(self) -> None:
         self._out.write(format_table(self._violations, self._profile, self._version))
+
+
+def writer_for(
+    output_format: str, out: TextIO, profile: str, catalogue_version: str
+) -> JsonLinesWriter | TableWriter:
+    """The writer for ``jsonl`` (default) or ``table`` output."""
+    if output_format == "table":
+        return TableWriter(out, profile, catalogue_version)
+    return JsonLinesWriter(out)
 
 
 def format_table(violations: Sequence[Violation], profile: str, catalogue_version: str) -> str:

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Final, NamedTuple
 
 import fastavro
+from fastavro.schema import fingerprint as avro_fingerprint
+from fastavro.schema import to_parsing_canonical_form
 
 from schemas import codec
 from schemas.topics import EVENT_KINDS, KINDS, REGISTRY_KINDS
@@ -35,7 +38,9 @@ STDIN_NAME: Final = "<stdin>"
 # A valid consent has a "grantor" key and a valid deployment a "registered_purposes"
 # key, which no other kind has. In the raw line such a key is spelt literally or
 # contains a JSON escape, so a line with neither marker cannot be a registry record.
-_REGISTRY_MARKERS: Final = (b'"grantor"', b'"registered_purposes"', b"\\")
+_CONSENT_KEY: Final = b'"grantor"'
+_DEPLOYMENT_KEY: Final = b'"registered_purposes"'
+_ESCAPE: Final = b"\\"
 _KIND_BY_SCHEMA_NAME: Final = {codec.schema(kind)["name"]: kind for kind in KINDS}
 
 OnBad = Callable[[str], None]
@@ -70,8 +75,8 @@ class JsonLinesSource:
         """The good consent and deployment records, in input order; bad lines are skipped."""
         with self._open() as lines:
             for line in lines:
-                if not any(marker in line for marker in _REGISTRY_MARKERS):
-                    continue
+                if not (_CONSENT_KEY in line or _DEPLOYMENT_KEY in line or _ESCAPE in line):
+                    continue  # spelt out rather than any(): this runs on every line
                 try:
                     kind, record = parse_line(line)
                 except BadRecord:
@@ -95,10 +100,12 @@ class JsonLinesSource:
 class AvroSource:
     """An Avro object container file; its writer schema's name gives the kind of all records."""
 
-    def __init__(self, name: str, opener: Opener, kind: str) -> None:
+    def __init__(self, name: str, opener: Opener, kind: str, resolve: bool) -> None:
+        """``resolve``: the writer schema differs from the contract's, so read through it."""
         self.name = name
         self.kind = kind
         self._open = opener
+        self._reader_schema = codec.schema(kind) if resolve else None
 
     def registry(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """The good records if this is a consent or deployment file, else nothing."""
@@ -117,22 +124,20 @@ class AvroSource:
         kind = self.kind
         hashed = kind in EVENT_KINDS
         with self._open() as stream:
-            records = iter(fastavro.reader(stream, reader_schema=codec.schema(kind)))
-            number = 0
-            while True:
-                number += 1
-                where = f"{self.name}:record {number}"
+            records = iter(fastavro.reader(stream, reader_schema=self._reader_schema))
+            for number in itertools.count(1):
                 try:
                     record = next(records)
                 except StopIteration:
                     return
                 except Exception as exc:  # whatever fastavro raises is caused by the bytes
-                    on_bad(f"{where}: does not decode ({type(exc).__name__}: {exc}); rest skipped")
+                    problem = f"does not decode ({type(exc).__name__}: {exc}); rest skipped"
+                    on_bad(f"{self.name}:record {number}: {problem}")
                     return
                 try:
                     payload = codec.encode_payload(kind, record)
                 except codec.EncodeError as exc:
-                    on_bad(f"{where}: {exc}")
+                    on_bad(f"{self.name}:record {number}: {exc}")
                     continue
                 sha256 = hashlib.sha256(payload).hexdigest() if hashed else None
                 yield Item(kind, record, sha256)
@@ -182,17 +187,30 @@ def open_source(path: str, stdin: BinaryIO) -> Source:
 def _source(name: str, opener: Opener, head: bytes) -> Source:
     if head != AVRO_MAGIC:
         return JsonLinesSource(name, opener)
-    return AvroSource(name, opener, _avro_kind(name, opener))
+    writer_schema = _writer_schema(name, opener)
+    kind = _avro_kind(name, writer_schema)
+    # Resolving against the contract's schema doubles fastavro's read time, so
+    # it is only done for a writer schema that differs (e.g. an older version).
+    fingerprint = avro_fingerprint(to_parsing_canonical_form(writer_schema), "CRC-64-AVRO")
+    resolve = bytes.fromhex(fingerprint) != codec.fingerprint(kind)
+    return AvroSource(name, opener, kind, resolve)
 
 
-def _avro_kind(name: str, opener: Opener) -> str:
-    """The record kind an Avro container holds, from its writer schema's name."""
+def _writer_schema(name: str, opener: Opener) -> dict[str, Any]:
+    """The schema an Avro container was written with."""
     try:
         with opener() as stream:
             writer_schema = fastavro.reader(stream).writer_schema
     except Exception as exc:  # a corrupt header: fastavro's error names the problem
         raise InputError(f"{name}: not a readable Avro container file: {exc}") from None
-    schema_name = writer_schema.get("name") if isinstance(writer_schema, dict) else None
+    if not isinstance(writer_schema, dict):
+        raise InputError(f"{name}: Avro schema {writer_schema!r} is not a record")
+    return writer_schema
+
+
+def _avro_kind(name: str, writer_schema: dict[str, Any]) -> str:
+    """The record kind an Avro container holds, from its writer schema's name."""
+    schema_name = writer_schema.get("name")
     kind = _KIND_BY_SCHEMA_NAME.get(schema_name)
     if kind is None:
         expected = ", ".join(_KIND_BY_SCHEMA_NAME)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from faceaudit.commands_check import add_check_parser, add_rules_parser
 from faceaudit.errors import FaceauditError
-from faceaudit.settings import HOME, Settings, redact
+from faceaudit.settings import HOME, Settings
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_broker(commands)
     _add_simulate(commands)
     _add_consume(commands)
+    add_check_parser(commands)
+    add_rules_parser(commands)
     return parser
 
 
@@ -182,34 +184,19 @@ def _add_consume(commands: argparse._SubParsersAction) -> None:
         metavar="R",
         help="stop when more than this share of the last 1000 messages are dead letters (0.5)",
     )
+    con.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="validator processes in the group (1); with chDB the parent owns the store",
+    )
     con.set_defaults(handler=_consume)
 
 
 def _consume(args: argparse.Namespace) -> int:
-    from consumers.gateway import ClickHouseGateway
-    from consumers.pipeline import Validator
-    from consumers.store import open_store
-    from consumers.summary import print_summary
+    from faceaudit.consume import consume
 
-    settings = Settings.resolve(vars(args))
-    client = open_store(settings.clickhouse)
-    try:
-        validator = Validator(settings, ClickHouseGateway(client))
-        if settings.metrics_port:
-            port = validator.metrics.serve(settings.metrics_port)
-            print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: validator.stop())
-        print(
-            f"validating {settings.bootstrap} into {redact(settings.clickhouse)} "
-            f"(profile {settings.profile}, group {settings.group})",
-            file=sys.stderr,
-        )
-        summary = validator.run()
-        print_summary(summary, client)
-    finally:
-        client.close()
-    return EXIT_OK
+    return consume(Settings.resolve(vars(args)))
 
 
 # -- argument types -----------------------------------------------------------

@@ -69,7 +69,7 @@ def add_rules_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from consumers.check import JsonLinesWriter, TableWriter, check
+    from consumers.check import check, writer_for
     from consumers.readers import InputError, open_sources
     from consumers.rules.catalogue import load_catalogue
 
@@ -83,11 +83,7 @@ def _check(args: argparse.Namespace) -> int:
             out = _output(args.output, stack)
         except OSError as exc:
             return _bad_input(f"cannot write {args.output}: {exc.strerror}")
-        writer = (
-            TableWriter(out, args.profile, catalogue.version)
-            if args.format == "table"
-            else JsonLinesWriter(out)
-        )
+        writer = writer_for(args.format, out, args.profile, catalogue.version)
         try:
             stats = check(sources, args.profile, writer.write, _print_bad, catalogue)
             writer.close()

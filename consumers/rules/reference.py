@@ -6,16 +6,17 @@ test fails while it is stale). Everything comes from the catalogue except the
 examples below.
 
 Each per-event rule's example is data, not prose: the fields to change in a
-compliant event, its consent or its deployment to make the rule fire (values
-in the contract's JSON form). Tests apply each change to compliant sample
-records and run the rule engine, so an example cannot claim what the rule
-does not do. Stream rules need a sequence of events; their examples are a
+compliant event, its consent or its deployment so that this rule, and no
+other, fires (values in the contract's JSON form). Tests apply each change to
+compliant sample records and run the rule engine, so an example cannot claim
+what the rule does not do. Stream rules need a sequence of events; their examples are a
 sentence.
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final
@@ -24,6 +25,7 @@ from consumers.rules.catalogue import PROFILES, Catalogue, Parameters, Rule, loa
 
 REGENERATE: Final = "python -m consumers.rules.reference > docs/rules.md"
 CATALOGUE_FILE: Final = "consumers/rules/catalogue.json"
+TEXT_WIDTH: Final = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +77,18 @@ EXAMPLES: Final[Mapping[str, Example | str]] = {
         {"event": {"purpose": "payment"}, "deployment": {"registered_purposes": ["attendance"]}},
     ),
     "FR-CONSENT-MISSING": Example(
-        "capture", {"event": {"legal_basis": "consent", "consent_id": None}}
+        "capture", {"event": {"legal_basis": "consent", "consent_id": None, "public_place": False}}
     ),
     "FR-CONSENT-WITHDRAWN": Example(
         "capture",
         {
-            "event": {"event_time": "2026-03-01T08:00:00Z"},
+            "event": {"event_time": "2026-03-01T08:00:00Z", "public_place": False},
             "consent": {"withdrawn_at": "2026-02-01T00:00:00Z"},
         },
     ),
-    "FR-CONSENT-INVALID": Example("capture", {"consent": {"consent_type": "bundled"}}),
+    "FR-CONSENT-INVALID": Example(
+        "capture", {"event": {"public_place": False}, "consent": {"consent_type": "bundled"}}
+    ),
     "FR-CONSENT-WRITTEN": Example(
         "capture",
         {
@@ -120,6 +124,7 @@ EXAMPLES: Final[Mapping[str, Example | str]] = {
                 "attribute_analysis": ["ethnicity"],
                 "legal_basis": "contract",
                 "consent_id": None,
+                "public_place": False,
             }
         },
     ),
@@ -130,6 +135,7 @@ EXAMPLES: Final[Mapping[str, Example | str]] = {
                 "match_mode": "identify_1toN",
                 "remote_noncontact": True,
                 "location_type": "retail",
+                "public_place": False,
                 "legal_basis": "contract",
                 "consent_id": None,
             }
@@ -148,7 +154,12 @@ EXAMPLES: Final[Mapping[str, Example | str]] = {
         },
     ),
     "FR-HIGH-STAKES-MANUAL": Example(
-        "match", {"event": {"purpose": "social_assistance", "manual_review_id": None}}
+        "match",
+        {
+            "event": {"purpose": "social_assistance", "manual_review_id": None},
+            "consent": {"purposes": ["social_assistance"]},
+            "deployment": {"registered_purposes": ["social_assistance"]},
+        },
     ),
     "AUDIT-SEQ-GAP": "device dev-1 sends device_seq 4 and then 7: one violation, at the event "
     "with seq 7, names the missing numbers 5 to 6",
@@ -206,15 +217,26 @@ def render_text(catalogue: Catalogue, profile: str | None = None) -> str:
             f"  articles:   {', '.join(rule.articles)}",
             f"  severity:   {_severities(rule, profiles)}",
             f"  applies to: {_applies_to(rule)}",
-            f"  fires when: {rule.description}",
-            f"  example:    {example(rule.id)}",
+            _wrapped("  fires when: ", rule.description),
+            _wrapped("  example:    ", example(rule.id)),
             "",
         ]
     lines.append("Profile parameters:")
     for item in fields(Parameters):
         values = ", ".join(f"{p} {getattr(catalogue.parameters(p), item.name):,}" for p in profiles)
-        lines.append(f"  {item.name}: {values} ({PARAMETER_MEANINGS[item.name]})")
+        lines += [f"  {item.name}: {values}", _wrapped("    ", PARAMETER_MEANINGS[item.name])]
     return "\n".join(lines) + "\n"
+
+
+def _wrapped(label: str, text: str) -> str:
+    """``text`` after ``label``, folded to the terminal width with hanging indentation."""
+    return textwrap.fill(
+        text,
+        TEXT_WIDTH,
+        initial_indent=label,
+        subsequent_indent=" " * len(label),
+        break_on_hyphens=False,
+    )
 
 
 # -- markdown -------------------------------------------------------------------
@@ -248,8 +270,8 @@ def _md_header(catalogue: Catalogue) -> str:
             "Articles: `F n` is the 2025 Measures, `D n` the 2023 draft, `PIPL n` the law; "
             "`~` marks a number taken from secondary sources, `n/c` a provision whose number "
             "is unconfirmed. A rule with severity `off` in a profile does not fire there. "
-            "Examples change a compliant event, its consent or its deployment in the fields "
-            "shown (JSON form).",
+            "A per-event rule's example changes a compliant event, its consent or its deployment "
+            "in the fields shown (JSON form) so that this rule fires and no other.",
         )
     )
 
