@@ -133,20 +133,29 @@ class Validator:
             read += self._feed.poll(self._batch)
             for tp, messages in polled.items():
                 if not self.processor.knows(tp.topic, tp.partition):
-                    self._take(tp)
+                    committed = self._take(tp)
+                    if messages[0].offset > committed:
+                        # The client kept its fetch position across the rebalance,
+                        # past rows this process dropped unstored: read from the commit.
+                        self._consumer.seek(tp, committed)
+                        continue
                 for message in messages:
                     self.processor.process(message, self._batch)
                 read += len(messages)
                 self._next[tp] = messages[-1].offset + 1
         return read
 
-    def _take(self, tp: TopicPartition) -> None:
-        """First read of a partition since it was assigned: load what the store holds."""
+    def _take(self, tp: TopicPartition) -> int:
+        """First read of a partition since it was assigned: load what the store holds.
+
+        Returns the partition's committed offset.
+        """
         committed = self._consumer.committed(tp) or 0
         self._committed[tp] = committed
         self.processor.assign(tp.topic, tp.partition, self._store.stored_tail(*tp, committed))
         for device, seq, digest in self._store.device_states(tp.partition):
             self.judge.sequences.resume(device, seq + 1, digest)
+        return committed
 
     # -- storing and committing ----------------------------------------------
 

@@ -8,6 +8,7 @@ from that offset on lets it skip them, so re-reading never stores twice.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
@@ -69,8 +70,14 @@ def stored_deletions(client: Client) -> list[dict]:
     """Every deletion stored, so FR-DELETION-OVERDUE survives the topic's retention."""
     result = client.query(f"SELECT processor_id, subject_ref, deleted_at FROM {DATABASE}.deletions")
     return [
-        {"processor_id": p, "subject_ref": s, "deleted_at": at} for p, s, at in result.result_rows
+        {"processor_id": p, "subject_ref": s, "deleted_at": _utc(at)}
+        for p, s, at in result.result_rows
     ]
+
+
+def _utc(moment: datetime) -> datetime:
+    """Stored times are UTC; the embedded engine may hand them back without a zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def device_states(client: Client, partition: int) -> list[tuple[str, int, str]]:

@@ -25,6 +25,7 @@ class Settings:
     profile: str = "cac-2025"
     metrics_port: int = 0
     until_idle: float | None = None
+    workers: int = 1
     batch_size: int = 20_000
     batch_seconds: float = 1.0
     registry_grace: float = 30.0

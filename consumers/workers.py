@@ -1,0 +1,188 @@
+"""`faceaudit consume --workers N`: N validator processes in one consumer group.
+
+Each worker is a full validator (its own Kafka consumer, registry and rule
+engine) and shares the CPU work. Only the store differs:
+
+- an embedded chDB store can be opened by one process only, so the parent
+  owns it and every worker hands its columnar batches (and its few start-up
+  queries) to the parent over a pipe, and commits only after the parent has
+  confirmed the insert;
+- a ClickHouse server is reached by each worker directly.
+
+Either way a worker runs the same `Validator` behind a `StoreGateway`.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
+
+from consumers.batch import Batch
+from consumers.gateway import ClickHouseGateway, StoreGateway
+from consumers.processor import RunSummary
+from consumers.sink import ClickHouseSink, to_columns
+from consumers.stored_tail import StoredTail
+from faceaudit.errors import FaceauditError
+from faceaudit.settings import Settings
+
+CHDB_SCHEME = "chdb://"
+
+
+class RemoteGateway:
+    """A worker's gateway to the store owned by the parent process."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._layout = self._call("layout")
+
+    def _call(self, method: str, *args: Any) -> Any:
+        self._conn.send((method, args))
+        status, value = self._conn.recv()
+        if status == "error":
+            # Retried by the validator like any failing insert or query.
+            raise OperationalError(f"store owner: {value}")
+        return value
+
+    def write(self, batch: Batch) -> None:
+        self._call("insert", to_columns(batch, self._layout))
+
+    def stored_tail(self, topic: str, partition: int, start: int) -> StoredTail:
+        return self._call("stored_tail", topic, partition, start)
+
+    def device_states(self, partition: int) -> list[tuple[str, int, str]]:
+        return self._call("device_states", partition)
+
+    def registry_offsets(self) -> dict[tuple[str, int], int]:
+        return self._call("registry_offsets")
+
+    def eventless_violations(self) -> frozenset[str]:
+        return self._call("eventless_violations")
+
+    def deletions(self) -> list[dict]:
+        return self._call("deletions")
+
+
+def run_workers(settings: Settings, workers: int, client: Client) -> tuple[RunSummary, list[str]]:
+    """Start `workers` validator processes, serve their store calls, and sum their runs.
+
+    Returns the combined summary of the workers that finished, and a line for
+    each that failed or died (its partitions went to the others).
+    """
+    embedded = settings.clickhouse.startswith(CHDB_SCHEME)
+    owner = _StoreOwner(client) if embedded else None
+    context = multiprocessing.get_context("spawn")
+    processes, servers, results = [], [], {}
+    for index in range(workers):
+        parent_end, child_end = context.Pipe()
+        process = context.Process(
+            target=_worker_main,
+            args=(settings, index, child_end, embedded),
+            name=f"faceaudit-worker-{index}",
+        )
+        process.start()
+        child_end.close()
+        server = threading.Thread(
+            target=_serve, args=(parent_end, owner, results, index), daemon=True
+        )
+        server.start()
+        processes.append(process)
+        servers.append(server)
+    _forward_stop_signals(lambda: [p.terminate() for p in processes if p.is_alive()])
+    for process, server in zip(processes, servers, strict=True):
+        process.join()
+        server.join()
+    return _combine(results, workers)
+
+
+class _StoreOwner:
+    """The parent's side: runs the workers' calls against the one store, one at a time."""
+
+    def __init__(self, client: Client) -> None:
+        self._gateway = ClickHouseGateway(client)
+        self._sink = ClickHouseSink(client)
+        self._lock = threading.Lock()
+
+    def call(self, method: str, args: tuple) -> Any:
+        with self._lock:
+            if method == "layout":
+                return self._sink.layout
+            if method == "insert":
+                return self._sink.insert(*args)
+            return getattr(self._gateway, method)(*args)
+
+
+def _serve(conn: Connection, owner: _StoreOwner | None, results: dict, index: int) -> None:
+    """Answer one worker until it reports its end or its pipe closes (the worker died)."""
+    while True:
+        try:
+            method, args = conn.recv()
+        except (EOFError, OSError):
+            results.setdefault(index, ("died", "the worker exited without a report"))
+            return
+        if method in ("done", "failed"):
+            results[index] = (method, args[0])
+            return
+        try:
+            conn.send(("ok", owner.call(method, args)))
+        except (ClickHouseError, OSError) as exc:
+            conn.send(("error", str(exc)))
+
+
+def _worker_main(settings: Settings, index: int, conn: Connection, embedded: bool) -> None:
+    """A worker process: one validator, its store reached through the parent or directly."""
+    from consumers.pipeline import Validator
+    from consumers.store import open_store
+
+    logging.basicConfig(level=logging.WARNING, format=f"faceaudit[w{index}]: %(message)s")
+    client = None
+    try:
+        if embedded:
+            gateway: StoreGateway = RemoteGateway(conn)
+        else:
+            client = open_store(settings.clickhouse)
+            gateway = ClickHouseGateway(client)
+        validator = Validator(settings, gateway)
+        if settings.metrics_port:
+            validator.metrics.serve(settings.metrics_port + index)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: validator.stop())
+        summary = validator.run()
+        conn.send(("done", (summary,)))
+    except FaceauditError as exc:
+        conn.send(("failed", (str(exc),)))
+    except Exception as exc:  # report any crash to the parent, then let it show
+        conn.send(("failed", (f"{type(exc).__name__}: {exc}",)))
+        raise
+    finally:
+        if client is not None:
+            client.close()
+        conn.close()
+
+
+def _forward_stop_signals(stop_workers: Callable[[], object]) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop_workers())
+
+
+def _combine(results: dict[int, tuple[str, Any]], workers: int) -> tuple[RunSummary, list[str]]:
+    total = RunSummary()
+    problems = []
+    for index in range(workers):
+        status, value = results.get(index, ("died", "no report"))
+        if status != "done":
+            problems.append(f"worker {index} {status}: {value}")
+            continue
+        total.events.update(value.events)
+        total.violations.update(value.violations)
+        total.dead_letters.update(value.dead_letters)
+        total.registry_records += value.registry_records
+        total.seconds = max(total.seconds, value.seconds)
+    return total, problems

@@ -1,0 +1,48 @@
+"""`faceaudit consume`: open the store, run the validator (or its workers), print the summary."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from clickhouse_connect.driver.client import Client
+
+from consumers.gateway import ClickHouseGateway
+from consumers.pipeline import Validator
+from consumers.processor import RunSummary
+from consumers.store import open_store
+from consumers.summary import print_summary
+from consumers.workers import run_workers
+from faceaudit.errors import FaceauditError
+from faceaudit.settings import Settings, redact
+
+
+def consume(settings: Settings) -> int:
+    """Validate until stopped or idle; exit code 0, or FaceauditError if a worker failed."""
+    client = open_store(settings.clickhouse)
+    print(
+        f"validating {settings.bootstrap} into {redact(settings.clickhouse)} (profile "
+        f"{settings.profile}, group {settings.group}, {settings.workers} worker(s))",
+        file=sys.stderr,
+    )
+    try:
+        if settings.workers > 1:
+            summary, problems = run_workers(settings, settings.workers, client)
+        else:
+            summary, problems = _in_process(settings, client), []
+        print_summary(summary, client)
+    finally:
+        client.close()
+    if problems:
+        raise FaceauditError("; ".join(problems))
+    return 0
+
+
+def _in_process(settings: Settings, client: Client) -> RunSummary:
+    validator = Validator(settings, ClickHouseGateway(client))
+    if settings.metrics_port:
+        port = validator.metrics.serve(settings.metrics_port)
+        print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: validator.stop())
+    return validator.run()
