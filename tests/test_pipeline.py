@@ -8,14 +8,9 @@ validator has exited, since chDB lets one process open a store at a time.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
-import clickhouse_connect
 import pytest
+from helpers import faceaudit, scalar, store
 from kafka import KafkaProducer
 
 from producers.fleet import Fleet
@@ -25,30 +20,6 @@ pytestmark = pytest.mark.integration
 
 EVENTS, DEVICES, SEED, VIOLATION_RATE = 3000, 12, 7, 0.2
 GARBAGE = b"\xc3\x01not-a-fingerprint-and-no-payload"
-
-
-def faceaudit(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FACEAUDIT_KAFKA_TIMEOUT": "5"}
-    return subprocess.run(
-        [sys.executable, "-m", "faceaudit.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
-@contextmanager
-def store(path: Path) -> Iterator[clickhouse_connect.driver.Client]:
-    client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def scalar(client, sql: str):
-    return client.query(sql).result_rows[0][0]
 
 
 @pytest.fixture(scope="module")

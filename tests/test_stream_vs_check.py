@@ -15,14 +15,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from helpers import start_group_at_end
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kafka import KafkaConsumer, TopicPartition
-from kafka.structs import OffsetAndMetadata
 from samples import sample
 
 from consumers.gateway import ClickHouseGateway
-from consumers.pipeline import GROUP_TOPICS, Validator
+from consumers.pipeline import Validator
 from consumers.store import open_store
 from faceaudit.cli import main
 from faceaudit.settings import Settings
@@ -110,19 +109,6 @@ def build_stream(specs: list[dict], tag: str) -> tuple[list, list]:
         chains[spec["device"]] = (seq + 1, digest)
         events.append((spec["kind"], record))
     return registry, events
-
-
-def start_group_at_end(bootstrap: str, group: str) -> None:
-    """Commit the group at the current end of the event topics: it reads only what follows."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    partitions = [
-        TopicPartition(topic, p)
-        for topic in GROUP_TOPICS
-        for p in consumer.partitions_for_topic(topic)
-    ]
-    ends = consumer.end_offsets(partitions)
-    consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
-    consumer.close()
 
 
 def stream_violations(
