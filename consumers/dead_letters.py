@@ -60,13 +60,16 @@ class DeadLetterPolicy:
 
 
 def dead_letter_row(message: ConsumerRecord, reason: str, detail: str) -> Row:
-    """A `dead_letters` row holding the message's original bytes, key and headers."""
+    """A `dead_letters` row holding the message's original bytes, key and headers.
+
+    The detail starts with where the message was read: topic[partition]@offset.
+    """
     return {
         "message_key": message.key,
         "raw": message.value or b"",
         "headers": {name: _text(value) or "" for name, value in (message.headers or [])},
         "reason": reason,
-        "detail": detail,
+        "detail": f"{message.topic}[{message.partition}]@{message.offset}: {detail}",
         "received_at": now_utc(),
     }
 

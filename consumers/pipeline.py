@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from kafka import KafkaConsumer, TopicPartition
@@ -31,9 +32,10 @@ from consumers.dead_letters import DeadLetterPolicy, DeadLetterPublisher
 from consumers.gateway import StoreGateway
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
-from consumers.processor import MessageProcessor, RunSummary
+from consumers.processor import MessageProcessor
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
+from consumers.summary import RunSummary
 from faceaudit.errors import FaceauditError
 from faceaudit.settings import Settings
 from schemas.topics import TOPICS
@@ -69,21 +71,23 @@ class Validator:
             max_message_bytes=settings.max_message_bytes,
             reported=store.eventless_violations(),
         )
+        self.summary = RunSummary()
         self._store = store
         self._stop = threading.Event()
         self._batch = Batch()
         self._next: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
+        self._expected: dict[TopicPartition, tuple[int, bool]] = {}
         self._consumer = _group_consumer(settings)
         self._consumer.subscribe(list(GROUP_TOPICS), listener=_Rebalance(self))
         self._feed = RegistryFeed(
-            settings.bootstrap, self.judge, self.metrics, stored=store.registry_offsets()
+            settings.bootstrap,
+            self.judge,
+            self.metrics,
+            stored=store.registry_offsets(),
+            max_message_bytes=settings.max_message_bytes,
         )
         self._dead_letters = DeadLetterPublisher(settings.bootstrap)
-
-    @property
-    def summary(self) -> RunSummary:
-        return self.processor.summary
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -98,7 +102,9 @@ class Validator:
             while not self._stop.is_set():
                 read = self._fill()
                 now = time.monotonic()
-                if read:
+                if read or not self._consumer.assignment():
+                    # Not idle while still joining the group: members killed
+                    # earlier hold the rebalance until their sessions expire.
                     last_message = now
                 self.processor.release_held(self._batch, now)
                 self.processor.check_overdue(self._batch)
@@ -133,17 +139,37 @@ class Validator:
             read += self._feed.poll(self._batch)
             for tp, messages in polled.items():
                 if not self.processor.knows(tp.topic, tp.partition):
-                    committed = self._take(tp)
-                    if messages[0].offset > committed:
-                        # The client kept its fetch position across the rebalance,
-                        # past rows this process dropped unstored: read from the commit.
-                        self._consumer.seek(tp, committed)
-                        continue
+                    self._expected[tp] = (self._take(tp), False)
+                messages = self._in_order(tp, messages)
+                if not messages:
+                    continue
                 for message in messages:
                     self.processor.process(message, self._batch)
                 read += len(messages)
                 self._next[tp] = messages[-1].offset + 1
         return read
+
+    def _in_order(self, tp: TopicPartition, messages: list) -> list:
+        """The messages to process, once a newly taken partition reads from its commit.
+
+        Across a rebalance the client may hand out records fetched before it:
+        from beyond the rows this process dropped unstored at revocation (the
+        partition is rewound to its commit, once), or from before the commit
+        (already stored and committed: skipped).
+        """
+        state = self._expected.get(tp)
+        if state is None:
+            return messages
+        expected, rewound = state
+        messages = [m for m in messages if m.offset >= expected]
+        if not messages:
+            return messages
+        if messages[0].offset > expected and not rewound:
+            self._consumer.seek(tp, expected)
+            self._expected[tp] = (expected, True)
+            return []
+        del self._expected[tp]
+        return messages
 
     def _take(self, tp: TopicPartition) -> int:
         """First read of a partition since it was assigned: load what the store holds.
@@ -195,16 +221,26 @@ class Validator:
                 delay = min(delay * 2, self.settings.insert_backoff_max)
 
     def _count(self, batch: Batch) -> None:
+        """Metrics and the run summary, from what the batch stored."""
         stored_at = now_utc()
+        events = Counter(row["kind"] for row in batch.rows["events"])
+        violations = Counter((r["rule_id"], r["severity"]) for r in batch.rows["violations"])
+        dead_letters = Counter(row["reason"] for row in batch.rows["dead_letters"])
         for row in batch.rows["events"]:
-            self.metrics.events.labels(row["kind"]).inc()
             self.metrics.latency.observe((stored_at - row["event_time"]).total_seconds())
-        for row in batch.rows["violations"]:
-            self.metrics.violations.labels(row["rule_id"], row["severity"]).inc()
-        for row in batch.rows["dead_letters"]:
-            self.metrics.dead_letters.labels(row["reason"]).inc()
-        self.summary.registry_records += sum(
-            len(batch.rows[table]) for table in ("consents", "deployments", "deletions")
+        for kind, n in events.items():
+            self.metrics.events.labels(kind).inc(n)
+        for (rule, severity), n in violations.items():
+            self.metrics.violations.labels(rule, severity).inc(n)
+        for reason, n in dead_letters.items():
+            self.metrics.dead_letters.labels(reason).inc(n)
+        self.summary.add(
+            RunSummary(
+                events,
+                violations,
+                dead_letters,
+                sum(len(batch.rows[t]) for t in ("consents", "deployments", "deletions")),
+            )
         )
 
     def _commit(self) -> None:
@@ -245,6 +281,7 @@ class Validator:
         for tp in gone:
             self._next.pop(tp, None)
             self._committed.pop(tp, None)
+            self._expected.pop(tp, None)
 
 
 class _Rebalance(ConsumerRebalanceListener):

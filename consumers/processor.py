@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from kafka.consumer.fetcher import ConsumerRecord
 
 from consumers.batch import Batch, now_utc
 from consumers.dead_letters import DeadLetterPolicy, dead_letter_row
+from consumers.decoding import decode_message
 from consumers.judge import Anchored, Judge
 from consumers.stored_tail import StoredTail
-from schemas import codec
-from schemas.topics import KEY_FIELD, TOPICS
 
 Position = tuple[str, int, int]
 _NOTHING_STORED = StoredTail()
@@ -35,21 +33,6 @@ class Held:
     record: dict
     position: Position
     since: float
-
-
-@dataclass(slots=True)
-class RunSummary:
-    """What one run of the validator stored."""
-
-    events: Counter[str] = field(default_factory=Counter)
-    violations: Counter[tuple[str, str]] = field(default_factory=Counter)
-    dead_letters: Counter[str] = field(default_factory=Counter)
-    registry_records: int = 0
-    seconds: float = 0.0
-
-    @property
-    def events_per_second(self) -> float:
-        return sum(self.events.values()) / self.seconds if self.seconds else 0.0
 
 
 class MessageProcessor:
@@ -67,7 +50,6 @@ class MessageProcessor:
     ) -> None:
         """`reported`: ids of violations with no event (FR-DELETION-OVERDUE) already stored."""
         self.judge = judge
-        self.summary = RunSummary()
         self.held: list[Held] = []
         self._policy = policy
         self._grace = registry_grace
@@ -83,17 +65,17 @@ class MessageProcessor:
     def process(self, message: ConsumerRecord, batch: Batch) -> None:
         position = (message.topic, message.partition, message.offset)
         tail = self._tails.get(position[:2], _NOTHING_STORED)
-        decoded = self._decode(message)
-        self._policy.record(isinstance(decoded, str), position)
-        if isinstance(decoded, str):
-            self._dead_letter(message, decoded, batch, tail)
+        decoded = decode_message(message, self._max_bytes)
+        self._policy.record(isinstance(decoded, tuple), position)
+        if isinstance(decoded, tuple):
+            if message.offset not in tail.dead_letters:
+                batch.add("dead_letters", dead_letter_row(message, *decoded), *position)
             return
         record = decoded.record
         record["kind"] = kind = decoded.kind
         record["payload_sha256"] = digest = hashlib.sha256(decoded.payload).hexdigest()
         if message.offset not in tail.events:
             batch.add("events", record, *position)
-            self.summary.events[kind] += 1
         self._devices.setdefault(message.partition, set()).add(record["device_id"])
         if self._watermark is None or record["event_time"] > self._watermark:
             self._watermark = record["event_time"]
@@ -103,34 +85,6 @@ class MessageProcessor:
             self._hold(Held(kind, record, position, arrival), batch)
         else:
             self._stage(self.judge.judge_rules(kind, record, position), batch)
-
-    def _decode(self, message: ConsumerRecord) -> codec.Decoded | str:
-        """The decoded message, or `reason: detail` saying why it is a dead letter."""
-        value = message.value
-        if value is not None and len(value) > self._max_bytes:
-            return f"oversized: {len(value)} bytes, more than the {self._max_bytes} allowed"
-        try:
-            decoded = codec.decode(value)
-        except codec.DecodeError as exc:
-            return f"{exc.reason}: {exc.detail}"
-        if TOPICS[decoded.kind] != message.topic:
-            return f"wrong_topic: a {decoded.kind} record on topic {message.topic}"
-        field_name = KEY_FIELD[decoded.kind]
-        key = decoded.record[field_name]
-        if message.key != key.encode():
-            return f"wrong_key: key {message.key!r}, but the record's {field_name} is {key!r}"
-        return decoded
-
-    def _dead_letter(
-        self, message: ConsumerRecord, problem: str, batch: Batch, tail: StoredTail
-    ) -> None:
-        reason, _, detail = problem.partition(": ")
-        if message.offset in tail.dead_letters:
-            return
-        where = f"{message.topic}[{message.partition}]@{message.offset}"
-        row = dead_letter_row(message, reason, f"{where}: {detail}")
-        batch.add("dead_letters", row, message.topic, message.partition, message.offset)
-        self.summary.dead_letters[reason] += 1
 
     # -- judging ----------------------------------------------------------------
 
@@ -188,7 +142,6 @@ class MessageProcessor:
             elif violation.violation_id in self._tails.get(anchor[:2], _NOTHING_STORED).violations:
                 continue
             batch.add_violation(violation, *anchor, detected_at)
-            self.summary.violations[(violation.rule_id, violation.severity)] += 1
 
     # -- partitions -------------------------------------------------------------
 

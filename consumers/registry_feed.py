@@ -12,12 +12,13 @@ import time
 from collections.abc import Mapping
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 
 from consumers.batch import Batch
 from consumers.dead_letters import dead_letter_row
+from consumers.decoding import decode_message
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
-from schemas import codec
 from schemas.topics import TOPICS
 
 TABLE_FOR_KIND = {"consent": "consents", "deployment": "deployments", "deletion": "deletions"}
@@ -33,10 +34,13 @@ class RegistryFeed:
         judge: Judge,
         metrics: PipelineMetrics,
         stored: Mapping[tuple[str, int], int] | None = None,
+        max_message_bytes: int = 1024 * 1024,
         **kafka_config: object,
     ) -> None:
+        """`stored`: per registry partition, the highest offset the store already holds."""
         self._judge = judge
         self._metrics = metrics
+        self._max_bytes = max_message_bytes
         self._stored = dict(stored or {})
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -73,25 +77,20 @@ class RegistryFeed:
                 read += 1
         return read
 
-    def _apply(self, message, batch: Batch) -> None:
+    def _apply(self, message: ConsumerRecord, batch: Batch) -> None:
         position = (message.topic, message.partition, message.offset)
-        try:
-            decoded = codec.decode(message.value)
-        except codec.DecodeError as exc:
-            batch.add("dead_letters", dead_letter_row(message, exc.reason, exc.detail), *position)
-            self._metrics.dead_letters.labels(exc.reason).inc()
-            return
-        if TOPICS.get(decoded.kind) != message.topic:
-            detail = f"a {decoded.kind} record on topic {message.topic}"
-            batch.add("dead_letters", dead_letter_row(message, "wrong_topic", detail), *position)
-            self._metrics.dead_letters.labels("wrong_topic").inc()
+        stored = message.offset <= self._stored.get(position[:2], -1)
+        decoded = decode_message(message, self._max_bytes)
+        if isinstance(decoded, tuple):
+            if not stored:
+                batch.add("dead_letters", dead_letter_row(message, *decoded), *position)
             return
         if decoded.kind == "deletion":
             self._judge.observe_deletion(decoded.record)
         else:
             self._judge.registry.apply(decoded.kind, decoded.record)
         self._metrics.registry_records.labels(decoded.kind).inc()
-        if message.offset > self._stored.get((message.topic, message.partition), -1):
+        if not stored:
             batch.add(TABLE_FOR_KIND[decoded.kind], dict(decoded.record), *position)
 
     def close(self) -> None:

@@ -48,13 +48,15 @@ def stored_registry_offsets(client: Client) -> dict[tuple[str, int], int]:
 
     Every validator start re-reads the registry topics (consents, deployments,
     deletions) from the beginning to rebuild its state; rows up to these
-    offsets are not stored again.
+    offsets, records and dead letters alike, are not stored again. (The
+    dead-letter rows of event topics are keyed by their own partitions and
+    are never consulted here.)
     """
     result = client.query(
         " UNION ALL ".join(
             f"SELECT topic, partition, max(offset) FROM {DATABASE}.{table} "
             "GROUP BY topic, partition"
-            for table in ("consents", "deployments", "deletions")
+            for table in ("consents", "deployments", "deletions", "dead_letters")
         )
     )
     return {(topic, partition): offset for topic, partition, offset in result.result_rows}

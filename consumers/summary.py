@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
+
 from clickhouse_connect.driver.client import Client
 
-from consumers.processor import RunSummary
 from schemas.ddl import DATABASE
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """What one run of the validator stored."""
+
+    events: Counter[str] = field(default_factory=Counter)
+    violations: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    registry_records: int = 0
+    seconds: float = 0.0
+
+    @property
+    def events_per_second(self) -> float:
+        return sum(self.events.values()) / self.seconds if self.seconds else 0.0
+
+    def add(self, other: RunSummary) -> None:
+        """Add another run's counts (a worker's); the time is the longest of the two."""
+        self.events.update(other.events)
+        self.violations.update(other.violations)
+        self.dead_letters.update(other.dead_letters)
+        self.registry_records += other.registry_records
+        self.seconds = max(self.seconds, other.seconds)
 
 
 def store_totals(client: Client) -> dict[str, list[tuple]]:

@@ -27,9 +27,9 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalErr
 
 from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway, StoreGateway
-from consumers.processor import RunSummary
 from consumers.sink import ClickHouseSink, to_columns
 from consumers.stored_tail import StoredTail
+from consumers.summary import RunSummary
 from faceaudit.errors import FaceauditError
 from faceaudit.settings import Settings
 
@@ -180,9 +180,5 @@ def _combine(results: dict[int, tuple[str, Any]], workers: int) -> tuple[RunSumm
         if status != "done":
             problems.append(f"worker {index} {status}: {value}")
             continue
-        total.events.update(value.events)
-        total.violations.update(value.violations)
-        total.dead_letters.update(value.dead_letters)
-        total.registry_records += value.registry_records
-        total.seconds = max(total.seconds, value.seconds)
+        total.add(value)
     return total, problems

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from faceaudit.commands_check import add_check_parser, add_rules_parser
+from faceaudit.commands_dead_letters import add_dead_letters_parser
 from faceaudit.errors import FaceauditError
 from faceaudit.settings import HOME, Settings
 
@@ -20,6 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="faceaudit: %(levelname)s: %(message)s")
+    # kafka-python logs every reconnect and shutdown step; faceaudit reports
+    # what the user must act on itself.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         return args.handler(args)
     except FaceauditError as exc:
@@ -41,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_consume(commands)
     add_check_parser(commands)
     add_rules_parser(commands)
+    add_dead_letters_parser(commands)
     return parser
 
 

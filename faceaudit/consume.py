@@ -9,9 +9,8 @@ from clickhouse_connect.driver.client import Client
 
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
-from consumers.processor import RunSummary
 from consumers.store import open_store
-from consumers.summary import print_summary
+from consumers.summary import RunSummary, print_summary
 from consumers.workers import run_workers
 from faceaudit.errors import FaceauditError
 from faceaudit.settings import Settings, redact

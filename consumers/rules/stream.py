@@ -210,7 +210,7 @@ class DeletionTracker:
             withdrawn_at = consent["withdrawn_at"]
             if withdrawn_at is None:
                 continue
-            deadline = withdrawn_at + self._window
+            deadline = _plus(withdrawn_at, self._window)
             key = (consent["consent_id"], withdrawn_at)
             if deadline > now or key in self._reported:
                 continue
@@ -233,7 +233,17 @@ def add_working_days(start: date, days: int) -> date:
     """`days` working days (Monday to Friday) after `start`; public holidays not counted."""
     current = start
     while days > 0:
+        if current == date.max:
+            return current  # no calendar beyond: the deadline is the last day there is
         current += timedelta(days=1)
         if current.weekday() < 5:
             days -= 1
     return current
+
+
+def _plus(moment: datetime, span: timedelta) -> datetime:
+    """`moment + span`, or the latest time there is when that lies beyond the calendar."""
+    try:
+        return moment + span
+    except OverflowError:
+        return datetime.max.replace(tzinfo=moment.tzinfo)

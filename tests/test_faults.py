@@ -1,0 +1,278 @@
+"""Faults against the real broker and the real engine: nothing lost, nothing doubled.
+
+- the validator is SIGKILLed five times while 50,000 events stream in;
+- the broker is stopped and restarted mid-stream;
+- ClickHouse fails inserts for a while;
+- one of two workers is killed and its partitions move to the other.
+
+Each run simulates its own fleet (ids carry the seed), so the assertions
+count only that fleet's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from clickhouse_connect.driver.exceptions import OperationalError
+from helpers import faceaudit, scalar, start_faceaudit, start_group_at_end, store
+from kafka import KafkaAdminClient
+
+from consumers.batch import Batch
+from consumers.gateway import ClickHouseGateway
+from consumers.pipeline import Validator
+from consumers.store import open_store
+from faceaudit.broker import LocalBroker, ensure_topics, free_port
+from faceaudit.settings import Settings
+from producers.simulate import simulate
+
+pytestmark = pytest.mark.integration
+
+
+def fleet_seed() -> int:
+    return random.SystemRandom().randrange(10**6, 10**7)
+
+
+def assert_exactly_once(data: Path, seed: int, produced: int) -> dict[str, int]:
+    """Every event of the fleet stored once; statistics and violations agree."""
+    devices = f"cam-s{seed}-%"
+    processors = f"%-s{seed}"
+    with store(data) as client:
+        counts = {
+            "stored": scalar(
+                client,
+                "SELECT count() FROM faceaudit.events WHERE device_id LIKE {d:String}",
+                d=devices,
+            ),
+            "unique": scalar(
+                client,
+                "SELECT uniqExact(event_id) FROM faceaudit.events WHERE device_id LIKE {d:String}",
+                d=devices,
+            ),
+            "statistics": scalar(
+                client,
+                "SELECT sum(events) FROM faceaudit.event_stats_minute "
+                "WHERE processor_id LIKE {p:String}",
+                p=processors,
+            ),
+            "violations": scalar(
+                client,
+                "SELECT count() FROM faceaudit.violations WHERE device_id LIKE {d:String}",
+                d=devices,
+            ),
+            "unique_violations": scalar(
+                client,
+                "SELECT uniqExact(violation_id) FROM faceaudit.violations "
+                "WHERE device_id LIKE {d:String}",
+                d=devices,
+            ),
+            "counted_violations": scalar(
+                client,
+                "SELECT sum(violations) FROM faceaudit.violation_stats_minute "
+                "WHERE processor_id LIKE {p:String} AND rule_id != 'FR-DELETION-OVERDUE'",
+                p=processors,
+            ),
+        }
+    assert counts["stored"] == counts["unique"] == counts["statistics"] == produced, counts
+    assert counts["violations"] == counts["unique_violations"] > 0, counts
+    return counts
+
+
+def test_sigkill_the_validator_five_times_while_events_stream_in(
+    kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    seed, events, data = fleet_seed(), 50_000, tmp_path / "ch"
+    start_group_at_end(kafka_bootstrap, unique_group)
+    producer = start_faceaudit(
+        "simulate",
+        "--bootstrap",
+        kafka_bootstrap,
+        "--events",
+        str(events),
+        "--devices",
+        "30",
+        "--seed",
+        str(seed),
+        "--rate",
+        "4000",
+        "--no-progress",
+    )
+    consume = (
+        "consume",
+        "--bootstrap",
+        kafka_bootstrap,
+        "--clickhouse",
+        f"chdb://{data}",
+        "--group",
+        unique_group,
+    )
+    # A killed member holds the group's next rebalance until its session
+    # expires; a short session keeps each restart quick.
+    session = {"FACEAUDIT_SESSION_TIMEOUT": "6"}
+    rng = random.Random(seed)
+    kills = 0
+    while kills < 5:
+        validator = start_faceaudit(*consume, **session)
+        time.sleep(rng.uniform(4.0, 10.0))
+        if validator.poll() is not None:
+            pytest.fail(f"validator exited early: {validator.communicate()[1]}")
+        validator.send_signal(signal.SIGKILL)
+        validator.wait()
+        kills += 1
+    _, err = producer.communicate(timeout=300)
+    assert producer.returncode == 0, err
+    final = faceaudit(*consume, "--until-idle", "5", **session)
+    assert final.returncode == 0, final.stderr
+    counts = assert_exactly_once(data, seed, events)
+    assert counts["counted_violations"] == counts["violations"]
+
+
+def test_broker_restart_mid_stream(tmp_path: Path, kafka_libs_dir: Path) -> None:
+    broker = LocalBroker(
+        tmp_path / "home", port=free_port(), controller_port=free_port(), libs_dir=kafka_libs_dir
+    )
+    bootstrap = broker.start()
+    try:
+        ensure_topics(bootstrap)
+        seed, events, data = fleet_seed(), 20_000, tmp_path / "ch"
+        validator = start_faceaudit(
+            "consume",
+            "--bootstrap",
+            bootstrap,
+            "--clickhouse",
+            f"chdb://{data}",
+            "--until-idle",
+            "30",
+        )
+        result: dict = {}
+
+        def produce() -> None:
+            try:
+                result["report"] = simulate(
+                    bootstrap, events=events, devices=20, seed=seed, rate=2000, progress=False
+                )
+            except Exception as exc:  # the test reports it below
+                result["error"] = exc
+
+        sender = threading.Thread(target=produce)
+        sender.start()
+        time.sleep(4)
+        assert broker.stop() is True
+        time.sleep(5)
+        broker.start()
+        sender.join(timeout=300)
+        assert "error" not in result, result.get("error")
+        assert result["report"].events_sent == events
+        _, err = validator.communicate(timeout=300)
+        assert validator.returncode == 0, err
+    finally:
+        broker.stop()
+    assert_exactly_once(data, seed, events)
+
+
+class FailingStore:
+    """A gateway whose writes fail for the first `seconds`; records the group's commits."""
+
+    def __init__(self, inner: ClickHouseGateway, seconds: float, committed) -> None:
+        self._inner = inner
+        self._until = time.monotonic() + seconds
+        self._committed = committed
+        self.failures = 0
+        self.commits_during_failures: set[tuple] = set()
+
+    def write(self, batch: Batch) -> None:
+        if time.monotonic() < self._until:
+            self.failures += 1
+            self.commits_during_failures.add(self._committed())
+            raise OperationalError("injected: ClickHouse unavailable")
+        self._inner.write(batch)
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
+def test_clickhouse_failing_inserts_for_a_while(
+    kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    seed, events = fleet_seed(), 5000
+    start_group_at_end(kafka_bootstrap, unique_group)
+    simulate(kafka_bootstrap, events=events, devices=10, seed=seed, progress=False)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+
+    def committed() -> tuple:
+        offsets = admin.list_group_offsets(unique_group)[unique_group]
+        return tuple(sorted((tp.topic, tp.partition, meta.offset) for tp, meta in offsets.items()))
+
+    before = committed()
+    client = open_store(f"chdb://{tmp_path / 'ch'}")
+    try:
+        failing = FailingStore(ClickHouseGateway(client), seconds=6, committed=committed)
+        settings = Settings.resolve(
+            {"bootstrap": kafka_bootstrap, "group": unique_group, "until_idle": 3.0},
+            environ={},
+        )
+        Validator(settings, failing).run()
+    finally:
+        client.close()
+        admin.close()
+    assert failing.failures >= 3, "the outage must have been hit several times"
+    assert failing.commits_during_failures == {before}, "nothing committed while unstored"
+    assert_exactly_once(tmp_path / "ch", seed, events)
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes (multiprocessing spawn children) of the validator `pid`."""
+    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_killing_one_of_two_workers_moves_its_partitions(
+    kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    seed, events, data = fleet_seed(), 30_000, tmp_path / "ch"
+    start_group_at_end(kafka_bootstrap, unique_group)
+    producer = start_faceaudit(
+        "simulate",
+        "--bootstrap",
+        kafka_bootstrap,
+        "--events",
+        str(events),
+        "--devices",
+        "30",
+        "--seed",
+        str(seed),
+        "--rate",
+        "3000",
+        "--no-progress",
+    )
+    validator = start_faceaudit(
+        "consume",
+        "--bootstrap",
+        kafka_bootstrap,
+        "--clickhouse",
+        f"chdb://{data}",
+        "--group",
+        unique_group,
+        "--workers",
+        "2",
+        "--until-idle",
+        "20",
+        FACEAUDIT_SESSION_TIMEOUT="6",
+    )
+    deadline = time.monotonic() + 60
+    while len(workers := worker_pids(validator.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(workers) >= 2, "two worker processes expected"
+    time.sleep(5)
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = producer.communicate(timeout=300)
+    assert producer.returncode == 0, err
+    _, err = validator.communicate(timeout=300)
+    assert validator.returncode == 1, "a dead worker must show in the exit code"
+    assert "worker" in err and "died" in err, err
+    assert_exactly_once(data, seed, events)
