@@ -1,7 +1,8 @@
 """Prometheus metrics of the validator (names follow Prometheus conventions).
 
-Labels have bounded cardinality: kind, rule, severity, reason, topic and
-partition, never event or subject ids.
+Labels have bounded cardinality: kind, rule, severity, province (the 34
+province-level codes), reason, topic and partition; never event, device or
+subject ids.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ class PipelineMetrics:
         r = self.registry
         self.events = Counter("faceaudit_events", "Events stored, by kind", ["kind"], registry=r)
         self.violations = Counter(
-            "faceaudit_violations", "Violations found", ["rule", "severity"], registry=r
+            "faceaudit_violations",
+            "Violations found, by rule, severity and province (first two digits of the region)",
+            ["rule", "severity", "province"],
+            registry=r,
         )
         self.dead_letters = Counter(
             "faceaudit_dead_letters", "Messages kept as dead letters", ["reason"], registry=r

@@ -224,20 +224,25 @@ class Validator:
         """Metrics and the run summary, from what the batch stored."""
         stored_at = now_utc()
         events = Counter(row["kind"] for row in batch.rows["events"])
-        violations = Counter((r["rule_id"], r["severity"]) for r in batch.rows["violations"])
+        violations = Counter(
+            (r["rule_id"], r["severity"], r["region_code"][:2]) for r in batch.rows["violations"]
+        )
         dead_letters = Counter(row["reason"] for row in batch.rows["dead_letters"])
         for row in batch.rows["events"]:
             self.metrics.latency.observe((stored_at - row["event_time"]).total_seconds())
         for kind, n in events.items():
             self.metrics.events.labels(kind).inc(n)
-        for (rule, severity), n in violations.items():
-            self.metrics.violations.labels(rule, severity).inc(n)
+        for (rule, severity, province), n in violations.items():
+            self.metrics.violations.labels(rule, severity, province).inc(n)
         for reason, n in dead_letters.items():
             self.metrics.dead_letters.labels(reason).inc(n)
+        by_rule = Counter()
+        for (rule, severity, _), n in violations.items():
+            by_rule[(rule, severity)] += n
         self.summary.add(
             RunSummary(
                 events,
-                violations,
+                by_rule,
                 dead_letters,
                 sum(len(batch.rows[t]) for t in ("consents", "deployments", "deletions")),
             )
