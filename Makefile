@@ -8,11 +8,12 @@ STAMP  := $(VENV)/.installed-stamp
 DEMO_EVENTS ?= 20000
 DEMO_DEVICES ?= 40
 
-.PHONY: help install prereqs demo test lint broker-stop clean
+.PHONY: help install prereqs demo test test-faults lint broker-stop clean
 
 help:
 	@echo "make demo   set up, start the local Kafka broker, simulate a fleet, validate into chDB"
 	@echo "make test   set up and run the whole test suite on its own broker"
+	@echo "make test-faults   only the fault-injection tests"
 	@echo "make lint   ruff"
 	@echo "make broker-stop   stop the demo broker"
 
@@ -36,6 +37,9 @@ demo: install
 
 test: install lint
 	$(BIN)/pytest -q
+
+test-faults: install
+	$(BIN)/pytest -q tests/test_faults.py tests/test_poison.py tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -80,6 +80,7 @@ def assert_exactly_once(data: Path, seed: int, produced: int) -> dict[str, int]:
         }
     assert counts["stored"] == counts["unique"] == counts["statistics"] == produced, counts
     assert counts["violations"] == counts["unique_violations"] > 0, counts
+    print(f"produced {produced}, stored {counts['stored']}, duplicates 0, lost 0, {counts}")
     return counts
 
 
