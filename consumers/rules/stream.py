@@ -79,8 +79,16 @@ class SequenceTracker:
         arrival: float | None = None,
     ) -> list[Finding]:
         """Take one event; `arrival` (seconds, any clock) when it arrived, if known."""
-        device = self._devices.setdefault(record["device_id"], _Device())
+        device = self._devices.get(record["device_id"])
+        if device is None:
+            device = self._devices[record["device_id"]] = _Device()
         seq = record["device_seq"]
+        if seq == device.next_seq and not device.pending:
+            # The common case, next in line with nothing buffered: judge it now.
+            findings = self._check_chain(device, record, payload_sha256, anchor)
+            device.last_hash = payload_sha256
+            device.next_seq = seq + 1
+            return findings
         time = record["event_time"].timestamp() if arrival is None else arrival
         if device.latest_time is None or time > device.latest_time:
             device.latest_time = time
@@ -135,7 +143,9 @@ class SequenceTracker:
             device.next_seq = 0
         while device.next_seq in device.pending:
             pending = device.pending.pop(device.next_seq)
-            findings += self._check_chain(device, pending)
+            findings += self._check_chain(
+                device, pending.record, pending.payload_sha256, pending.anchor
+            )
             device.last_hash = pending.payload_sha256
             device.next_seq += 1
         if not device.pending:
@@ -143,9 +153,10 @@ class SequenceTracker:
         return findings
 
     @staticmethod
-    def _check_chain(device: _Device, pending: _Pending) -> list[Finding]:
-        record = pending.record
-        if pending.payload_sha256 is None or device.last_hash is None:
+    def _check_chain(
+        device: _Device, record: Record, payload_sha256: str | None, anchor: Any
+    ) -> list[Finding]:
+        if payload_sha256 is None or device.last_hash is None:
             return []  # no payload bytes (JSON input), or the previous event is unknown
         if record["prev_hash"] == device.last_hash:
             return []
@@ -155,7 +166,7 @@ class SequenceTracker:
             "expected_prev_hash": device.last_hash,
             "prev_hash": record["prev_hash"],
         }
-        return [("AUDIT-CHAIN-BREAK", details, record, pending.anchor)]
+        return [("AUDIT-CHAIN-BREAK", details, record, anchor)]
 
 
 class FilingTracker:
