@@ -17,10 +17,20 @@ help:
 	@echo "make lint   ruff"
 	@echo "make broker-stop   stop the demo broker"
 
+# Java and Maven run the local Kafka broker; promtool and amtool check the
+# alert rules; Chromium drives the dashboard's browser test.
 prereqs:
-	@command -v java >/dev/null && command -v mvn >/dev/null || { \
-	  echo "installing Java 17 and Maven with apt-get"; \
-	  apt-get update -q && apt-get install -y -q openjdk-17-jre-headless maven; }
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	{ command -v amtool >/dev/null && command -v prometheus-alertmanager >/dev/null; } \
+	  || missing="$$missing prometheus-alertmanager"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing with apt-get:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -25,10 +25,19 @@ TABLES = ("dead_letters", "violations", "consents", "deployments", "deletions", 
 
 @dataclass(slots=True)
 class Batch:
-    """Rows for every table, plus the offset range read from each partition."""
+    """Rows for every table, the offset range read from each partition, and the outbox.
+
+    The outbox holds the violations and dead letters to publish to their
+    topics. It includes those the store already holds from an earlier attempt
+    (a crash before the batch's transaction committed means they were never
+    published), so it is not always the same as the rows to store.
+    """
 
     rows: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in TABLES})
     ranges: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
+    outbox: dict[str, list[Row]] = field(
+        default_factory=lambda: {"violations": [], "dead_letters": []}
+    )
     _token: str | None = None
 
     def add(self, table: str, row: Row, topic: str, partition: int, offset: int) -> None:
@@ -38,8 +47,24 @@ class Batch:
         self.rows[table].append(row)
         self.saw(topic, partition, offset)
 
+    def add_finding(
+        self, table: str, row: Row, topic: str, partition: int, offset: int, store: bool
+    ) -> None:
+        """A violation or dead-letter row: published always, stored when `store`."""
+        if store:
+            self.add(table, row, topic, partition, offset)
+        else:
+            row.update(topic=topic, partition=partition, offset=offset)
+        self.outbox[table].append(row)
+
     def add_violation(
-        self, violation: Violation, topic: str, partition: int, offset: int, detected_at: datetime
+        self,
+        violation: Violation,
+        topic: str,
+        partition: int,
+        offset: int,
+        detected_at: datetime,
+        store: bool = True,
     ) -> None:
         row = {
             "violation_id": violation.violation_id,
@@ -58,7 +83,7 @@ class Batch:
             "event_time": violation.event_time,
             "detected_at": detected_at,
         }
-        self.add("violations", row, topic, partition, offset)
+        self.add_finding("violations", row, topic, partition, offset, store)
 
     def saw(self, topic: str, partition: int, offset: int) -> None:
         """Record that `offset` of this partition is part of the batch."""
@@ -83,8 +108,9 @@ class Batch:
 
     def drop(self, partitions: set[TopicPartition]) -> None:
         """Take out the rows read from `partitions` (revoked: their new owner re-reads them)."""
-        for table, rows in self.rows.items():
-            self.rows[table] = [r for r in rows if (r["topic"], r["partition"]) not in partitions]
+        for tables in (self.rows, self.outbox):
+            for table, rows in tables.items():
+                tables[table] = [r for r in rows if (r["topic"], r["partition"]) not in partitions]
         for tp in partitions:
             self.ranges.pop(tp, None)
 

@@ -1,8 +1,8 @@
 """Dead letters: a message that cannot be judged is kept whole, with the reason.
 
 Each dead letter goes to the `dead_letters` table and to the dead-letter
-topic (original bytes and key, original headers plus the source position and
-the reason), so an operator can inspect it and, after a fix, replay it. A
+topic (`consumers.publisher`), so an operator can inspect it and, after a
+fix, replay it. A
 limit stops the validator when dead letters pile up, so a bad producer
 deploy halts the pipeline instead of sending the whole stream aside.
 """
@@ -10,14 +10,11 @@ deploy halts the pipeline instead of sending the whole stream aside.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 
-from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
 from consumers.batch import Row, now_utc
 from faceaudit.errors import FaceauditError
-from schemas.topics import DEAD_LETTER_TOPIC
 
 
 class DeadLetterLimitExceeded(FaceauditError):
@@ -72,42 +69,6 @@ def dead_letter_row(message: ConsumerRecord, reason: str, detail: str) -> Row:
         "detail": f"{message.topic}[{message.partition}]@{message.offset}: {detail}",
         "received_at": now_utc(),
     }
-
-
-class DeadLetterPublisher:
-    """Sends dead letters to the dead-letter topic, for SIEMs and for replay."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            client_id="faceaudit-dead-letters",
-            max_request_size=16 * 1024 * 1024,
-        )
-
-    def publish(self, rows: Sequence[Row]) -> None:
-        """Send and wait: the batch is committed only after its dead letters are out."""
-        futures = []
-        for row in rows:
-            headers = [(name, value.encode()) for name, value in row["headers"].items()]
-            headers += [
-                ("faceaudit.source.topic", row["topic"].encode()),
-                ("faceaudit.source.partition", str(row["partition"]).encode()),
-                ("faceaudit.source.offset", str(row["offset"]).encode()),
-                ("faceaudit.reason", row["reason"].encode()),
-                ("faceaudit.detail", row["detail"].encode()),
-            ]
-            futures.append(
-                self._producer.send(
-                    DEAD_LETTER_TOPIC, value=row["raw"], key=row["message_key"], headers=headers
-                )
-            )
-        for future in futures:
-            future.get(timeout=60)  # raises if the send failed: never drop a dead letter
-
-    def close(self) -> None:
-        self._producer.close()
 
 
 def _text(value: bytes | None) -> str | None:

@@ -22,7 +22,7 @@ def decode_message(message: ConsumerRecord, max_bytes: int) -> codec.Decoded | t
         decoded = codec.decode(value)
     except codec.DecodeError as exc:
         return exc.reason, exc.detail
-    if TOPICS[decoded.kind] != message.topic:
+    if TOPICS.get(decoded.kind) != message.topic:
         return "wrong_topic", f"a {decoded.kind} record on topic {message.topic}"
     field_name = KEY_FIELD[decoded.kind]
     key = decoded.record[field_name]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
+from consumers.rules.catalogue import Catalogue
+
 
 class PipelineMetrics:
     """All metrics of one pipeline, on their own registry (tests run several pipelines)."""
@@ -59,6 +61,16 @@ class PipelineMetrics:
             "faceaudit_insert_failures", "Failed batch inserts (retried)", registry=r
         )
         self.info = Info("faceaudit_rules", "Loaded rule catalogue and profile", registry=r)
+
+    def describe_rules(self, catalogue: Catalogue, profile: str) -> None:
+        """The info metric: which catalogue (version and file hash) judges, under which profile."""
+        self.info.info(
+            {
+                "catalogue_version": catalogue.version,
+                "profile": profile,
+                "catalogue_sha256": catalogue.sha256,
+            }
+        )
 
     def serve(self, port: int) -> int:
         """Expose /metrics on 127.0.0.1:`port` (0 picks a free port); return the port."""

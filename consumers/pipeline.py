@@ -15,6 +15,7 @@ attempt had stored already.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -24,15 +25,16 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.range import RangePartitionAssignor
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.batch import Batch, now_utc
-from consumers.dead_letters import DeadLetterPolicy, DeadLetterPublisher
+from consumers.dead_letters import DeadLetterPolicy
 from consumers.gateway import StoreGateway
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
 from consumers.processor import MessageProcessor
+from consumers.publisher import FindingsPublisher, Outbox, transactional_id
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
 from consumers.summary import RunSummary
@@ -49,18 +51,17 @@ class Validator:
     """One validator process: a member of the consumer group plus the registry feed."""
 
     def __init__(
-        self, settings: Settings, store: StoreGateway, metrics: PipelineMetrics | None = None
+        self,
+        settings: Settings,
+        store: StoreGateway,
+        metrics: PipelineMetrics | None = None,
+        worker: int = 0,
     ) -> None:
+        """`worker`: this process's index among `--workers` (names its Kafka transactions)."""
         self.settings = settings
         self.metrics = metrics or PipelineMetrics()
         self.judge = Judge(settings.profile, Registry())
-        self.metrics.info.info(
-            {
-                "catalogue_version": self.judge.catalogue.version,
-                "profile": settings.profile,
-                "catalogue_sha256": self.judge.catalogue.sha256,
-            }
-        )
+        self.metrics.describe_rules(self.judge.catalogue, settings.profile)
         for deletion in store.deletions():
             self.judge.observe_deletion(deletion)
         self.processor = MessageProcessor(
@@ -87,7 +88,10 @@ class Validator:
             stored=store.registry_offsets(),
             max_message_bytes=settings.max_message_bytes,
         )
-        self._dead_letters = DeadLetterPublisher(settings.bootstrap)
+        self._outbox = Outbox()
+        self._publisher = FindingsPublisher(
+            settings.bootstrap, self._consumer, transactional_id(settings.group, worker)
+        )
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -119,7 +123,7 @@ class Validator:
         finally:
             self.summary.seconds = time.monotonic() - started
             self._feed.close()
-            self._dead_letters.close()
+            self._publisher.close()
             self._consumer.close(autocommit=False)
         return self.summary
 
@@ -186,15 +190,16 @@ class Validator:
     # -- storing and committing ----------------------------------------------
 
     def _store_and_commit(self) -> None:
-        batch = self._batch
+        """Store the batch, then publish its findings and commit, in one transaction."""
+        batch, self._batch = self._batch, Batch()
+        started = time.monotonic()
         if len(batch):
-            started = time.monotonic()
             self._write_with_retry(batch)
-            self._dead_letters.publish(batch.rows["dead_letters"])
             self._count(batch)
-            self.metrics.batch_seconds.observe(time.monotonic() - started)
-            self._batch = Batch()
+        self._outbox.add(batch.outbox)
         self._commit()
+        if len(batch):
+            self.metrics.batch_seconds.observe(time.monotonic() - started)
         self._update_lag()
 
     def _write_with_retry(self, batch: Batch) -> None:
@@ -249,21 +254,29 @@ class Validator:
         )
 
     def _commit(self) -> None:
-        """Commit, per partition, up to the first event still held (or all that was read)."""
+        """Publish the due findings and commit, per partition, up to the first event held.
+
+        If the transaction fails (the group rebalanced, the broker is away),
+        every partition is read again from its last commit: stored rows are
+        skipped, and the findings are judged and published again.
+        """
         offsets = {}
         for tp, next_offset in self._next.items():
             held = self.processor.first_held_offset(tp.topic, tp.partition)
             target = next_offset if held is None else min(next_offset, held)
             if target > self._committed.get(tp, -1):
                 offsets[tp] = OffsetAndMetadata(target, "", -1)
-        if not offsets:
+        committed = {**self._committed, **{tp: meta.offset for tp, meta in offsets.items()}}
+        due = self._outbox.take_due(
+            {(tp.topic, tp.partition): offset for tp, offset in committed.items()}
+        )
+        if not offsets and not any(due.values()):
             return
         try:
-            self._consumer.commit(offsets)
-        except CommitFailedError as exc:
-            # The partitions moved to another member; it re-reads from the last
-            # commit and skips what is already stored.
-            log.warning("commit failed after a rebalance: %s", exc)
+            self._publisher.commit(due, offsets)
+        except KafkaError as exc:
+            log.warning("commit failed (%s); reading again from the last commit", exc)
+            self.revoke(list(self._next))
             return
         for tp, meta in offsets.items():
             self._committed[tp] = meta.offset
@@ -282,8 +295,11 @@ class Validator:
         """
         gone = {TopicPartition(tp.topic, tp.partition) for tp in partitions}
         self._batch.drop(gone)
+        self._outbox.drop({(tp.topic, tp.partition) for tp in gone})
         self.processor.forget({(tp.topic, tp.partition) for tp in gone})
         for tp in gone:
+            with contextlib.suppress(KeyError):  # its new owner reports its lag now
+                self.metrics.lag.remove(tp.topic, str(tp.partition))
             self._next.pop(tp, None)
             self._committed.pop(tp, None)
             self._expected.pop(tp, None)

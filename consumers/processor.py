@@ -68,8 +68,9 @@ class MessageProcessor:
         decoded = decode_message(message, self._max_bytes)
         self._policy.record(isinstance(decoded, tuple), position)
         if isinstance(decoded, tuple):
-            if message.offset not in tail.dead_letters:
-                batch.add("dead_letters", dead_letter_row(message, *decoded), *position)
+            row = dead_letter_row(message, *decoded)
+            stored = message.offset in tail.dead_letters
+            batch.add_finding("dead_letters", row, *position, store=not stored)
             return
         record = decoded.record
         record["kind"] = kind = decoded.kind
@@ -129,19 +130,22 @@ class MessageProcessor:
     def _stage(self, found: list[Anchored], batch: Batch) -> None:
         """Stage violations at the position of the event each was found at.
 
-        A violation with no event (FR-DELETION-OVERDUE) has no position; it is
-        stored once, by its deterministic id.
+        One the store already holds (a re-read after a crash) is published
+        but not stored again. A violation with no event (FR-DELETION-OVERDUE)
+        has no position; it is stored and published once, by its id.
         """
         detected_at = now_utc()
         for violation, anchor in found:
+            stored = False
             if anchor is None:
                 if violation.violation_id in self._reported:
                     continue
                 self._reported.add(violation.violation_id)
                 anchor = ("", 0, 0)
-            elif violation.violation_id in self._tails.get(anchor[:2], _NOTHING_STORED).violations:
-                continue
-            batch.add_violation(violation, *anchor, detected_at)
+            else:
+                tail = self._tails.get(anchor[:2], _NOTHING_STORED)
+                stored = violation.violation_id in tail.violations
+            batch.add_violation(violation, *anchor, detected_at, store=not stored)
 
     # -- partitions -------------------------------------------------------------
 

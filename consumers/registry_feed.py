@@ -83,7 +83,8 @@ class RegistryFeed:
         decoded = decode_message(message, self._max_bytes)
         if isinstance(decoded, tuple):
             if not stored:
-                batch.add("dead_letters", dead_letter_row(message, *decoded), *position)
+                row = dead_letter_row(message, *decoded)
+                batch.add_finding("dead_letters", row, *position, store=True)
             return
         if decoded.kind == "deletion":
             self._judge.observe_deletion(decoded.record)

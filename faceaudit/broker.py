@@ -32,7 +32,7 @@ from typing import Any
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from schemas.topics import COMPACTED_TOPICS, DEAD_LETTER_TOPIC, TOPICS
+from schemas.topics import COMPACTED_TOPICS, DEAD_LETTER_TOPIC, TOPICS, VIOLATION_TOPIC
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 _DEPLOY_DIR = _REPO_ROOT / "deploy" / "local"
@@ -342,7 +342,7 @@ def kafka_version() -> str:
 
 def _topic_specs(partitions: int) -> dict[str, dict[str, object]]:
     specs: dict[str, dict[str, object]] = {}
-    for topic in (*TOPICS.values(), DEAD_LETTER_TOPIC):
+    for topic in (*TOPICS.values(), DEAD_LETTER_TOPIC, VIOLATION_TOPIC):
         spec: dict[str, object] = {"num_partitions": partitions, "replication_factor": 1}
         if topic in COMPACTED_TOPICS:
             spec["configs"] = {"cleanup.policy": "compact"}

@@ -36,7 +36,7 @@ from fastavro.schema import fingerprint as avro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
-from schemas.topics import KINDS
+from schemas.topics import KINDS, OUTPUT_KINDS
 
 MAGIC: Final = b"\xc3\x01"
 HEADER_SIZE: Final = 10  # MAGIC + 8-byte fingerprint
@@ -137,7 +137,7 @@ def _load(kind: str) -> _Kind:
     )
 
 
-_KINDS: Final[dict[str, _Kind]] = {kind: _load(kind) for kind in KINDS}
+_KINDS: Final[dict[str, _Kind]] = {kind: _load(kind) for kind in (*KINDS, *OUTPUT_KINDS)}
 _BY_FINGERPRINT: Final[dict[bytes, _Kind]] = {info.fingerprint: info for info in _KINDS.values()}
 
 

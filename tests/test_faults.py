@@ -16,12 +16,13 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 from helpers import faceaudit, scalar, start_faceaudit, start_group_at_end, store
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer
 
 from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway
@@ -30,6 +31,8 @@ from consumers.store import open_store
 from faceaudit.broker import LocalBroker, ensure_topics, free_port
 from faceaudit.settings import Settings
 from producers.simulate import simulate
+from schemas import codec
+from schemas.topics import VIOLATION_TOPIC
 
 pytestmark = pytest.mark.integration
 
@@ -131,6 +134,36 @@ def test_sigkill_the_validator_five_times_while_events_stream_in(
     assert final.returncode == 0, final.stderr
     counts = assert_exactly_once(data, seed, events)
     assert counts["counted_violations"] == counts["violations"]
+    assert_published_once(kafka_bootstrap, data, seed)
+
+
+def assert_published_once(bootstrap: str, data: Path, seed: int) -> None:
+    """Every violation of the fleet is on the violations topic exactly once (read_committed)."""
+    with store(data) as client:
+        stored = {
+            row[0]
+            for row in client.query(
+                "SELECT violation_id FROM faceaudit.violations WHERE device_id LIKE {d:String}",
+                parameters={"d": f"cam-s{seed}-%"},
+            ).result_rows
+        }
+    consumer = KafkaConsumer(
+        VIOLATION_TOPIC,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        consumer_timeout_ms=5000,
+    )
+    published = Counter(
+        record["violation_id"]
+        for record in (codec.decode(message.value).record for message in consumer)
+        if record["violation_id"] in stored
+    )
+    consumer.close()
+    assert set(published) == stored, f"{len(stored - set(published))} never published"
+    duplicated = {vid: n for vid, n in published.items() if n > 1}
+    assert not duplicated, f"{len(duplicated)} published more than once"
 
 
 def test_broker_restart_mid_stream(tmp_path: Path, kafka_libs_dir: Path) -> None:

@@ -8,13 +8,15 @@ validator has exited, since chDB lets one process open a store at a time.
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import pytest
 from helpers import faceaudit, scalar, store
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 
 from producers.fleet import Fleet
-from schemas.topics import TOPICS
+from schemas import codec
+from schemas.topics import TOPICS, VIOLATION_TOPIC
 
 pytestmark = pytest.mark.integration
 
@@ -157,6 +159,32 @@ def test_statistics_view_counts_every_event(streamed: dict) -> None:
         events = scalar(client, "SELECT count() FROM faceaudit.events")
         counted = scalar(client, "SELECT sum(events) FROM faceaudit.event_stats_minute")
     assert counted == events
+
+
+def test_every_stored_violation_is_published_once(streamed: dict, kafka_bootstrap: str) -> None:
+    """The violations topic, read as a SIEM would (read_committed), holds each once."""
+    with store(streamed["data"]) as client:
+        stored = {
+            row[0]
+            for row in client.query("SELECT violation_id FROM faceaudit.violations").result_rows
+        }
+    consumer = KafkaConsumer(
+        VIOLATION_TOPIC,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        consumer_timeout_ms=5000,
+    )
+    published = Counter()
+    for message in consumer:
+        decoded = codec.decode(message.value)
+        assert decoded.kind == "violation"
+        if decoded.record["violation_id"] in stored:
+            published[decoded.record["violation_id"]] += 1
+    consumer.close()
+    assert stored and set(published) == stored
+    assert set(published.values()) == {1}, "a violation was published twice"
 
 
 def test_summary_names_kinds_rules_and_rate(streamed: dict) -> None:
