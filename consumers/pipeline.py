@@ -40,7 +40,7 @@ from consumers.registry_feed import RegistryFeed
 from consumers.summary import RunSummary
 from faceaudit.errors import FaceauditError
 from faceaudit.settings import Settings
-from schemas.topics import TOPICS
+from schemas.topics import DEAD_LETTER_TOPIC, TOPICS, VIOLATION_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class Validator:
         self._committed: dict[TopicPartition, int] = {}
         self._expected: dict[TopicPartition, tuple[int, bool]] = {}
         self._consumer = _group_consumer(settings)
+        _require_topics(self._consumer, settings.bootstrap)
         self._consumer.subscribe(list(GROUP_TOPICS), listener=_Rebalance(self))
         self._feed = RegistryFeed(
             settings.bootstrap,
@@ -314,6 +315,17 @@ class _Rebalance(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         """Nothing yet: a partition's stored state is loaded when it is first read."""
+
+
+def _require_topics(consumer: KafkaConsumer, bootstrap: str) -> None:
+    """Fail at start, naming them, if topics the validator reads or writes are missing."""
+    needed = {*TOPICS.values(), DEAD_LETTER_TOPIC, VIOLATION_TOPIC}
+    missing = sorted(needed - consumer.topics())
+    if missing:
+        raise FaceauditError(
+            f"topics missing on {bootstrap}: {', '.join(missing)} "
+            "(faceaudit broker start creates them on the local broker)"
+        )
 
 
 def _group_consumer(settings: Settings) -> KafkaConsumer:

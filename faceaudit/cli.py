@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from faceaudit.commands_check import add_check_parser, add_rules_parser
+from faceaudit.commands_dashboard import add_dashboard_parser
 from faceaudit.commands_dead_letters import add_dead_letters_parser
 from faceaudit.errors import FaceauditError
 from faceaudit.settings import HOME, Settings
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_check_parser(commands)
     add_rules_parser(commands)
     add_dead_letters_parser(commands)
+    add_dashboard_parser(commands)
     return parser
 
 

@@ -1,0 +1,120 @@
+"""The Flask application: routes from ``api``, ``pages`` and ``public``, token checks, errors.
+
+Every route outside ``public`` needs a token: ``Authorization: Bearer TOKEN``,
+or the cookie ``/login`` sets. A missing or unknown token is 401; a request
+for a region, processor or violation outside the token's scope is 403.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+from flask import Flask, g, render_template, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException, Unauthorized
+from werkzeug.http import HTTP_STATUS_CODES
+
+from dashboard.access_log import WHO, AccessLog
+from dashboard.api import api
+from dashboard.auth import TokenFile
+from dashboard.context import REPORTS, TOKENS, reports, tokens
+from dashboard.filters import FilterError
+from dashboard.pages import pages
+from dashboard.public import COOKIE, public
+from dashboard.queries import Missing, Reports
+from dashboard.scope import OutOfScope
+
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def create_app(reports: Reports, tokens: TokenFile, access_log: logging.Logger) -> Flask:
+    """The dashboard as a WSGI app (``app.wsgi_app`` logs every request to ``access_log``)."""
+    app = Flask(__name__)
+    app.json.sort_keys = False  # keep the store's column order (events keep table order)
+    app.extensions[REPORTS] = reports
+    app.extensions[TOKENS] = tokens
+    app.register_blueprint(public)
+    app.register_blueprint(api)
+    app.register_blueprint(pages)
+    app.before_request(_authenticate)
+    app.after_request(_secure)
+    app.register_error_handler(FilterError, lambda exc: _error(400, str(exc)))
+    app.register_error_handler(OutOfScope, lambda exc: _error(403, str(exc)))
+    app.register_error_handler(Missing, lambda exc: _error(404, str(exc)))
+    app.register_error_handler(HTTPException, lambda exc: _error(exc.code, exc.description))
+    app.context_processor(_page_context)
+    app.add_template_filter(_number, "num")
+    app.add_template_filter(_when, "when")
+    app.add_template_filter(_fixed, "fixed")
+    app.wsgi_app = AccessLog(app.wsgi_app, access_log)
+    return app
+
+
+def _authenticate() -> None:
+    if request.blueprint == public.name or request.endpoint == "static":
+        return
+    token = _presented_token()
+    holder = tokens().lookup(token) if token else None
+    if holder is None:
+        raise Unauthorized("a valid token is required")
+    g.viewer = holder
+    request.environ[WHO] = holder.name
+
+
+def _presented_token() -> str | None:
+    """The bearer token of the Authorization header, else the login cookie."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.cookies.get(COOKIE) or None
+
+
+def _secure(response: Any) -> Any:
+    response.headers.update(SECURITY_HEADERS)
+    if request.endpoint != "static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _error(code: int | None, message: str | None) -> ResponseReturnValue:
+    """JSON under /api/, a page elsewhere; a 401 page is the login form."""
+    code = code or 500
+    headers = {"WWW-Authenticate": 'Bearer realm="faceaudit"'} if code == 401 else {}
+    if request.path.startswith("/api/"):
+        body = {"error": HTTP_STATUS_CODES.get(code, "Error"), "message": message}
+        return body, code, headers
+    if code == 401:
+        return render_template("login.html", next=request.full_path), code, headers
+    return render_template("error.html", code=code, message=message), code, headers
+
+
+def _page_context() -> dict[str, Any]:
+    return {
+        "viewer": g.get("viewer"),
+        "profile": reports().profile,
+        "catalogue_version": reports().catalogue.version,
+    }
+
+
+NONE: Final = "\N{EN DASH}"
+"""How pages show a missing value."""
+
+
+def _number(value: int | None) -> str:
+    return NONE if value is None else f"{value:,}"
+
+
+def _fixed(value: float | None) -> str:
+    """Two decimals, as the API rounds them."""
+    return NONE if value is None else f"{value:.2f}"
+
+
+def _when(value: str | None) -> str:
+    """``2026-03-01T08:00:00.123456Z`` → ``2026-03-01 08:00:00 UTC``."""
+    return NONE if value is None else value[:19].replace("T", " ") + " UTC"

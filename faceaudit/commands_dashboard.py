@@ -1,0 +1,172 @@
+"""The ``faceaudit dashboard`` subcommand: serve the regulator dashboard, or issue a token.
+
+Serving opens the store for the server's whole lifetime. An embedded chDB
+store can be open in one process only, so the validator must not run on the
+same ``chdb://`` path meanwhile (``open_store`` says so if it is); point both
+at a ClickHouse server to run them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Final, NoReturn
+
+from consumers.rules.catalogue import PROFILES
+from dashboard.auth import check_region_prefix
+from faceaudit.errors import FaceauditError
+from faceaudit.settings import HOME, Settings, redact
+
+TOKENS_FILE: Final = "dashboard-tokens.jsonl"
+DEFAULT_PORT: Final = 8080
+EXIT_OK: Final = 0
+
+
+def add_dashboard_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``faceaudit dashboard``."""
+    dash = commands.add_parser(
+        "dashboard",
+        help="serve the regulator dashboard: pages, JSON API and CSV export",
+        description="Serve server-rendered pages and a JSON API over the audit store: "
+        "overview, rules, processors, violations (filters, drill-down, CSV). Every route "
+        "but /healthz needs a token; a token sees only its regions and processors. "
+        "With --make-token, issue a token instead and exit.",
+    )
+    dash.add_argument(
+        "--clickhouse",
+        metavar="DSN",
+        help="chdb://PATH (embedded; not while the validator has it open) or "
+        "http(s)://user:pass@host:8123/faceaudit (FACEAUDIT_CLICKHOUSE)",
+    )
+    dash.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    dash.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
+    dash.add_argument(
+        "--tokens",
+        type=Path,
+        metavar="FILE",
+        help=f"token file: JSON lines of token hashes and scopes "
+        f"(default $FACEAUDIT_HOME/{TOKENS_FILE}, i.e. {HOME / TOKENS_FILE})",
+    )
+    dash.add_argument(
+        "--access-log",
+        type=Path,
+        metavar="FILE",
+        help="append one JSON line per request (who, path, status, time) here; default stderr",
+    )
+    dash.add_argument(
+        "--profile",
+        choices=PROFILES,
+        help="profile whose FR-FILING threshold is shown (FACEAUDIT_PROFILE, default cac-2025)",
+    )
+    issue = dash.add_argument_group(
+        "issuing a token", "prints a new token once on stdout and stores only its SHA-256"
+    )
+    issue.add_argument("--make-token", metavar="NAME", help="issue a token for NAME and exit")
+    issue.add_argument(
+        "--regions",
+        type=_regions,
+        default=(),
+        metavar="PREFIXES",
+        help="region code prefixes the token sees, comma-separated, e.g. 31 or 31,4403 "
+        "(default: all regions)",
+    )
+    issue.add_argument(
+        "--processors",
+        type=_items,
+        default=(),
+        metavar="IDS",
+        help="processor ids the token sees, comma-separated (default: all processors)",
+    )
+    dash.set_defaults(handler=_dashboard)
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    path = args.tokens or Path(os.environ.get("FACEAUDIT_HOME", str(HOME))) / TOKENS_FILE
+    if args.make_token is not None:
+        return _make_token(path, args)
+    if args.regions or args.processors:
+        raise FaceauditError("--regions and --processors only go with --make-token NAME")
+    return _serve(path, args)
+
+
+def _make_token(path: Path, args: argparse.Namespace) -> int:
+    from dashboard.auth import add_token
+    from dashboard.scope import Scope
+
+    scope = Scope(args.regions, args.processors)
+    token = add_token(path, args.make_token, scope)
+    print(token)
+    print(
+        f"faceaudit: token {args.make_token!r} ({scope.describe()}) added to {path}; "
+        "it is shown only now, and the file keeps only its hash",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _serve(path: Path, args: argparse.Namespace) -> int:
+    from waitress.server import create_server
+
+    from consumers.rules.catalogue import load_catalogue
+    from consumers.store import open_store
+    from dashboard.access_log import open_access_log
+    from dashboard.app import create_app
+    from dashboard.auth import TokenFile
+    from dashboard.db import Database
+    from dashboard.queries import Reports
+
+    settings = Settings.resolve({"clickhouse": args.clickhouse, "profile": args.profile})
+    tokens = TokenFile(path)  # a bad token file stops us before the store is taken
+    access_log = open_access_log(args.access_log)
+    db = Database(open_store(settings.clickhouse))
+    try:
+        app = create_app(Reports(db, load_catalogue(), settings.profile), tokens, access_log)
+        try:
+            server = create_server(app, host=args.host, port=args.port, ident="faceaudit")
+        except OSError as exc:
+            raise FaceauditError(
+                f"cannot listen on {args.host}:{args.port}: {exc.strerror}"
+            ) from None
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        print(
+            f"faceaudit dashboard: serving http://{host}:{server.effective_port}/ "
+            f"(store {redact(settings.clickhouse)}, profile {settings.profile}, "
+            f"{len(tokens)} token{'s' if len(tokens) != 1 else ''} from {path}); "
+            "Ctrl-C or SIGTERM stops it",
+            file=sys.stderr,
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, _interrupt)
+        server.run()  # returns on KeyboardInterrupt, which SIGTERM raises too
+        server.close()
+    finally:
+        db.close()
+    return EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (0 picks a free one), not {value}")
+    return value
+
+
+def _regions(text: str) -> tuple[str, ...]:
+    try:
+        return tuple(check_region_prefix(item) for item in _items(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _items(text: str) -> tuple[str, ...]:
+    """Comma-separated values, blanks dropped."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
