@@ -7,14 +7,17 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_EVENTS ?= 20000
 DEMO_DEVICES ?= 40
+DASHBOARD_PORT ?= 8080
+DASHBOARD_PID := .faceaudit/dashboard.pid
 
-.PHONY: help install prereqs demo test test-faults lint broker-stop clean
+.PHONY: help install prereqs demo dashboard-start dashboard-stop test test-faults lint broker-stop clean
 
 help:
 	@echo "make demo   set up, start the local Kafka broker, simulate a fleet, validate into chDB"
 	@echo "make test   set up and run the whole test suite on its own broker"
 	@echo "make test-faults   only the fault-injection tests"
 	@echo "make lint   ruff"
+	@echo "make dashboard-stop   stop the demo dashboard"
 	@echo "make broker-stop   stop the demo broker"
 
 # Java and Maven run the local Kafka broker; promtool and amtool check the
@@ -40,10 +43,34 @@ $(STAMP): pyproject.toml
 
 install: prereqs $(STAMP)
 
-demo: install
+demo: install dashboard-stop
 	$(BIN)/faceaudit broker start
 	$(BIN)/faceaudit simulate --events $(DEMO_EVENTS) --devices $(DEMO_DEVICES) --seed $$(date +%s)
 	$(BIN)/faceaudit consume --until-idle 5
+	@$(MAKE) --no-print-directory dashboard-start
+
+# The dashboard opens the embedded store after the validator has closed it
+# (chDB: one process per store) and keeps running in the background.
+dashboard-start: $(STAMP)
+	@token=$$($(BIN)/faceaudit dashboard --make-token demo); \
+	nohup $(BIN)/faceaudit dashboard --port $(DASHBOARD_PORT) \
+	  --access-log .faceaudit/dashboard-access.log > .faceaudit/dashboard.log 2>&1 & \
+	echo $$! > $(DASHBOARD_PID); \
+	for i in $$(seq 50); do \
+	  curl -fs http://127.0.0.1:$(DASHBOARD_PORT)/healthz >/dev/null && break; sleep 0.2; done; \
+	curl -fs http://127.0.0.1:$(DASHBOARD_PORT)/healthz >/dev/null \
+	  || { echo "dashboard did not start:"; tail -n 5 .faceaudit/dashboard.log; exit 1; }; \
+	echo ""; \
+	echo "Dashboard:  http://127.0.0.1:$(DASHBOARD_PORT)/login?token=$$token"; \
+	echo "Demo token: $$token  (API: curl -H 'Authorization: Bearer $$token' http://127.0.0.1:$(DASHBOARD_PORT)/api/overview)"; \
+	echo "Stop it with: make dashboard-stop"
+
+dashboard-stop:
+	@if [ -f $(DASHBOARD_PID) ]; then \
+	  pid=$$(cat $(DASHBOARD_PID)); \
+	  if ps -p $$pid -o args= 2>/dev/null | grep -q "faceaudit dashboard"; then \
+	    kill $$pid; while kill -0 $$pid 2>/dev/null; do sleep 0.2; done; fi; \
+	  rm -f $(DASHBOARD_PID); fi
 
 test: install lint
 	$(BIN)/pytest -q
@@ -57,5 +84,5 @@ lint: $(STAMP)
 broker-stop: $(STAMP)
 	$(BIN)/faceaudit broker stop
 
-clean: broker-stop
+clean: dashboard-stop broker-stop
 	rm -rf .faceaudit

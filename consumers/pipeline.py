@@ -73,6 +73,7 @@ class Validator:
             reported=store.eventless_violations(),
         )
         self.summary = RunSummary()
+        self._closing = False
         self._store = store
         self._stop = threading.Event()
         self._batch = Batch()
@@ -125,6 +126,7 @@ class Validator:
             self.summary.seconds = time.monotonic() - started
             self._feed.close()
             self._publisher.close()
+            self._closing = True
             self._consumer.close(autocommit=False)
         return self.summary
 
@@ -299,8 +301,9 @@ class Validator:
         self._outbox.drop({(tp.topic, tp.partition) for tp in gone})
         self.processor.forget({(tp.topic, tp.partition) for tp in gone})
         for tp in gone:
-            with contextlib.suppress(KeyError):  # its new owner reports its lag now
-                self.metrics.lag.remove(tp.topic, str(tp.partition))
+            if not self._closing:  # its new owner reports its lag from now on
+                with contextlib.suppress(KeyError):
+                    self.metrics.lag.remove(tp.topic, str(tp.partition))
             self._next.pop(tp, None)
             self._committed.pop(tp, None)
             self._expected.pop(tp, None)
