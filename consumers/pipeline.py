@@ -121,6 +121,10 @@ class Validator:
                     # Drained: the end of the input, as for the offline checker.
                     self.processor.finish(self._batch)
                     break
+            else:
+                # Stopped by a signal: events still waiting for a registry
+                # record are judged with what is known, so nothing stays held.
+                self.processor.release_held(self._batch, time.monotonic(), force=True)
             self._store_and_commit()
         finally:
             self.summary.seconds = time.monotonic() - started

@@ -8,6 +8,7 @@ is sent, so the test proves the hold, not a lucky ordering.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -125,3 +126,64 @@ def test_late_consent_is_waited_for_and_a_missing_one_is_reported(
     assert (f"arrives-{tag}", "FR-CONSENT-MISSING") not in found
     assert (f"never-{tag}", "FR-CONSENT-MISSING") in found
 
+
+def test_held_events_are_judged_when_the_validator_is_stopped(
+    kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    deployment = sample("deployment", deployment_id=f"d-{tag}", processor_id=f"p-{tag}")
+    event = sample(
+        "capture",
+        event_id=f"held-{tag}",
+        device_id=f"dev-held-{tag}",
+        processor_id=f"p-{tag}",
+        deployment_id=f"d-{tag}",
+        subject_ref=f"s-{tag}",
+        consent_id=f"never-{tag}",
+    )
+    port = free_port()
+    data = tmp_path / "ch"
+    validator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "faceaudit.cli",
+            "consume",
+            "--bootstrap",
+            kafka_bootstrap,
+            "--clickhouse",
+            f"chdb://{data}",
+            "--group",
+            unique_group,
+            "--metrics-port",
+            str(port),
+            "--registry-grace",
+            "600",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "FACEAUDIT_KAFKA_TIMEOUT": "10"},
+    )
+    try:
+        with EventProducer(kafka_bootstrap) as producer:
+            producer.send_registry("deployment", deployment)
+            producer.flush()
+            producer.send_event("capture", event)
+            producer.flush()
+        wait_for(lambda: (held_events(port) or 0) >= 1, 120, "the event to be held")
+        validator.send_signal(signal.SIGTERM)
+        _, err = validator.communicate(timeout=120)
+    finally:
+        if validator.poll() is None:
+            validator.kill()
+    assert validator.returncode == 0, err
+    client = clickhouse_connect.get_client(dsn=f"chdb://{data}")
+    try:
+        found = client.query(
+            "SELECT rule_id FROM faceaudit.violations WHERE event_id = {e:String}",
+            parameters={"e": f"held-{tag}"},
+        ).result_rows
+    finally:
+        client.close()
+    assert ("FR-CONSENT-MISSING",) in found, "a held event is judged on shutdown, not dropped"
