@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Final, NamedTuple
 
 import fastavro
+import orjson
 from fastavro.schema import fingerprint as avro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
@@ -149,13 +149,9 @@ Source = JsonLinesSource | AvroSource
 def parse_line(line: bytes) -> tuple[str, dict[str, Any]]:
     """One JSON-lines record as ``(kind, record)``; raises BadRecord saying what is wrong."""
     try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
+        obj = orjson.loads(line)  # several times faster than json.loads: parsing dominated
+    except orjson.JSONDecodeError as exc:
         raise BadRecord(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
-    except UnicodeDecodeError as exc:
-        raise BadRecord(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
-    except RecursionError:
-        raise BadRecord("invalid JSON: nested too deeply") from None
     try:
         return codec.from_json(obj)
     except codec.EncodeError as exc:
