@@ -10,12 +10,13 @@ DEMO_DEVICES ?= 40
 DASHBOARD_PORT ?= 8080
 DASHBOARD_PID := .faceaudit/dashboard.pid
 
-.PHONY: help install prereqs demo dashboard-start dashboard-stop test test-faults lint broker-stop clean
+.PHONY: help install prereqs demo dashboard-start dashboard-stop test test-faults bench lint broker-stop clean
 
 help:
 	@echo "make demo   set up, start the local Kafka broker, simulate a fleet, validate into chDB"
 	@echo "make test   set up and run the whole test suite on its own broker"
 	@echo "make test-faults   only the fault-injection tests"
+	@echo "make bench   throughput, latency and memory on its own broker (BENCH_EVENTS=1000000)"
 	@echo "make lint   ruff"
 	@echo "make dashboard-stop   stop the demo dashboard"
 	@echo "make broker-stop   stop the demo broker"
@@ -77,6 +78,9 @@ test: install lint
 
 test-faults: install
 	$(BIN)/pytest -q tests/test_faults.py tests/test_poison.py tests/test_fuzz.py
+
+bench: install
+	$(BIN)/python -m bench.run $(if $(BENCH_EVENTS),--events $(BENCH_EVENTS))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

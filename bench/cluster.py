@@ -1,0 +1,127 @@
+"""The benchmark's own world: a temp dir, a broker on free ports, and the processes it starts.
+
+Nothing is shared with `make demo` or the tests except the Kafka jar cache.
+`Cluster` is a context manager: on leaving it, even through an error or
+Ctrl-C, every process it started is stopped, then the broker, then the temp
+dir (its chDB stores and Kafka data) is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+from bench import REPO_ROOT
+from faceaudit.broker import LocalBroker, ensure_topics, free_port
+
+JAR_CACHE = REPO_ROOT / ".faceaudit" / "kafka-libs"
+CLI = (sys.executable, "-m", "faceaudit.cli")
+
+
+class Cluster:
+    """A broker and a temp dir of stores and logs; the faceaudit processes started in it."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="faceaudit-bench-"))
+        port = free_port()
+        controller_port = free_port()
+        while controller_port == port:
+            controller_port = free_port()
+        self.broker = LocalBroker(
+            self.root / "kafka-home", port=port, controller_port=controller_port, libs_dir=JAR_CACHE
+        )
+        self.bootstrap = self.broker.bootstrap
+        self._children: list[subprocess.Popen] = []
+
+    def __enter__(self) -> Cluster:
+        try:
+            self.broker.start()
+            ensure_topics(self.bootstrap)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for child in self._children:
+            stop(child)
+        try:
+            self.broker.stop()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def store(self, name: str) -> str:
+        """The DSN of a new, empty chDB store under the temp dir."""
+        return f"chdb://{self.root / 'stores' / name}"
+
+    @staticmethod
+    def group(name: str) -> str:
+        """A consumer group nobody used before."""
+        return f"bench-{name}-{uuid.uuid4().hex[:8]}"
+
+    def faceaudit(
+        self, *args: str, log_name: str, profile_to: Path | None = None
+    ) -> subprocess.Popen:
+        """Start `faceaudit ARGS`; stdout and stderr go to files under the temp dir.
+
+        `profile_to`: run it under pyinstrument, which writes a text report there.
+        """
+        command = [*CLI, *args]
+        if profile_to is not None:
+            profile_to.parent.mkdir(parents=True, exist_ok=True)
+            profiler = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(profile_to)]
+            command = [*profiler, "-m", "faceaudit.cli", *args]
+        logs = self.root / "logs"
+        logs.mkdir(exist_ok=True)
+        with (
+            open(logs / f"{log_name}.out", "w") as out,
+            open(logs / f"{log_name}.err", "w") as err,
+        ):
+            child = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                cwd=REPO_ROOT,
+                # Own process group: Ctrl-C reaches only the bench, which stops
+                # its children in order; a kill reaches the workers too.
+                start_new_session=True,
+                env={**os.environ, "FACEAUDIT_HOME": str(self.root / "faceaudit-home")},
+            )
+        self._children.append(child)
+        return child
+
+    def output(self, log_name: str) -> tuple[str, str]:
+        """What a process started as `log_name` wrote to stdout and stderr."""
+        logs = self.root / "logs"
+        return (logs / f"{log_name}.out").read_text(), (logs / f"{log_name}.err").read_text()
+
+
+def stop(child: subprocess.Popen, grace: float = 15) -> None:
+    """SIGTERM (the validator stores, commits and exits), then SIGKILL its group after `grace` s."""
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()

@@ -1,0 +1,72 @@
+"""The offline checker: `faceaudit check` on a JSON-lines export, against plain `json.loads`.
+
+The file holds a fleet's registry and `events` events in the contract's JSON
+form, chained as the producer SDK chains them. The baseline reads the same
+lines with `json.loads` and nothing else: the ratio says how much of the
+checker's time is the rules rather than the parsing every reader pays for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from bench import BenchError
+from bench.cluster import Cluster
+from bench.load import DEVICES, VIOLATION_RATE
+from bench.memory import PeakMemory
+from producers.event_producer import DeviceChain
+from producers.fleet import Fleet
+from schemas import codec
+
+_RATE = re.compile(r"\(([\d,]+) events/s\)")
+
+
+def write_export(path: Path, events: int, seed: int = 3) -> None:
+    """A JSON-lines file: the registry, then `events` events with device_seq and prev_hash."""
+    fleet = Fleet(DEVICES, seed, VIOLATION_RATE)
+    chains: dict[str, DeviceChain] = {}
+    with path.open("w", encoding="utf-8") as out:
+        for kind, record in fleet.registry_records():
+            out.write(json.dumps(codec.to_json(kind, record)) + "\n")
+        for kind, record, _ in fleet.events(events):
+            chain = chains.setdefault(record["device_id"], DeviceChain())
+            stamped = chain.stamp(record)
+            chain.advance(codec.encode_payload(kind, stamped))
+            out.write(json.dumps(codec.to_json(kind, stamped)) + "\n")
+
+
+def json_loads_seconds(path: Path) -> float:
+    """Time to parse every line of `path` with json.loads."""
+    started = time.perf_counter()
+    with path.open("rb") as lines:
+        for line in lines:
+            json.loads(line)
+    return time.perf_counter() - started
+
+
+def run_check(cluster: Cluster, events: int) -> dict:
+    path = cluster.root / "export.jsonl"
+    write_export(path, events)
+    baseline = events / json_loads_seconds(path)
+    started = time.monotonic()
+    child = cluster.faceaudit("check", str(path), "--output", "/dev/null", log_name="check")
+    memory = PeakMemory(child.pid)
+    child.wait()
+    wall = time.monotonic() - started
+    peaks = memory.stop()
+    err = cluster.output("check")[1]
+    rate = _RATE.search(err)
+    if child.returncode not in (0, 1) or rate is None:  # 1: violations found, as expected
+        raise BenchError(f"faceaudit check exited with {child.returncode}:\n{err[-2000:]}")
+    events_per_s = int(rate[1].replace(",", ""))
+    return {
+        "events": events,
+        "events_per_s": events_per_s,
+        "wall_seconds": round(wall, 2),
+        "json_loads_events_per_s": round(baseline),
+        "ratio_to_json_loads": round(events_per_s / baseline, 3),
+        "peak_rss_mib": peaks,
+    }

@@ -1,0 +1,51 @@
+"""The client's ceiling: a group consumer configured as the validator's that only counts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from bench import BenchError
+from consumers.pipeline import GROUP_TOPICS, _group_consumer
+from faceaudit.settings import Settings
+
+STALL_SECONDS = 60
+
+
+@dataclass
+class Drain:
+    """How fast a consumer (group) worked through `events` messages."""
+
+    events: int
+    seconds: float  # from the first poll (or stored batch) that brought messages to the last
+    wall_seconds: float  # from the start, including joining the group and the first fetch
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+def raw_consume(bootstrap: str, group: str, expected: int) -> Drain:
+    """Poll and discard until `expected` messages were read (fresh group, from the earliest)."""
+    settings = Settings.resolve({"bootstrap": bootstrap, "group": group})
+    consumer = _group_consumer(settings)
+    try:
+        started = time.monotonic()
+        consumer.subscribe(list(GROUP_TOPICS))
+        read, first, first_at, last_at = 0, 0, None, started
+        while read < expected:
+            polled = consumer.poll(timeout_ms=1000, max_records=settings.batch_size)
+            now = time.monotonic()
+            n = sum(len(messages) for messages in polled.values())
+            if n:
+                read += n
+                last_at = now
+                if first_at is None:
+                    first, first_at = n, now
+            elif now - last_at > STALL_SECONDS:
+                raise BenchError(f"raw consumer stalled at {read:,} of {expected:,} messages")
+    finally:
+        consumer.close(autocommit=False)
+    if read == first:  # all in one poll: only the wall time says anything
+        return Drain(read, last_at - started, last_at - started)
+    return Drain(read - first, last_at - first_at, last_at - started)

@@ -1,0 +1,202 @@
+"""`make bench`: measure the pipeline on its own broker and stores, in one run.
+
+    python -m bench.run [--events N] [--quick] [--profile] [--output FILE]
+
+N (default 1,000,000, or BENCH_EVENTS) events are preloaded, then read by the
+plain client, by the validator (1 process, then 2 workers), costed per stage,
+streamed live for the latency, and exported for the offline checker. The
+results go to bench/results/latest.json and the table in docs/benchmarks.md
+(`--quick`: smaller samples, bench/results/quick.json, docs untouched).
+Benchmarks, not tests: nothing here fails on a slow result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from bench import REPO_ROOT, BenchError, report
+from bench.cluster import Cluster
+from bench.latency import run_latency
+from bench.load import end_offsets, preload
+from bench.offline import run_check
+from bench.pipeline import run_pipeline
+from bench.raw import raw_consume
+from bench.stages import stage_costs
+
+T = TypeVar("T")
+DEFAULT_EVENTS = 1_000_000
+LATENCY_RATE = 10_000
+LOW_RATE = 2_000  # well under capacity: the latency of batching alone
+SAMPLE = 100_000  # events in the stage-cost sample and the checker's export
+QUICK_SAMPLE = 20_000
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    events = args.events or int(os.environ.get("BENCH_EVENTS", DEFAULT_EVENTS))
+    output = args.output or report.RESULTS.with_name("quick.json" if args.quick else "latest.json")
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    signal.signal(signal.SIGTERM, _interrupt)  # unwind like Ctrl-C: everything is cleaned up
+    results = {"events": events, "machine": report.machine(), "date": report.now()}
+    started = time.monotonic()
+    _say("starting a broker of its own (temp dir, free ports)")
+    with Cluster() as cluster:
+        _say(f"broker {cluster.bootstrap}, work dir {cluster.root}")
+        profile = output.with_name("profile-pipeline.txt") if args.profile else None
+        results |= measure(cluster, events, args.quick, profile)
+    results["details"]["bench_seconds"] = round(time.monotonic() - started)
+    report.write_json(results, output)
+    _say(f"results written to {output}")
+    if not args.quick:
+        report.update_docs(results)
+        _say(f"table updated in {report.DOCS.relative_to(REPO_ROOT)}")
+    print(report.table(results))
+    return 0
+
+
+def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = None) -> dict:
+    """Every measurement, one after the other, on `cluster`; the results' figures.
+
+    `profile`: also drain the preload under pyinstrument, writing its report there.
+    """
+    sample = min(events, QUICK_SAMPLE if quick else SAMPLE)
+    seconds = 5.0 if quick else min(30.0, max(5.0, events / LATENCY_RATE))
+    bootstrap = cluster.bootstrap
+    rate = "{:,.0f} events/s".format
+
+    sent = _step(
+        f"preload {events:,} events",
+        lambda: preload(bootstrap, events),
+        lambda r: rate(r.events_per_second),
+    )
+    expected = sum(end_offsets(bootstrap).values())
+    raw = _step(
+        "raw consumer",
+        lambda: raw_consume(bootstrap, cluster.group("raw"), expected),
+        lambda r: rate(r.events_per_second),
+    )
+    one = _step(
+        "pipeline, 1 process",
+        lambda: run_pipeline(cluster, "pipeline-1w", expected),
+        lambda r: rate(r["events_per_s"]),
+    )
+    two = _step(
+        "pipeline, 2 workers",
+        lambda: run_pipeline(cluster, "pipeline-2w", expected, workers=2),
+        lambda r: rate(r["events_per_s"]),
+    )
+    if profile:
+        _step(
+            "pipeline, 1 process, under pyinstrument",
+            lambda: run_pipeline(cluster, "profiled", expected, profile_to=profile),
+            lambda r: f"{rate(r['events_per_s'])}, profile in {profile}",
+        )
+    stages = _step(
+        f"stage costs on {sample:,} events",
+        lambda: stage_costs(bootstrap, cluster.store("stages"), sample),
+        lambda r: ", ".join(f"{k} {v} µs" for k, v in r.items() if k != "sample"),
+    )
+    latency = _step(
+        f"latency at {LATENCY_RATE:,} events/s",
+        lambda: run_latency(cluster, LATENCY_RATE, seconds),
+        lambda r: f"p50 {r['p50_s']} s, p99 {r['p99_s']} s at {rate(r['rate_sent'])}",
+    )
+    latency_low = _step(
+        f"latency at {LOW_RATE:,} events/s",
+        lambda: run_latency(cluster, LOW_RATE, min(seconds, 10.0), seed=4),
+        lambda r: f"p50 {r['p50_s']} s, p99 {r['p99_s']} s at {rate(r['rate_sent'])}",
+    )
+    check = _step(
+        f"faceaudit check on {sample:,} events",
+        lambda: run_check(cluster, sample),
+        lambda r: f"{rate(r['events_per_s'])}, json.loads {rate(r['json_loads_events_per_s'])}",
+    )
+    return {
+        "preload_events_per_s": round(sent.events_per_second),
+        "raw_events_per_s": round(raw.events_per_second),
+        "pipeline_events_per_s": one["events_per_s"],
+        "pipeline_2w_events_per_s": two["events_per_s"],
+        "ratio_pipeline_to_raw": round(one["events_per_s"] / raw.events_per_second, 3),
+        "ratio_2w_to_1w": round(two["events_per_s"] / one["events_per_s"], 3),
+        "latency_p50_s": latency["p50_s"],
+        "latency_p99_s": latency["p99_s"],
+        "latency_max_s": latency["max_s"],
+        "peak_rss_mib": {
+            "pipeline_1w": one.pop("peak_rss_mib"),
+            "pipeline_2w": two.pop("peak_rss_mib"),
+            "latency_1w": latency.pop("peak_rss_mib"),
+            "check": check.pop("peak_rss_mib"),
+        },
+        "stage_us_per_event": stages,
+        "check_events_per_s": check["events_per_s"],
+        "check_ratio_to_json_loads": check["ratio_to_json_loads"],
+        "latency": latency,
+        "details": {
+            "raw": {
+                "drain_seconds": round(raw.seconds, 2),
+                "wall_seconds": round(raw.wall_seconds, 2),
+            },
+            "pipeline_1w": one,
+            "pipeline_2w": two,
+            "latency_low_rate": latency_low,
+            "check": check,
+        },
+    }
+
+
+def _step(title: str, work: Callable[[], T], show: Callable[[T], str]) -> T:
+    _say(f"{title} ...")
+    started = time.monotonic()
+    result = work()
+    _say(f"{title}: {show(result)} ({time.monotonic() - started:.0f} s)")
+    return result
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _say(line: str) -> None:
+    print(f"[bench] {line}", file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--events", type=int, help=f"events to preload (default BENCH_EVENTS or {DEFAULT_EVENTS:,})"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small samples, 5 s of latency; writes quick.json, not the docs",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run the validator under pyinstrument (needs it installed)",
+    )
+    parser.add_argument(
+        "--output", type=Path, help="results file (default bench/results/latest.json)"
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        _say("interrupted: broker stopped, temp dir removed")
+        sys.exit(130)
+    except BenchError as exc:
+        _say(f"failed: {exc}")
+        sys.exit(1)

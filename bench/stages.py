@@ -1,0 +1,129 @@
+"""What each stage of the validator costs per event, timed in this process on one sample.
+
+The sample is the first `sample` messages of the preloaded event topics, read
+once into memory; then, on the same messages, each stage alone:
+
+- decode: `schemas.codec.decode` (single-object header, Avro body, checks);
+- rules: `Judge.judge_event` on the decoded records (per-event and stream rules);
+- other: the rest of `MessageProcessor.process` (topic/key checks, payload hash,
+  staging rows, holding, dead-letter policy): `process` minus decode and rules;
+- insert: `ClickHouseSink.write` of the batches `process` filled (columns and
+  the inserts into a fresh chDB store), batches of the validator's batch size.
+
+Kafka itself (fetch, commit) is what `raw` measures.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import time
+
+from kafka import KafkaConsumer, TopicPartition
+
+from consumers.batch import Batch
+from consumers.dead_letters import DeadLetterPolicy
+from consumers.judge import Judge
+from consumers.metrics import PipelineMetrics
+from consumers.pipeline import GROUP_TOPICS
+from consumers.processor import MessageProcessor
+from consumers.registry import Registry
+from consumers.registry_feed import RegistryFeed
+from consumers.sink import ClickHouseSink
+from consumers.store import open_store
+from faceaudit.settings import Settings
+from schemas import codec
+
+
+def stage_costs(bootstrap: str, dsn: str, sample: int) -> dict[str, float]:
+    """Microseconds per event of each stage, over the first `sample` messages."""
+    settings = Settings.resolve({"bootstrap": bootstrap})
+    messages = _read(bootstrap, sample)
+
+    gc.collect()
+    started = time.perf_counter()
+    decoded = [codec.decode(message.value) for message in messages]
+    decode = time.perf_counter() - started
+
+    judge = _judge(settings)
+    hashes = [hashlib.sha256(d.payload).hexdigest() for d in decoded]
+    gc.collect()
+    started = time.perf_counter()
+    for item, digest in zip(decoded, hashes, strict=True):
+        judge.judge_event(item.kind, item.record, digest)
+    rules = time.perf_counter() - started
+    del decoded, hashes  # the validator does not keep a batch's records either
+
+    processor = MessageProcessor(
+        _judge(settings),
+        DeadLetterPolicy(settings.dead_letter_max_consecutive, settings.dead_letter_max_ratio),
+        registry_grace=settings.registry_grace,
+        max_held=settings.max_held,
+        max_message_bytes=settings.max_message_bytes,
+    )
+    batches = []
+    gc.collect()
+    started = time.perf_counter()
+    for first in range(0, len(messages), settings.batch_size):
+        batch = Batch()
+        for message in messages[first : first + settings.batch_size]:
+            processor.process(message, batch)
+        batches.append(batch)
+    process = time.perf_counter() - started
+
+    client = open_store(dsn)
+    try:
+        sink = ClickHouseSink(client)
+        gc.collect()
+        started = time.perf_counter()
+        for batch in batches:
+            sink.write(batch)
+        insert = time.perf_counter() - started
+    finally:
+        client.close()
+
+    per_event = 1e6 / len(messages)
+    return {
+        "decode": round(decode * per_event, 1),
+        "rules": round(rules * per_event, 1),
+        "other": round((process - decode - rules) * per_event, 1),
+        "insert": round(insert * per_event, 1),
+        "total": round((process + insert) * per_event, 1),
+        "sample": len(messages),
+    }
+
+
+def _read(bootstrap: str, sample: int) -> list:
+    """The first `sample` messages of the event topics, fetched as the validator fetches."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=256 * 1024,
+    )
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in GROUP_TOPICS
+            for p in sorted(consumer.partitions_for_topic(topic))
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        available = sum(consumer.end_offsets(partitions).values())
+        messages: list = []
+        while len(messages) < min(sample, available):
+            for batch in consumer.poll(timeout_ms=1000).values():
+                messages.extend(batch)
+        return messages[:sample]
+    finally:
+        consumer.close()
+
+
+def _judge(settings: Settings) -> Judge:
+    """A judge whose registry and deletions are read in full, as a validator's are."""
+    judge = Judge(settings.profile, Registry())
+    feed = RegistryFeed(settings.bootstrap, judge, PipelineMetrics())
+    try:
+        feed.catch_up(Batch())
+    finally:
+        feed.close()
+    return judge
