@@ -23,7 +23,10 @@ class StoreGateway(Protocol):
         """Store every table of the batch (deduplicated on retry)."""
 
     def stored_tail(self, topic: str, partition: int, start: int) -> StoredTail:
-        """Rows already stored from `partition` of `topic` at offsets >= `start`."""
+        """Rows already stored from `partition` of `topic` at offsets >= `start`.
+
+        Also brings the statistics up to what those rows should have counted.
+        """
 
     def device_states(self, partition: int) -> list[tuple[str, int, str]]:
         """(device, highest device_seq, its payload hash) of devices on `partition`."""
@@ -49,6 +52,7 @@ class ClickHouseGateway:
         self._sink.write(batch)
 
     def stored_tail(self, topic: str, partition: int, start: int) -> StoredTail:
+        stored_tail.heal_statistics(self._client, topic, partition, start)
         return stored_tail.load_stored_tail(self._client, topic, partition, start)
 
     def device_states(self, partition: int) -> list[tuple[str, int, str]]:

@@ -79,7 +79,7 @@ class Validator:
         self._batch = Batch()
         self._next: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
-        self._expected: dict[TopicPartition, tuple[int, bool]] = {}
+        self._expected: dict[TopicPartition, int] = {}
         self._consumer = _group_consumer(settings)
         _require_topics(self._consumer, settings.bootstrap)
         self._consumer.subscribe(list(GROUP_TOPICS), listener=_Rebalance(self))
@@ -150,7 +150,7 @@ class Validator:
             read += self._feed.poll(self._batch)
             for tp, messages in polled.items():
                 if not self.processor.knows(tp.topic, tp.partition):
-                    self._expected[tp] = (self._take(tp), False)
+                    self._expected[tp] = self._take(tp)
                 messages = self._in_order(tp, messages)
                 if not messages:
                     continue
@@ -163,22 +163,24 @@ class Validator:
     def _in_order(self, tp: TopicPartition, messages: list) -> list:
         """The messages to process, once a newly taken partition reads from its commit.
 
-        Across a rebalance the client may hand out records fetched before it:
-        from beyond the rows this process dropped unstored at revocation (the
-        partition is rewound to its commit, once), or from before the commit
-        (already stored and committed: skipped).
+        Across a rebalance (or after a failed commit) the client may hand out
+        records fetched earlier: from beyond the rows this process dropped
+        unstored (refused, and the partition rewound to its commit, for as long
+        as they come), or from before the commit (already stored and
+        committed: skipped). Only when retention has deleted the log up to
+        past the commit does reading start later than the commit.
         """
-        state = self._expected.get(tp)
-        if state is None:
+        expected = self._expected.get(tp)
+        if expected is None:
             return messages
-        expected, rewound = state
         messages = [m for m in messages if m.offset >= expected]
         if not messages:
             return messages
-        if messages[0].offset > expected and not rewound:
-            self._consumer.seek(tp, expected)
-            self._expected[tp] = (expected, True)
-            return []
+        if messages[0].offset > expected:
+            start = self._consumer.beginning_offsets([tp])[tp]
+            if start <= expected:
+                self._consumer.seek(tp, expected)
+                return []
         del self._expected[tp]
         return messages
 

@@ -95,3 +95,51 @@ def device_states(client: Client, partition: int) -> list[tuple[str, int, str]]:
         parameters={"partition": partition, "topics": [TOPICS["capture"], TOPICS["match"]]},
     )
     return [(device, seq, digest) for device, seq, digest in result.result_rows]
+
+
+# statistics table -> (source table, measure column, grouping columns)
+_STATISTICS: dict[str, tuple[str, str, str]] = {
+    "event_stats_minute": (
+        "events",
+        "events",
+        "region_code, processor_id, deployment_id, purpose, kind",
+    ),
+    "violation_stats_minute": (
+        "violations",
+        "violations",
+        "region_code, processor_id, deployment_id, rule_id, severity, profile",
+    ),
+}
+
+
+def heal_statistics(client: Client, topic: str, partition: int, start: int) -> None:
+    """Count in the statistics what the uncommitted tail stored but the views missed.
+
+    An insert reaches a table and then its materialized view; a crash between
+    the two leaves rows the view never counted, and the tail that holds them
+    is skipped when read again. For every minute the tail touches, the rows
+    of the source table are counted again and the shortfall is added to the
+    statistics table (inserts are serialised per store, so nothing is in
+    flight meanwhile).
+    """
+    for target, (source, measure, keys) in _STATISTICS.items():
+        minutes = (
+            f"SELECT DISTINCT toStartOfMinute(event_time) FROM {DATABASE}.{source} "
+            "WHERE topic = {topic:String} AND partition = {partition:UInt32} "
+            "AND offset >= {start:UInt64}"
+        )
+        client.command(
+            f"INSERT INTO {DATABASE}.{target} (minute, {keys}, {measure}) "
+            f"SELECT minute, {keys}, stored - counted FROM ("
+            f"  SELECT toStartOfMinute(event_time) AS minute, {keys}, count() AS stored "
+            f"  FROM {DATABASE}.{source} WHERE toStartOfMinute(event_time) IN ({minutes}) "
+            f"  GROUP BY minute, {keys}"
+            f") AS s LEFT JOIN ("
+            f"  SELECT minute, {keys}, sum({measure}) AS counted FROM {DATABASE}.{target} "
+            f"  WHERE minute IN ({minutes}) GROUP BY minute, {keys}"
+            f") AS c USING (minute, {keys}) WHERE stored > counted",
+            parameters={"topic": topic, "partition": partition, "start": start},
+            # A correction may equal an earlier one row for row; it must not be
+            # dropped as a duplicate block.
+            settings={"insert_deduplicate": 0},
+        )
