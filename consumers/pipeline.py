@@ -91,9 +91,8 @@ class Validator:
             max_message_bytes=settings.max_message_bytes,
         )
         self._outbox = Outbox()
-        self._publisher = FindingsPublisher(
-            settings.bootstrap, self._consumer, transactional_id(settings.group, worker)
-        )
+        self._transaction_id = transactional_id(settings.group, worker)
+        self._publisher: FindingsPublisher | None = self._new_publisher()
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -129,7 +128,8 @@ class Validator:
         finally:
             self.summary.seconds = time.monotonic() - started
             self._feed.close()
-            self._publisher.close()
+            if self._publisher is not None:
+                self._publisher.close()
             self._closing = True
             self._consumer.close(autocommit=False)
         return self.summary
@@ -282,13 +282,28 @@ class Validator:
         if not offsets and not any(due.values()):
             return
         try:
+            if self._publisher is None:
+                self._publisher = self._new_publisher()
             self._publisher.commit(due, offsets)
         except KafkaError as exc:
+            # The producer may be left in an error state (a coordinator moved,
+            # the broker restarted): start a new one, which also aborts what
+            # the old one left open, and read again from the last commit.
             log.warning("commit failed (%s); reading again from the last commit", exc)
+            self._drop_publisher()
             self.revoke(list(self._next))
             return
         for tp, meta in offsets.items():
             self._committed[tp] = meta.offset
+
+    def _new_publisher(self) -> FindingsPublisher:
+        return FindingsPublisher(self.settings.bootstrap, self._consumer, self._transaction_id)
+
+    def _drop_publisher(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            with contextlib.suppress(Exception):  # it is being replaced because it failed
+                publisher.close()
 
     def _update_lag(self) -> None:
         for tp, next_offset in self._next.items():

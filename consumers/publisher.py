@@ -11,6 +11,7 @@ published again, and the aborted copy stays invisible.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Mapping, Sequence
 
@@ -71,11 +72,12 @@ class FindingsPublisher:
                 )
             self._producer.commit_transaction()
         except Exception:
-            self._producer.abort_transaction()
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                self._producer.abort_transaction()
             raise
 
     def close(self) -> None:
-        self._producer.close()
+        self._producer.close(timeout=10)
 
 
 def _dead_letter_headers(row: Row) -> list[tuple[str, bytes]]:

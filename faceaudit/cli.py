@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # kafka-python logs every reconnect and shutdown step; faceaudit reports
     # what the user must act on itself.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    # `kill -USR1 PID` prints every thread's stack: where a stuck run waits.
+    faulthandler.register(signal.SIGUSR1)
     try:
         return args.handler(args)
     except FaceauditError as exc:
