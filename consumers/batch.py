@@ -29,8 +29,8 @@ class Batch:
 
     The outbox holds the violations and dead letters to publish to their
     topics. It includes those the store already holds from an earlier attempt
-    (a crash before the batch's transaction committed means they were never
-    published), so it is not always the same as the rows to store.
+    (a crash between storing and publishing them), so it is not always the
+    same as the rows to store.
     """
 
     rows: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in TABLES})

@@ -25,7 +25,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.range import RangePartitionAssignor
-from kafka.errors import KafkaError
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.batch import Batch, now_utc
@@ -34,7 +34,7 @@ from consumers.gateway import StoreGateway
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
 from consumers.processor import MessageProcessor
-from consumers.publisher import FindingsPublisher, Outbox, transactional_id
+from consumers.publisher import FindingsPublisher, Outbox
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
 from consumers.summary import RunSummary
@@ -55,9 +55,7 @@ class Validator:
         settings: Settings,
         store: StoreGateway,
         metrics: PipelineMetrics | None = None,
-        worker: int = 0,
     ) -> None:
-        """`worker`: this process's index among `--workers` (names its Kafka transactions)."""
         self.settings = settings
         self.metrics = metrics or PipelineMetrics()
         self.judge = Judge(settings.profile, Registry())
@@ -91,8 +89,7 @@ class Validator:
             max_message_bytes=settings.max_message_bytes,
         )
         self._outbox = Outbox()
-        self._transaction_id = transactional_id(settings.group, worker)
-        self._publisher: FindingsPublisher | None = self._new_publisher()
+        self._publisher = FindingsPublisher(settings.bootstrap)
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -128,8 +125,7 @@ class Validator:
         finally:
             self.summary.seconds = time.monotonic() - started
             self._feed.close()
-            if self._publisher is not None:
-                self._publisher.close()
+            self._publisher.close()
             self._closing = True
             self._consumer.close(autocommit=False)
         return self.summary
@@ -199,7 +195,7 @@ class Validator:
     # -- storing and committing ----------------------------------------------
 
     def _store_and_commit(self) -> None:
-        """Store the batch, then publish its findings and commit, in one transaction."""
+        """Store the batch, then publish its due findings, then commit."""
         batch, self._batch = self._batch, Batch()
         started = time.monotonic()
         if len(batch):
@@ -263,12 +259,7 @@ class Validator:
         )
 
     def _commit(self) -> None:
-        """Publish the due findings and commit, per partition, up to the first event held.
-
-        If the transaction fails (the group rebalanced, the broker is away),
-        every partition is read again from its last commit: stored rows are
-        skipped, and the findings are judged and published again.
-        """
+        """Publish the due findings, then commit, per partition, up to the first event held."""
         offsets = {}
         for tp, next_offset in self._next.items():
             held = self.processor.first_held_offset(tp.topic, tp.partition)
@@ -281,29 +272,18 @@ class Validator:
         )
         if not offsets and not any(due.values()):
             return
+        self._publisher.publish(due)
+        if not offsets:
+            return
         try:
-            if self._publisher is None:
-                self._publisher = self._new_publisher()
-            self._publisher.commit(due, offsets)
-        except KafkaError as exc:
-            # The producer may be left in an error state (a coordinator moved,
-            # the broker restarted): start a new one, which also aborts what
-            # the old one left open, and read again from the last commit.
-            log.warning("commit failed (%s); reading again from the last commit", exc)
-            self._drop_publisher()
-            self.revoke(list(self._next))
+            self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The partitions moved to another member; it re-reads from the last
+            # commit and skips what is already stored.
+            log.warning("commit failed after a rebalance: %s", exc)
             return
         for tp, meta in offsets.items():
             self._committed[tp] = meta.offset
-
-    def _new_publisher(self) -> FindingsPublisher:
-        return FindingsPublisher(self.settings.bootstrap, self._consumer, self._transaction_id)
-
-    def _drop_publisher(self) -> None:
-        publisher, self._publisher = self._publisher, None
-        if publisher is not None:
-            with contextlib.suppress(Exception):  # it is being replaced because it failed
-                publisher.close()
 
     def _update_lag(self) -> None:
         for tp, next_offset in self._next.items():

@@ -1,22 +1,22 @@
-"""Publish a batch's findings and commit its offsets in one Kafka transaction.
+"""Publish a batch's findings to their topics, before its offsets are committed.
 
-Violations go to `faceaudit.violations.v1` (Avro, the `violation` schema) for
-SIEMs and paging systems; dead letters go to `faceaudit.dead-letters.v1` with
-their original bytes and key, their original headers plus the source position
-and reason. The consumer offsets are committed inside the same transaction
-(KIP-447), so for a `read_committed` reader every finding appears exactly once:
-a batch whose transaction did not commit is read again, judged again and
-published again, and the aborted copy stays invisible.
+Violations go to `faceaudit.violations.v1` (Avro, the `violation` schema,
+keyed by the deterministic violation id) for SIEMs and paging systems; dead
+letters go to `faceaudit.dead-letters.v1` with their original bytes and key,
+their original headers plus the source position and reason.
+
+Delivery is at least once: findings are published after the batch is stored
+and before its offsets are committed, and a finding is published only with
+the commit that moves past its event (`Outbox`), so a re-read after a crash
+repeats at most the findings of the batch in flight. Readers deduplicate by
+the message key (the violation id).
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
 from collections.abc import Mapping, Sequence
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.structs import OffsetAndMetadata
+from kafka import KafkaProducer
 
 from consumers.batch import Row
 from schemas import codec
@@ -25,56 +25,39 @@ from schemas.topics import DEAD_LETTER_TOPIC, VIOLATION_TOPIC
 VIOLATION_FIELDS = tuple(field["name"] for field in codec.schema("violation")["fields"])
 
 
-def transactional_id(group: str, worker: int) -> str:
-    """Stable per group, host and worker: a restart fences its own unfinished transaction."""
-    return f"faceaudit-{group}-{socket.gethostname()}-w{worker}"
-
-
 class FindingsPublisher:
-    """A transactional producer bound to one consumer of one group."""
+    """An idempotent producer for violations and dead letters."""
 
-    def __init__(self, bootstrap: str, consumer: KafkaConsumer, transaction_id: str) -> None:
-        self._consumer = consumer
+    def __init__(self, bootstrap: str) -> None:
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap,
-            transactional_id=transaction_id,
             enable_idempotence=True,
             acks="all",
             client_id="faceaudit-findings",
             max_request_size=16 * 1024 * 1024,
         )
-        self._producer.init_transactions()
 
-    def commit(
-        self,
-        outbox: Mapping[str, Sequence[Row]],
-        offsets: Mapping[TopicPartition, OffsetAndMetadata],
-    ) -> None:
-        """Publish the outbox and commit `offsets`, all or nothing; raises on failure."""
-        self._producer.begin_transaction()
-        try:
-            for row in outbox["violations"]:
-                self._producer.send(
-                    VIOLATION_TOPIC,
-                    value=codec.encode("violation", {name: row[name] for name in VIOLATION_FIELDS}),
-                    key=row["violation_id"].encode(),
-                )
-            for row in outbox["dead_letters"]:
-                self._producer.send(
-                    DEAD_LETTER_TOPIC,
-                    value=row["raw"],
-                    key=row["message_key"],
-                    headers=_dead_letter_headers(row),
-                )
-            if offsets:
-                self._producer.send_offsets_to_transaction(
-                    dict(offsets), self._consumer.group_metadata()
-                )
-            self._producer.commit_transaction()
-        except Exception:
-            with contextlib.suppress(Exception):  # the first error is the one to report
-                self._producer.abort_transaction()
-            raise
+    def publish(self, outbox: Mapping[str, Sequence[Row]]) -> None:
+        """Send every finding and wait for the broker; raises if any send failed."""
+        futures = [
+            self._producer.send(
+                VIOLATION_TOPIC,
+                value=codec.encode("violation", {name: row[name] for name in VIOLATION_FIELDS}),
+                key=row["violation_id"].encode(),
+            )
+            for row in outbox["violations"]
+        ]
+        futures += [
+            self._producer.send(
+                DEAD_LETTER_TOPIC,
+                value=row["raw"],
+                key=row["message_key"],
+                headers=_dead_letter_headers(row),
+            )
+            for row in outbox["dead_letters"]
+        ]
+        for future in futures:
+            future.get(timeout=120)
 
     def close(self) -> None:
         self._producer.close(timeout=10)
@@ -93,10 +76,10 @@ def _dead_letter_headers(row: Row) -> list[tuple[str, bytes]]:
 
 
 class Outbox:
-    """Findings waiting for the transaction that commits past their event.
+    """Findings waiting for the commit that moves past their event.
 
-    A finding is published in the same transaction that commits its event's
-    offset, never before: while an earlier event of the partition is held
+    A finding is published just before the commit of its event's offset,
+    never earlier: while an earlier event of the partition is held
     for a late registry record, the commit stays behind it, and a crash would
     re-read (and re-judge) everything after it. Findings with no position in
     the group's partitions (FR-DELETION-OVERDUE, dead letters of the registry

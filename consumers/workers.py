@@ -149,7 +149,7 @@ def _worker_main(settings: Settings, index: int, conn: Connection, embedded: boo
         else:
             client = open_store(settings.clickhouse)
             gateway = ClickHouseGateway(client)
-        validator = Validator(settings, gateway, worker=index)
+        validator = Validator(settings, gateway)
         if settings.metrics_port:
             validator.metrics.serve(settings.metrics_port + index)
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # what the user must act on itself.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     # `kill -USR1 PID` prints every thread's stack: where a stuck run waits.
-    faulthandler.register(signal.SIGUSR1)
+    faulthandler.register(signal.SIGUSR1, file=sys.__stderr__)
     try:
         return args.handler(args)
     except FaceauditError as exc:

@@ -16,7 +16,10 @@ from faceaudit.broker import free_port
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "faceaudit.cli", *args],
-        capture_output=True, text=True, timeout=120, env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
     )
 
 
@@ -35,15 +38,22 @@ def test_unknown_profile(tmp_path: Path) -> None:
 
 
 def test_unknown_profile_from_the_environment(tmp_path: Path) -> None:
-    result = run_cli("consume", "--clickhouse", f"chdb://{tmp_path}/ch",
-                     FACEAUDIT_PROFILE="cac-2019")
+    result = run_cli(
+        "consume", "--clickhouse", f"chdb://{tmp_path}/ch", FACEAUDIT_PROFILE="cac-2019"
+    )
     assert_one_clear_error(result, "unknown profile", "cac-2019")
 
 
 def test_unreachable_broker(tmp_path: Path) -> None:
     port = free_port()
-    result = run_cli("consume", "--bootstrap", f"127.0.0.1:{port}",
-                     "--clickhouse", f"chdb://{tmp_path}/ch", FACEAUDIT_KAFKA_TIMEOUT="3")
+    result = run_cli(
+        "consume",
+        "--bootstrap",
+        f"127.0.0.1:{port}",
+        "--clickhouse",
+        f"chdb://{tmp_path}/ch",
+        FACEAUDIT_KAFKA_TIMEOUT="3",
+    )
     assert_one_clear_error(result, "cannot reach Kafka", f"127.0.0.1:{port}")
 
 
