@@ -18,6 +18,7 @@ from pathlib import Path
 
 import clickhouse_connect
 import pytest
+from helpers import start_group_at_end
 from prometheus_client.parser import text_string_to_metric_families
 from samples import sample
 
@@ -69,6 +70,9 @@ def test_late_consent_is_waited_for_and_a_missing_one_is_reported(
 
     port = free_port()
     data = tmp_path / "ch"
+    # Only this test's events: earlier tests' events waiting for their own
+    # registry records would count as held too.
+    start_group_at_end(kafka_bootstrap, unique_group)
     validator = subprocess.Popen(
         [
             sys.executable,
@@ -143,6 +147,9 @@ def test_held_events_are_judged_when_the_validator_is_stopped(
     )
     port = free_port()
     data = tmp_path / "ch"
+    # Only this test's events: earlier tests' events waiting for their own
+    # registry records would count as held too.
+    start_group_at_end(kafka_bootstrap, unique_group)
     validator = subprocess.Popen(
         [
             sys.executable,
