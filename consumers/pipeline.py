@@ -72,6 +72,7 @@ class Validator:
         )
         self.summary = RunSummary()
         self._closing = False
+        self._last_stored: float | None = None
         self._store = store
         self._stop = threading.Event()
         self._batch = Batch()
@@ -123,7 +124,10 @@ class Validator:
                 self.processor.release_held(self._batch, time.monotonic(), force=True)
             self._store_and_commit()
         finally:
-            self.summary.seconds = time.monotonic() - started
+            # Time to the last stored event: the idle wait of --until-idle
+            # (and start-up with nothing to read) does not count.
+            end = self._last_stored if self._last_stored is not None else time.monotonic()
+            self.summary.seconds = end - started
             self._feed.close()
             self._publisher.close()
             self._closing = True
@@ -201,6 +205,8 @@ class Validator:
         if len(batch):
             self._write_with_retry(batch)
             self._count(batch)
+            if batch.rows["events"]:
+                self._last_stored = time.monotonic()
         self._outbox.add(batch.outbox)
         self._commit()
         if len(batch):
