@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from consumers.pipeline import GROUP_TOPICS
+from schemas import codec
+from schemas.topics import VIOLATION_TOPIC
 
 CLI = [sys.executable, "-m", "faceaudit.cli"]
 
@@ -69,3 +72,29 @@ def start_group_at_end(bootstrap: str, group: str) -> None:
     ends = consumer.end_offsets(partitions)
     consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
     consumer.close()
+
+
+def fleet_violations(data: Path, seed: int) -> set[str]:
+    """Ids of the stored violations of the simulated fleet with this seed."""
+    with store(data) as client:
+        result = client.query(
+            "SELECT violation_id FROM faceaudit.violations WHERE device_id LIKE {d:String}",
+            parameters={"d": f"cam-s{seed}-%"},
+        )
+    return {row[0] for row in result.result_rows}
+
+
+def published_violations(bootstrap: str, wanted: set[str]) -> Counter[str]:
+    """How often each of `wanted` appears on the violations topic."""
+    consumer = KafkaConsumer(
+        VIOLATION_TOPIC,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    try:
+        records = (codec.decode(message.value).record for message in consumer)
+        return Counter(r["violation_id"] for r in records if r["violation_id"] in wanted)
+    finally:
+        consumer.close()

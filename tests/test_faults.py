@@ -16,13 +16,20 @@ import random
 import signal
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
-from helpers import faceaudit, scalar, start_faceaudit, start_group_at_end, store
-from kafka import KafkaAdminClient, KafkaConsumer
+from helpers import (
+    faceaudit,
+    fleet_violations,
+    published_violations,
+    scalar,
+    start_faceaudit,
+    start_group_at_end,
+    store,
+)
+from kafka import KafkaAdminClient
 
 from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway
@@ -31,8 +38,6 @@ from consumers.store import open_store
 from faceaudit.broker import LocalBroker, ensure_topics, free_port
 from faceaudit.settings import Settings
 from producers.simulate import simulate
-from schemas import codec
-from schemas.topics import VIOLATION_TOPIC
 
 pytestmark = pytest.mark.integration
 
@@ -144,27 +149,8 @@ def assert_published_once(bootstrap: str, data: Path, seed: int) -> None:
     and committing its offsets repeats that batch's findings, and nothing
     else, so repeats stay a small share of the whole.
     """
-    with store(data) as client:
-        stored = {
-            row[0]
-            for row in client.query(
-                "SELECT violation_id FROM faceaudit.violations WHERE device_id LIKE {d:String}",
-                parameters={"d": f"cam-s{seed}-%"},
-            ).result_rows
-        }
-    consumer = KafkaConsumer(
-        VIOLATION_TOPIC,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=5000,
-    )
-    published = Counter(
-        record["violation_id"]
-        for record in (codec.decode(message.value).record for message in consumer)
-        if record["violation_id"] in stored
-    )
-    consumer.close()
+    stored = fleet_violations(data, seed)
+    published = published_violations(bootstrap, stored)
     assert set(published) == stored, f"{len(stored - set(published))} never published"
     repeated = sum(n - 1 for n in published.values())
     print(f"violations published {sum(published.values())}, repeated {repeated}")

@@ -8,15 +8,13 @@ validator has exited, since chDB lets one process open a store at a time.
 from __future__ import annotations
 
 import os
-from collections import Counter
 
 import pytest
-from helpers import faceaudit, scalar, store
-from kafka import KafkaConsumer, KafkaProducer
+from helpers import faceaudit, fleet_violations, published_violations, scalar, store
+from kafka import KafkaProducer
 
 from producers.fleet import Fleet
-from schemas import codec
-from schemas.topics import TOPICS, VIOLATION_TOPIC
+from schemas.topics import TOPICS
 
 pytestmark = pytest.mark.integration
 
@@ -167,28 +165,8 @@ def test_every_stored_violation_is_published_once(streamed: dict, kafka_bootstra
     Only this module's fleet is counted: validators of other tests judge the
     other fleets on the shared broker and publish their violations too.
     """
-    with store(streamed["data"]) as client:
-        stored = {
-            row[0]
-            for row in client.query(
-                "SELECT violation_id FROM faceaudit.violations WHERE device_id LIKE {d:String}",
-                parameters={"d": f"cam-s{SEED}-%"},
-            ).result_rows
-        }
-    consumer = KafkaConsumer(
-        VIOLATION_TOPIC,
-        bootstrap_servers=kafka_bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=5000,
-    )
-    published = Counter()
-    for message in consumer:
-        decoded = codec.decode(message.value)
-        assert decoded.kind == "violation"
-        if decoded.record["violation_id"] in stored:
-            published[decoded.record["violation_id"]] += 1
-    consumer.close()
+    stored = fleet_violations(streamed["data"], SEED)
+    published = published_violations(kafka_bootstrap, stored)
     assert stored and set(published) == stored
     assert set(published.values()) == {1}, "a violation was published twice"
 
