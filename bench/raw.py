@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from bench import BenchError
-from consumers.pipeline import GROUP_TOPICS, _group_consumer
+from consumers.pipeline import GROUP_TOPICS, group_consumer
 from faceaudit.settings import Settings
 
 STALL_SECONDS = 60
@@ -28,7 +28,7 @@ class Drain:
 def raw_consume(bootstrap: str, group: str, expected: int) -> Drain:
     """Poll and discard until `expected` messages were read (fresh group, from the earliest)."""
     settings = Settings.resolve({"bootstrap": bootstrap, "group": group})
-    consumer = _group_consumer(settings)
+    consumer = group_consumer(settings)
     try:
         started = time.monotonic()
         consumer.subscribe(list(GROUP_TOPICS))

@@ -79,7 +79,7 @@ class Validator:
         self._next: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._expected: dict[TopicPartition, int] = {}
-        self._consumer = _group_consumer(settings)
+        self._consumer = group_consumer(settings)
         _require_topics(self._consumer, settings.bootstrap)
         self._consumer.subscribe(list(GROUP_TOPICS), listener=_Rebalance(self))
         self._feed = RegistryFeed(
@@ -338,7 +338,8 @@ def _require_topics(consumer: KafkaConsumer, bootstrap: str) -> None:
         )
 
 
-def _group_consumer(settings: Settings) -> KafkaConsumer:
+def group_consumer(settings: Settings) -> KafkaConsumer:
+    """The validator's group consumer (the benchmark's raw reader uses the same settings)."""
     try:
         return KafkaConsumer(
             bootstrap_servers=settings.bootstrap,

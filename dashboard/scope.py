@@ -22,10 +22,6 @@ class Scope:
     regions: tuple[str, ...] = ()
     processors: tuple[str, ...] = ()
 
-    @property
-    def unrestricted(self) -> bool:
-        return not self.regions and not self.processors
-
     def check_region_filter(self, prefix: str) -> None:
         """Raise OutOfScope unless every region under ``prefix`` is visible."""
         if self.regions and not any(prefix.startswith(p) for p in self.regions):
