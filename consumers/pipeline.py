@@ -79,6 +79,7 @@ class Validator:
         self._next: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._expected: dict[TopicPartition, int] = {}
+        self._assigned: set[TopicPartition] = set()
         self._consumer = group_consumer(settings)
         _require_topics(self._consumer, settings.bootstrap)
         self._consumer.subscribe(list(GROUP_TOPICS), listener=_Rebalance(self))
@@ -148,9 +149,8 @@ class Validator:
                 timeout_ms=int(remaining * 1000), max_records=self.settings.batch_size - read
             )
             read += self._feed.poll(self._batch)
+            self._take_assigned(polled)
             for tp, messages in polled.items():
-                if not self.processor.knows(tp.topic, tp.partition):
-                    self._expected[tp] = self._take(tp)
                 messages = self._in_order(tp, messages)
                 if not messages:
                     continue
@@ -160,15 +160,30 @@ class Validator:
                 self._next[tp] = messages[-1].offset + 1
         return read
 
+    def _take_assigned(self, polled: dict[TopicPartition, list]) -> None:
+        """Take the partitions assigned during this poll, and read each from its commit.
+
+        Every rebalance revokes all partitions and drops their unstored rows;
+        the client keeps the read position of a partition assigned again, past
+        those rows. So each assigned partition is rewound to its commit now,
+        not when its next record arrives: after the last record of a stream
+        no record would ever come to trigger it. Records this poll returned
+        for it were read from the old position and are read again.
+        """
+        while self._assigned:
+            tp = self._assigned.pop()
+            self._expected[tp] = self._take(tp)
+            polled.pop(tp, None)
+            self._consumer.seek(tp, self._expected[tp])
+
     def _in_order(self, tp: TopicPartition, messages: list) -> list:
         """The messages to process, once a newly taken partition reads from its commit.
 
-        Across a rebalance (or after a failed commit) the client may hand out
-        records fetched earlier: from beyond the rows this process dropped
-        unstored (refused, and the partition rewound to its commit, for as long
-        as they come), or from before the commit (already stored and
-        committed: skipped). Only when retention has deleted the log up to
-        past the commit does reading start later than the commit.
+        After the rewind to the commit the client may still hand out records
+        fetched earlier: from beyond the commit (refused, and the partition
+        rewound again, for as long as they come), or from before it (already
+        stored and committed: skipped). Only when retention has deleted the
+        log up to past the commit does reading start later than the commit.
         """
         expected = self._expected.get(tp)
         if expected is None:
@@ -185,7 +200,7 @@ class Validator:
         return messages
 
     def _take(self, tp: TopicPartition) -> int:
-        """First read of a partition since it was assigned: load what the store holds.
+        """A partition was assigned: load what the store holds of it.
 
         Returns the partition's committed offset.
         """
@@ -297,6 +312,10 @@ class Validator:
             if end is not None:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(end - next_offset)
 
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        """Partitions given to this process, to take after the current `poll`."""
+        self._assigned.update(TopicPartition(tp.topic, tp.partition) for tp in partitions)
+
     def revoke(self, partitions: list[TopicPartition]) -> None:
         """Give partitions up: their unstored rows leave the batch, uncommitted.
 
@@ -304,6 +323,7 @@ class Validator:
         re-reads those rows from the last commit.
         """
         gone = {TopicPartition(tp.topic, tp.partition) for tp in partitions}
+        self._assigned -= gone
         self._batch.drop(gone)
         self._outbox.drop({(tp.topic, tp.partition) for tp in gone})
         self.processor.forget({(tp.topic, tp.partition) for tp in gone})
@@ -324,7 +344,8 @@ class _Rebalance(ConsumerRebalanceListener):
         self._validator.revoke(list(revoked))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Nothing yet: a partition's stored state is loaded when it is first read."""
+        """Noted only: the partitions are taken once `poll` has returned."""
+        self._validator.assigned(list(assigned))
 
 
 def _require_topics(consumer: KafkaConsumer, bootstrap: str) -> None:

@@ -149,9 +149,6 @@ class MessageProcessor:
 
     # -- partitions -------------------------------------------------------------
 
-    def knows(self, topic: str, partition: int) -> bool:
-        return (topic, partition) in self._tails
-
     def assign(self, topic: str, partition: int, tail: StoredTail) -> None:
         """Take a partition: `tail` is what the store already holds past its commit."""
         self._tails[(topic, partition)] = tail

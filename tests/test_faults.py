@@ -3,7 +3,8 @@
 - the validator is SIGKILLed five times while 50,000 events stream in;
 - the broker is stopped and restarted mid-stream;
 - ClickHouse fails inserts for a while;
-- one of two workers is killed and its partitions move to the other.
+- one of two workers is killed and its partitions move to the other;
+- the group rebalances after the last record, while a batch is unstored.
 
 Each run simulates its own fleet (ids carry the seed), so the assertions
 count only that fleet's rows.
@@ -33,7 +34,7 @@ from kafka import KafkaAdminClient
 
 from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway
-from consumers.pipeline import Validator
+from consumers.pipeline import GROUP_TOPICS, Validator, group_consumer
 from consumers.store import open_store
 from faceaudit.broker import LocalBroker, ensure_topics, free_port
 from faceaudit.settings import Settings
@@ -256,11 +257,6 @@ def worker_pids(pid: int) -> list[int]:
     return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, under investigation: killing a worker under load loses up to one "
-    "batch of its partitions in about half the runs (docs/reliability.md, Limits)",
-)
 def test_killing_one_of_two_workers_moves_its_partitions(
     kafka_bootstrap: str, unique_group: str, tmp_path: Path
 ) -> None:
@@ -305,4 +301,41 @@ def test_killing_one_of_two_workers_moves_its_partitions(
     _, err = validator.communicate(timeout=300)
     assert validator.returncode == 1, "a dead worker must show in the exit code"
     assert "worker" in err and "died" in err, err
+    assert_exactly_once(data, seed, events)
+
+
+def test_a_rebalance_after_the_last_record_rereads_the_dropped_rows(
+    kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    """A rebalance revokes every partition and drops its unstored rows.
+
+    The partitions the validator gets back must be read again from their
+    commit, though no new record arrives on them: here the stream has ended
+    before a second member joins and leaves the group.
+    """
+    seed, events, data = fleet_seed(), 3_000, tmp_path / "ch"
+    start_group_at_end(kafka_bootstrap, unique_group)
+    simulated = faceaudit(
+        "simulate", "--bootstrap", kafka_bootstrap, "--events", str(events),
+        "--devices", "30", "--seed", str(seed), "--no-progress",
+    )  # fmt: skip
+    assert simulated.returncode == 0, simulated.stderr
+    # One long batch window: the rows are still unstored when the group rebalances.
+    validator = start_faceaudit(
+        "consume", "--bootstrap", kafka_bootstrap, "--clickhouse", f"chdb://{data}",
+        "--group", unique_group, "--until-idle", "8",
+        FACEAUDIT_BATCH_SECONDS="16",
+    )  # fmt: skip
+    time.sleep(5)
+    intruder = group_consumer(
+        Settings.resolve({"bootstrap": kafka_bootstrap, "group": unique_group}, environ={})
+    )
+    intruder.subscribe(list(GROUP_TOPICS))
+    deadline = time.monotonic() + 30
+    while not intruder.assignment() and time.monotonic() < deadline:
+        intruder.poll(timeout_ms=200, max_records=1)
+    assert intruder.assignment(), "the second member never joined the group"
+    intruder.close(autocommit=False)
+    _, err = validator.communicate(timeout=120)
+    assert validator.returncode == 0, err
     assert_exactly_once(data, seed, events)
