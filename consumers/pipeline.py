@@ -2,15 +2,18 @@
 
 Per batch: read from the event topics (one consumer group) and the registry
 topics (read in full by every process), let the `MessageProcessor` decode and
-judge each message, store every table once through the `StoreGateway`, send
-the dead letters to their topic, and only then commit the offsets.
+judge each message, store every table once through the `StoreGateway`,
+publish the violations and dead letters to their topics, and only then commit
+the offsets.
 
 Exactly-once results rest on three things. Offsets are committed only after
 the rows are stored. When a partition is first read, the rows the store
 already holds from its uncommitted tail are loaded and skipped, so a batch
 re-read after a crash is not stored twice. And a batch retried after a failed
 insert keeps its deduplication token, so ClickHouse drops what a failed
-attempt had stored already.
+attempt had stored already. The violations topic is kept exact the same way:
+a newly taken partition leaves out the violations its last owner published
+past the commit (`consumers.published`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from consumers.gateway import StoreGateway
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
 from consumers.processor import MessageProcessor
+from consumers.published import PublishedLog, decode_mark, encode_mark
 from consumers.publisher import FindingsPublisher, Outbox
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
@@ -92,6 +96,7 @@ class Validator:
         )
         self._outbox = Outbox()
         self._publisher = FindingsPublisher(settings.bootstrap)
+        self._published_log = PublishedLog(settings.bootstrap)
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -131,6 +136,7 @@ class Validator:
             self.summary.seconds = end - started
             self._feed.close()
             self._publisher.close()
+            self._published_log.close()
             self._closing = True
             self._consumer.close(autocommit=False)
         return self.summary
@@ -170,11 +176,45 @@ class Validator:
         no record would ever come to trigger it. Records this poll returned
         for it were read from the old position and are read again.
         """
-        while self._assigned:
-            tp = self._assigned.pop()
-            self._expected[tp] = self._take(tp)
+        if not self._assigned:
+            return
+        taken = {tp: self._consumer.committed(tp, metadata=True) for tp in self._assigned}
+        self._assigned.clear()
+        commits = {tp: meta.offset if meta is not None else 0 for tp, meta in taken.items()}
+        self._recall_published(taken, commits)
+        for tp, committed in commits.items():
+            self._take(tp, committed)
             polled.pop(tp, None)
-            self._consumer.seek(tp, self._expected[tp])
+            self._consumer.seek(tp, committed)
+
+    def _recall_published(
+        self,
+        taken: dict[TopicPartition, OffsetAndMetadata | None],
+        commits: dict[TopicPartition, int],
+    ) -> None:
+        """Find the violations the last owners of `taken` published past their commits.
+
+        A commit that carries no mark (the group's first) gets one now,
+        before anything of its partition is published.
+        """
+        self._publisher.raise_mark(self._published_log.ends())
+        marks = {tp: decode_mark(meta.metadata if meta else None) for tp, meta in taken.items()}
+        unmarked = {
+            tp: OffsetAndMetadata(commits[tp], encode_mark(self._publisher.mark), -1)
+            for tp, mark in marks.items()
+            if mark is None
+        }
+        if unmarked:
+            self._commit_offsets(unmarked)
+        marked = {tp: mark for tp, mark in marks.items() if mark is not None}
+        if not marked:
+            return
+        start = {
+            partition: min(mark.get(partition, 0) for mark in marked.values())
+            for partition in set().union(*marked.values())
+        }
+        sources = {(tp.topic, tp.partition): commits[tp] for tp in marked}
+        self._outbox.already_published(self._published_log.published_since(start, sources))
 
     def _in_order(self, tp: TopicPartition, messages: list) -> list:
         """The messages to process, once a newly taken partition reads from its commit.
@@ -199,17 +239,12 @@ class Validator:
         del self._expected[tp]
         return messages
 
-    def _take(self, tp: TopicPartition) -> int:
-        """A partition was assigned: load what the store holds of it.
-
-        Returns the partition's committed offset.
-        """
-        committed = self._consumer.committed(tp) or 0
-        self._committed[tp] = committed
+    def _take(self, tp: TopicPartition, committed: int) -> None:
+        """A partition was assigned: load what the store holds of it past its commit."""
+        self._expected[tp] = self._committed[tp] = committed
         self.processor.assign(tp.topic, tp.partition, self._store.stored_tail(*tp, committed))
         for device, seq, digest in self._store.device_states(tp.partition):
             self.judge.sequences.resume(device, seq + 1, digest)
-        return committed
 
     # -- storing and committing ----------------------------------------------
 
@@ -280,27 +315,34 @@ class Validator:
         )
 
     def _commit(self) -> None:
-        """Publish the due findings, then commit, per partition, up to the first event held."""
-        offsets = {}
+        """Publish the due findings, then commit, per partition, up to the first event held.
+
+        The commit carries the violations topic's mark, taken after the
+        findings were published.
+        """
+        targets = {}
         for tp, next_offset in self._next.items():
             held = self.processor.first_held_offset(tp.topic, tp.partition)
             target = next_offset if held is None else min(next_offset, held)
             if target > self._committed.get(tp, -1):
-                offsets[tp] = OffsetAndMetadata(target, "", -1)
-        committed = {**self._committed, **{tp: meta.offset for tp, meta in offsets.items()}}
+                targets[tp] = target
+        committed = {**self._committed, **targets}
         due = self._outbox.take_due(
             {(tp.topic, tp.partition): offset for tp, offset in committed.items()}
         )
-        if not offsets and not any(due.values()):
+        if not targets and not any(due.values()):
             return
         self._publisher.publish(due)
-        if not offsets:
-            return
+        if targets:
+            mark = encode_mark(self._publisher.mark)
+            self._commit_offsets({tp: OffsetAndMetadata(t, mark, -1) for tp, t in targets.items()})
+
+    def _commit_offsets(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         try:
             self._consumer.commit(offsets)
         except CommitFailedError as exc:
             # The partitions moved to another member; it re-reads from the last
-            # commit and skips what is already stored.
+            # commit and skips what is already stored and published.
             log.warning("commit failed after a rebalance: %s", exc)
             return
         for tp, meta in offsets.items():

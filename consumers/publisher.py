@@ -5,11 +5,13 @@ keyed by the deterministic violation id) for SIEMs and paging systems; dead
 letters go to `faceaudit.dead-letters.v1` with their original bytes and key,
 their original headers plus the source position and reason.
 
-Delivery is at least once: findings are published after the batch is stored
-and before its offsets are committed, and a finding is published only with
-the commit that moves past its event (`Outbox`), so a re-read after a crash
-repeats at most the findings of the batch in flight. Readers deduplicate by
-the message key (the violation id).
+A finding is published after its batch is stored, and only with the commit
+that moves past its event (`Outbox`). Violations are published once: each
+carries the position of its event in headers, every commit records how far
+the violations topic reached (`Mark`), and a partition's next owner leaves
+out what was published past the commit (`consumers.published`). Dead letters
+are published at least once: a re-read after a crash repeats at most those of
+the batch in flight; readers deduplicate by the source position headers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from kafka import KafkaProducer
 
 from consumers.batch import Row
+from consumers.published import Mark, Source, source_headers
 from schemas import codec
 from schemas.topics import DEAD_LETTER_TOPIC, VIOLATION_TOPIC
 
@@ -26,9 +29,16 @@ VIOLATION_FIELDS = tuple(field["name"] for field in codec.schema("violation")["f
 
 
 class FindingsPublisher:
-    """An idempotent producer for violations and dead letters."""
+    """An idempotent producer for violations and dead letters.
+
+    Keeps the mark of the violations topic: per partition, the offset after
+    the last violation it published, or the end of the partition when it
+    last took event partitions, whichever is later. All it publishes from
+    now on lands at or after the mark.
+    """
 
     def __init__(self, bootstrap: str) -> None:
+        self.mark: Mark = {}
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap,
             enable_idempotence=True,
@@ -39,15 +49,18 @@ class FindingsPublisher:
 
     def publish(self, outbox: Mapping[str, Sequence[Row]]) -> None:
         """Send every finding and wait for the broker; raises if any send failed."""
-        futures = [
+        violations = [
             self._producer.send(
                 VIOLATION_TOPIC,
                 value=codec.encode("violation", {name: row[name] for name in VIOLATION_FIELDS}),
                 key=row["violation_id"].encode(),
+                headers=source_headers(row["topic"], row["partition"], row["offset"])
+                if row["topic"]
+                else [],
             )
             for row in outbox["violations"]
         ]
-        futures += [
+        dead_letters = [
             self._producer.send(
                 DEAD_LETTER_TOPIC,
                 value=row["raw"],
@@ -56,8 +69,16 @@ class FindingsPublisher:
             )
             for row in outbox["dead_letters"]
         ]
-        for future in futures:
+        for future in violations:
+            sent = future.get(timeout=120)
+            self.mark[sent.partition] = max(self.mark.get(sent.partition, 0), sent.offset + 1)
+        for future in dead_letters:
             future.get(timeout=120)
+
+    def raise_mark(self, ends: Mark) -> None:
+        """Move the mark up to `ends`, the violations topic's end offsets just read."""
+        for partition, end in ends.items():
+            self.mark[partition] = max(self.mark.get(partition, 0), end)
 
     def close(self) -> None:
         self._producer.close(timeout=10)
@@ -90,25 +111,43 @@ class Outbox:
 
     def __init__(self) -> None:
         self._waiting: dict[str, list[Row]] = {table: [] for table in self.TABLES}
+        self._published: dict[Source, set[str]] = {}
+
+    def already_published(self, published: dict[Source, set[str]]) -> None:
+        """Violations of newly taken partitions that their last owner had published."""
+        self._published.update(published)
 
     def add(self, findings: Mapping[str, Sequence[Row]]) -> None:
         for table in self.TABLES:
             self._waiting[table].extend(findings[table])
 
-    def take_due(self, committed: Mapping[tuple[str, int], int]) -> dict[str, list[Row]]:
-        """Remove and return the findings whose event lies before the partition's commit."""
+    def take_due(self, committed: Mapping[Source, int]) -> dict[str, list[Row]]:
+        """Remove and return the findings whose event lies before the partition's commit.
+
+        Violations already published leave without being returned.
+        """
         due: dict[str, list[Row]] = {}
         for table, rows in self._waiting.items():
             keep = []
             due[table] = []
             for row in rows:
-                end = committed.get((row["topic"], row["partition"]))
-                (due[table] if end is None or row["offset"] < end else keep).append(row)
+                source = (row["topic"], row["partition"])
+                end = committed.get(source)
+                if end is not None and row["offset"] >= end:
+                    keep.append(row)
+                elif table != "violations" or not self._is_published(source, row):
+                    due[table].append(row)
             self._waiting[table] = keep
         return due
 
-    def drop(self, partitions: set[tuple[str, int]]) -> None:
+    def _is_published(self, source: Source, row: Row) -> bool:
+        published = self._published.get(source)
+        return published is not None and row["violation_id"] in published
+
+    def drop(self, partitions: set[Source]) -> None:
         """Forget findings of revoked partitions: their new owner judges them again."""
+        for source in partitions:
+            self._published.pop(source, None)
         for table, rows in self._waiting.items():
             self._waiting[table] = [
                 row for row in rows if (row["topic"], row["partition"]) not in partitions
