@@ -176,6 +176,13 @@ def _add_consume(commands: argparse._SubParsersAction) -> None:
     )
     con.add_argument("--batch-size", type=_positive_int, help="messages per batch (20000)")
     con.add_argument(
+        "--batch-seconds",
+        type=float,
+        metavar="SECONDS",
+        help="longest a batch is filled before it is stored (0.5); "
+        "longer raises throughput, shorter lowers latency",
+    )
+    con.add_argument(
         "--registry-grace",
         type=float,
         metavar="SECONDS",

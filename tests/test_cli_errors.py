@@ -44,6 +44,11 @@ def test_unknown_profile_from_the_environment(tmp_path: Path) -> None:
     assert_one_clear_error(result, "unknown profile", "cac-2019")
 
 
+def test_batch_window_must_be_positive(tmp_path: Path) -> None:
+    result = run_cli("consume", "--batch-seconds", "0", "--clickhouse", f"chdb://{tmp_path}/ch")
+    assert_one_clear_error(result, "--batch-seconds", "positive")
+
+
 def test_unreachable_broker(tmp_path: Path) -> None:
     port = free_port()
     result = run_cli(
