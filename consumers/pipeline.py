@@ -318,7 +318,9 @@ class Validator:
         """Publish the due findings, then commit, per partition, up to the first event held.
 
         The commit carries the violations topic's mark, taken after the
-        findings were published.
+        findings were published. Partitions whose offset did not move are
+        committed again with it: a partition that stays quiet for a week
+        would otherwise make its next owner read a week of the topic.
         """
         targets = {}
         for tp, next_offset in self._next.items():
@@ -335,7 +337,8 @@ class Validator:
         self._publisher.publish(due)
         if targets:
             mark = encode_mark(self._publisher.mark)
-            self._commit_offsets({tp: OffsetAndMetadata(t, mark, -1) for tp, t in targets.items()})
+            offsets = {tp: OffsetAndMetadata(offset, mark, -1) for tp, offset in committed.items()}
+            self._commit_offsets(offsets)
 
     def _commit_offsets(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         try:

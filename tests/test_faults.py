@@ -35,6 +35,7 @@ from kafka import KafkaAdminClient
 from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import GROUP_TOPICS, Validator, group_consumer
+from consumers.published import decode_mark
 from consumers.store import open_store
 from faceaudit.broker import LocalBroker, ensure_topics, free_port
 from faceaudit.settings import Settings
@@ -189,6 +190,15 @@ def test_a_crash_between_publishing_and_committing_publishes_nothing_twice(
         client.close()
     assert_exactly_once(data, seed, events)
     assert_published_once(kafka_bootstrap, data, seed)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        commits = admin.list_group_offsets(unique_group)[unique_group]
+    finally:
+        admin.close()
+    marks = {meta.metadata for meta in commits.values()}
+    assert len(marks) == 1 and decode_mark(marks.pop()) is not None, (
+        "every partition's commit carries the latest mark"
+    )
 
 
 def test_broker_restart_mid_stream(tmp_path: Path, kafka_libs_dir: Path) -> None:
