@@ -53,7 +53,7 @@ demo: install dashboard-stop
 # The dashboard opens the embedded store after the validator has closed it
 # (chDB: one process per store) and keeps running in the background.
 dashboard-start: $(STAMP)
-	@token=$$($(BIN)/faceaudit dashboard --make-token demo); \
+	@token=$$($(BIN)/faceaudit dashboard --make-token demo --replace) || exit 1; \
 	nohup $(BIN)/faceaudit dashboard --port $(DASHBOARD_PORT) \
 	  --access-log .faceaudit/dashboard-access.log > .faceaudit/dashboard.log 2>&1 & \
 	echo $$! > $(DASHBOARD_PID); \

@@ -84,11 +84,18 @@ def load_tokens(path: Path) -> dict[str, Token]:
     return tokens
 
 
-def add_token(path: Path, name: str, scope: Scope) -> str:
-    """Make a token, append its hash line to ``path`` (created mode 0600), return the token."""
+def add_token(path: Path, name: str, scope: Scope, replace: bool = False) -> str:
+    """Make a token, append its hash line to ``path`` (created mode 0600), return the token.
+
+    With ``replace``, a token of the same name is removed first: it stops working.
+    """
     existing = load_tokens(path) if path.exists() else {}
     if any(holder.name == name for holder in existing.values()):
-        raise TokenFileError(f"a token named {name!r} already exists in {path}")
+        if not replace:
+            raise TokenFileError(
+                f"a token named {name!r} already exists in {path} (--replace issues a new one)"
+            )
+        _remove_name(path, name)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     entry = {
         "name": name,
@@ -108,6 +115,23 @@ def add_token(path: Path, name: str, scope: Scope) -> str:
     except OSError as exc:
         raise TokenFileError(f"cannot write the token file {path}: {exc.strerror}") from None
     return token
+
+
+def _remove_name(path: Path, name: str) -> None:
+    """Rewrite ``path`` without the line of the token called ``name``; other lines stay."""
+    kept = [
+        line
+        for line in path.read_text("utf-8").splitlines(keepends=True)
+        if not line.strip() or line.lstrip().startswith("#") or json.loads(line)["name"] != name
+    ]
+    staged = path.with_name(path.name + ".new")
+    try:
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.writelines(kept)
+        os.replace(staged, path)
+    except OSError as exc:
+        raise TokenFileError(f"cannot rewrite the token file {path}: {exc.strerror}") from None
 
 
 class TokenFile:

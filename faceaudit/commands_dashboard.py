@@ -68,6 +68,11 @@ def add_dashboard_parser(commands: argparse._SubParsersAction) -> None:
     )
     issue.add_argument("--make-token", metavar="NAME", help="issue a token for NAME and exit")
     issue.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace an existing token of that NAME (the old token stops working)",
+    )
+    issue.add_argument(
         "--regions",
         type=_regions,
         default=(),
@@ -89,8 +94,8 @@ def _dashboard(args: argparse.Namespace) -> int:
     path = args.tokens or Path(os.environ.get("FACEAUDIT_HOME", str(HOME))) / TOKENS_FILE
     if args.make_token is not None:
         return _make_token(path, args)
-    if args.regions or args.processors:
-        raise FaceauditError("--regions and --processors only go with --make-token NAME")
+    if args.regions or args.processors or args.replace:
+        raise FaceauditError("--regions, --processors and --replace only go with --make-token NAME")
     return _serve(path, args)
 
 
@@ -99,7 +104,7 @@ def _make_token(path: Path, args: argparse.Namespace) -> int:
     from dashboard.scope import Scope
 
     scope = Scope(args.regions, args.processors)
-    token = add_token(path, args.make_token, scope)
+    token = add_token(path, args.make_token, scope, replace=args.replace)
     print(token)
     print(
         f"faceaudit: token {args.make_token!r} ({scope.describe()}) added to {path}; "

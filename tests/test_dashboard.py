@@ -39,6 +39,7 @@ from dashboard.db import Database
 from dashboard.queries import Reports
 from dashboard.scope import Scope
 from faceaudit.commands_dashboard import add_dashboard_parser
+from faceaudit.errors import FaceauditError
 from producers.fleet import Fleet
 from schemas.topics import TOPICS
 
@@ -572,6 +573,34 @@ def test_token_file_holds_hashes_only(tmp_path: Path, capsys: pytest.CaptureFixt
     assert TokenFile(path).lookup(printed[0]).scope == Scope(regions=("31",))
     args = parser.parse_args(["dashboard", "--tokens", str(path), "--make-token", "all"])
     with pytest.raises(TokenFileError, match="already exists"):
+        args.handler(args)
+
+
+def test_replacing_a_token_revokes_the_old_one_and_keeps_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tokens.jsonl"
+    other = add_token(path, "other", Scope(regions=("44",)))
+    old = add_token(path, "demo", Scope())
+    parser = argparse.ArgumentParser()
+    add_dashboard_parser(parser.add_subparsers())
+    args = parser.parse_args(
+        ["dashboard", "--tokens", str(path), "--make-token", "demo", "--replace"]
+    )
+    assert args.handler(args) == 0
+    new = capsys.readouterr().out.strip()
+    tokens = TokenFile(path)
+    assert tokens.lookup(old) is None
+    assert tokens.lookup(new).name == "demo"
+    assert tokens.lookup(other).scope == Scope(regions=("44",))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_replace_without_make_token_is_refused(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_dashboard_parser(parser.add_subparsers())
+    args = parser.parse_args(["dashboard", "--tokens", str(tmp_path / "t.jsonl"), "--replace"])
+    with pytest.raises(FaceauditError, match="--replace only go"):
         args.handler(args)
 
 
