@@ -76,6 +76,7 @@ class Validator:
         )
         self.summary = RunSummary()
         self._closing = False
+        self._first_read: float | None = None
         self._last_stored: float | None = None
         self._store = store
         self._stop = threading.Event()
@@ -104,7 +105,6 @@ class Validator:
 
     def run(self) -> RunSummary:
         """Consume until stopped, or until no message arrived for `until_idle` seconds."""
-        started = time.monotonic()
         self._feed.catch_up(self._batch)
         last_message = time.monotonic()
         try:
@@ -130,10 +130,10 @@ class Validator:
                 self.processor.release_held(self._batch, time.monotonic(), force=True)
             self._store_and_commit()
         finally:
-            # Time to the last stored event: the idle wait of --until-idle
-            # (and start-up with nothing to read) does not count.
-            end = self._last_stored if self._last_stored is not None else time.monotonic()
-            self.summary.seconds = end - started
+            # From the first event read to the last stored: start-up (registry
+            # catch-up, joining the group) and the --until-idle wait do not count.
+            if self._first_read is not None and self._last_stored is not None:
+                self.summary.seconds = max(self._last_stored - self._first_read, 0.0)
             self._feed.close()
             self._publisher.close()
             self._published_log.close()
@@ -160,6 +160,8 @@ class Validator:
                 messages = self._in_order(tp, messages)
                 if not messages:
                     continue
+                if self._first_read is None:
+                    self._first_read = time.monotonic()
                 for message in messages:
                     self.processor.process(message, self._batch)
                 read += len(messages)

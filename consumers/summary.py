@@ -18,7 +18,7 @@ class RunSummary:
     violations: Counter[tuple[str, str]] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     registry_records: int = 0
-    seconds: float = 0.0  # from the start to the last stored event (idle wait excluded)
+    seconds: float = 0.0  # from the first event read to the last stored
 
     @property
     def events_per_second(self) -> float:
