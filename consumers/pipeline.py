@@ -85,6 +85,7 @@ class Validator:
         self._committed: dict[TopicPartition, int] = {}
         self._expected: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
+        self._take_failing = False
         self._consumer = group_consumer(settings)
         _require_topics(self._consumer, settings.bootstrap)
         self._consumer.subscribe(list(GROUP_TOPICS), listener=_Rebalance(self))
@@ -177,16 +178,28 @@ class Validator:
         not when its next record arrives: after the last record of a stream
         no record would ever come to trigger it. Records this poll returned
         for it were read from the old position and are read again.
+
+        When the broker cannot answer (it is restarting), the partitions stay
+        to be taken after the next poll, and their records wait until then.
         """
         if not self._assigned:
             return
-        taken = {tp: self._consumer.committed(tp, metadata=True) for tp in self._assigned}
-        self._assigned.clear()
-        commits = {tp: meta.offset if meta is not None else 0 for tp, meta in taken.items()}
-        self._recall_published(taken, commits)
+        pending = list(self._assigned)
+        for tp in pending:
+            polled.pop(tp, None)
+        try:
+            taken = {tp: self._consumer.committed(tp, metadata=True) for tp in pending}
+            commits = {tp: meta.offset if meta is not None else 0 for tp, meta in taken.items()}
+            self._recall_published(taken, commits)
+        except KafkaError as exc:
+            if not self._take_failing:
+                log.warning("cannot take the assigned partitions yet (%s); retrying", exc)
+            self._take_failing = True
+            return
+        self._take_failing = False
+        self._assigned.difference_update(pending)
         for tp, committed in commits.items():
             self._take(tp, committed)
-            polled.pop(tp, None)
             self._consumer.seek(tp, committed)
 
     def _recall_published(
