@@ -4,7 +4,9 @@
 - the broker is stopped and restarted mid-stream;
 - ClickHouse fails inserts for a while;
 - one of two workers is killed and its partitions move to the other;
-- the group rebalances after the last record, while a batch is unstored.
+- the group rebalances after the last record, while a batch is unstored;
+- the broker refuses the commit lookups of newly assigned partitions;
+- the validator dies between publishing violations and committing.
 
 Each run simulates its own fleet (ids carry the seed), so the assertions
 count only that fleet's rows.
@@ -31,6 +33,7 @@ from helpers import (
     store,
 )
 from kafka import KafkaAdminClient
+from kafka.errors import KafkaConnectionError
 
 from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway
@@ -384,3 +387,35 @@ def test_a_rebalance_after_the_last_record_rereads_the_dropped_rows(
     assert validator.returncode == 0, err
     assert_exactly_once(data, seed, events)
     assert_published_once(kafka_bootstrap, data, seed)
+
+
+def test_partitions_are_taken_once_the_broker_answers_again(
+    kafka_bootstrap: str, unique_group: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Taking assigned partitions asks the broker for their commits; a refusal is retried."""
+    seed, events, data = fleet_seed(), 2000, tmp_path / "ch"
+    start_group_at_end(kafka_bootstrap, unique_group)
+    simulate(kafka_bootstrap, events=events, devices=10, seed=seed, progress=False)
+    settings = Settings.resolve(
+        {"bootstrap": kafka_bootstrap, "group": unique_group, "until_idle": 3.0}, environ={}
+    )
+    client = open_store(f"chdb://{data}")
+    try:
+        validator = Validator(settings, ClickHouseGateway(client))
+        committed, refusals = validator._consumer.committed, []
+
+        def refuse_three_times(tp, **kwargs):
+            if len(refusals) < 3:
+                refusals.append(tp)
+                raise KafkaConnectionError("111 ECONNREFUSED")
+            return committed(tp, **kwargs)
+
+        validator._consumer.committed = refuse_three_times
+        with caplog.at_level("WARNING", logger="consumers.pipeline"):
+            validator.run()
+    finally:
+        client.close()
+    assert len(refusals) == 3
+    warnings = [r for r in caplog.records if "cannot take the assigned partitions" in r.message]
+    assert len(warnings) == 1, "one warning per outage"
+    assert_exactly_once(data, seed, events)
