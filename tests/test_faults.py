@@ -157,6 +157,19 @@ def assert_published_once(bootstrap: str, data: Path, seed: int) -> None:
     assert repeated == 0, f"{repeated} violations published more than once"
 
 
+def fleet_for_a_validator_in_process(
+    bootstrap: str, group: str, events: int
+) -> tuple[int, Settings]:
+    """Send a new fleet's events past the group's position; the seed and validator settings."""
+    seed = fleet_seed()
+    start_group_at_end(bootstrap, group)
+    simulate(bootstrap, events=events, devices=10, seed=seed, progress=False)
+    settings = Settings.resolve(
+        {"bootstrap": bootstrap, "group": group, "until_idle": 3.0}, environ={}
+    )
+    return seed, settings
+
+
 class Crash(Exception):
     """Stands for the process dying at the worst moment."""
 
@@ -176,12 +189,8 @@ def crash_after_first_publication(validator: Validator) -> None:
 def test_a_crash_between_publishing_and_committing_publishes_nothing_twice(
     kafka_bootstrap: str, unique_group: str, tmp_path: Path
 ) -> None:
-    seed, events, data = fleet_seed(), 3000, tmp_path / "ch"
-    start_group_at_end(kafka_bootstrap, unique_group)
-    simulate(kafka_bootstrap, events=events, devices=10, seed=seed, progress=False)
-    settings = Settings.resolve(
-        {"bootstrap": kafka_bootstrap, "group": unique_group, "until_idle": 3.0}, environ={}
-    )
+    events, data = 3000, tmp_path / "ch"
+    seed, settings = fleet_for_a_validator_in_process(kafka_bootstrap, unique_group, events)
     client = open_store(f"chdb://{data}")
     try:
         crashing = Validator(settings, ClickHouseGateway(client))
@@ -393,12 +402,8 @@ def test_partitions_are_taken_once_the_broker_answers_again(
     kafka_bootstrap: str, unique_group: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Taking assigned partitions asks the broker for their commits; a refusal is retried."""
-    seed, events, data = fleet_seed(), 2000, tmp_path / "ch"
-    start_group_at_end(kafka_bootstrap, unique_group)
-    simulate(kafka_bootstrap, events=events, devices=10, seed=seed, progress=False)
-    settings = Settings.resolve(
-        {"bootstrap": kafka_bootstrap, "group": unique_group, "until_idle": 3.0}, environ={}
-    )
+    events, data = 2000, tmp_path / "ch"
+    seed, settings = fleet_for_a_validator_in_process(kafka_bootstrap, unique_group, events)
     client = open_store(f"chdb://{data}")
     try:
         validator = Validator(settings, ClickHouseGateway(client))
