@@ -212,7 +212,8 @@ class Validator:
         A commit that carries no mark (the group's first) gets one now,
         before anything of its partition is published.
         """
-        self._publisher.raise_mark(self._published_log.ends())
+        ends = self._published_log.ends()
+        self._publisher.raise_mark(ends)
         marks = {tp: decode_mark(meta.metadata if meta else None) for tp, meta in taken.items()}
         unmarked = {
             tp: OffsetAndMetadata(commits[tp], encode_mark(self._publisher.mark), -1)
@@ -229,7 +230,7 @@ class Validator:
             for partition in set().union(*marked.values())
         }
         sources = {(tp.topic, tp.partition): commits[tp] for tp in marked}
-        self._outbox.already_published(self._published_log.published_since(start, sources))
+        self._outbox.already_published(self._published_log.published_since(start, ends, sources))
 
     def _in_order(self, tp: TopicPartition, messages: list) -> list:
         """The messages to process, once a newly taken partition reads from its commit.

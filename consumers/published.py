@@ -70,14 +70,15 @@ class PublishedLog:
         ends = self._reader.end_offsets(self._partitions)
         return {tp.partition: offset for tp, offset in ends.items()}
 
-    def published_since(self, mark: Mark, commits: Mapping[Source, int]) -> dict[Source, set[str]]:
-        """Ids of violations published from `mark` on, per source partition in `commits`.
+    def published_since(
+        self, mark: Mark, ends: Mark, commits: Mapping[Source, int]
+    ) -> dict[Source, set[str]]:
+        """Ids of violations published from `mark` up to `ends`, per source partition in `commits`.
 
         Only violations found at or after the source partition's committed
         offset count: they are the ones its next owner judges again.
         """
         found: dict[Source, set[str]] = {source: set() for source in commits}
-        ends = self.ends()
         todo = {
             tp: ends[tp.partition]
             for tp in self._partitions

@@ -88,9 +88,7 @@ def _dead_letter_headers(row: Row) -> list[tuple[str, bytes]]:
     headers = [(name, value.encode()) for name, value in row["headers"].items()]
     return [
         *headers,
-        ("faceaudit.source.topic", row["topic"].encode()),
-        ("faceaudit.source.partition", str(row["partition"]).encode()),
-        ("faceaudit.source.offset", str(row["offset"]).encode()),
+        *source_headers(row["topic"], row["partition"], row["offset"]),
         ("faceaudit.reason", row["reason"].encode()),
         ("faceaudit.detail", row["detail"].encode()),
     ]

@@ -280,9 +280,8 @@ class FailingStore:
 def test_clickhouse_failing_inserts_for_a_while(
     kafka_bootstrap: str, unique_group: str, tmp_path: Path
 ) -> None:
-    seed, events = fleet_seed(), 5000
-    start_group_at_end(kafka_bootstrap, unique_group)
-    simulate(kafka_bootstrap, events=events, devices=10, seed=seed, progress=False)
+    events = 5000
+    seed, settings = fleet_for_a_validator_in_process(kafka_bootstrap, unique_group, events)
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
 
     def committed() -> tuple:
@@ -293,10 +292,6 @@ def test_clickhouse_failing_inserts_for_a_while(
     client = open_store(f"chdb://{tmp_path / 'ch'}")
     try:
         failing = FailingStore(ClickHouseGateway(client), seconds=6, committed=committed)
-        settings = Settings.resolve(
-            {"bootstrap": kafka_bootstrap, "group": unique_group, "until_idle": 3.0},
-            environ={},
-        )
         Validator(settings, failing).run()
     finally:
         client.close()
