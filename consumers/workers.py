@@ -4,9 +4,9 @@ Each worker is a full validator (its own Kafka consumer, registry and rule
 engine) and shares the CPU work. Only the store differs:
 
 - an embedded chDB store can be opened by one process only, so the parent
-  owns it and every worker hands its columnar batches (and its few start-up
-  queries) to the parent over a pipe, and commits only after the parent has
-  confirmed the insert;
+  owns it. Every worker writes its batches to files in ClickHouse's Native
+  format, hands their names (and its few start-up queries) to the parent
+  over a pipe, and commits only after the parent has confirmed the insert;
 - a ClickHouse server is reached by each worker directly.
 
 Either way a worker runs the same `Validator` behind a `StoreGateway`.
@@ -17,9 +17,11 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import tempfile
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -27,7 +29,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalErr
 
 from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway, StoreGateway
-from consumers.sink import ClickHouseSink, to_columns
+from consumers.sink import ClickHouseSink, write_native
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary
 from faceaudit.errors import FaceauditError
@@ -39,8 +41,10 @@ CHDB_SCHEME = "chdb://"
 class RemoteGateway:
     """A worker's gateway to the store owned by the parent process."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, spool: Path) -> None:
+        """`spool`: the directory for the batch files the parent inserts."""
         self._conn = conn
+        self._spool = spool
         self._layout = self._call("layout")
 
     def _call(self, method: str, *args: Any) -> Any:
@@ -52,7 +56,12 @@ class RemoteGateway:
         return value
 
     def write(self, batch: Batch) -> None:
-        self._call("insert", to_columns(batch, self._layout))
+        # Encoded here, so the store owner only hands the files to the engine.
+        native = write_native(batch, self._layout, self._spool)
+        try:
+            self._call("insert", native)
+        finally:
+            native.remove()
 
     def stored_tail(self, topic: str, partition: int, start: int) -> StoredTail:
         return self._call("stored_tail", topic, partition, start)
@@ -78,13 +87,24 @@ def run_workers(settings: Settings, workers: int, client: Client) -> tuple[RunSu
     """
     embedded = settings.clickhouse.startswith(CHDB_SCHEME)
     owner = _StoreOwner(client) if embedded else None
+    results: dict[int, tuple[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="faceaudit-batches-") as spool:
+        # A batch file of a worker killed mid-hand-over goes with the directory.
+        _run(settings, workers, owner, Path(spool) if embedded else None, results)
+    return _combine(results, workers)
+
+
+def _run(
+    settings: Settings, workers: int, owner: _StoreOwner | None, spool: Path | None, results: dict
+) -> None:
+    """Start the workers, serve their store calls until each reports or dies."""
     context = multiprocessing.get_context("spawn")
-    processes, servers, results = [], [], {}
+    processes, servers = [], []
     for index in range(workers):
         parent_end, child_end = context.Pipe()
         process = context.Process(
             target=_worker_main,
-            args=(settings, index, child_end, embedded),
+            args=(settings, index, child_end, spool),
             name=f"faceaudit-worker-{index}",
         )
         process.start()
@@ -99,7 +119,6 @@ def run_workers(settings: Settings, workers: int, client: Client) -> tuple[RunSu
     for process, server in zip(processes, servers, strict=True):
         process.join()
         server.join()
-    return _combine(results, workers)
 
 
 class _StoreOwner:
@@ -115,7 +134,7 @@ class _StoreOwner:
             if method == "layout":
                 return self._sink.layout
             if method == "insert":
-                return self._sink.insert(*args)
+                return self._sink.insert_native(*args)
             return getattr(self._gateway, method)(*args)
 
 
@@ -136,16 +155,20 @@ def _serve(conn: Connection, owner: _StoreOwner | None, results: dict, index: in
             conn.send(("error", str(exc)))
 
 
-def _worker_main(settings: Settings, index: int, conn: Connection, embedded: bool) -> None:
-    """A worker process: one validator, its store reached through the parent or directly."""
+def _worker_main(settings: Settings, index: int, conn: Connection, spool: Path | None) -> None:
+    """A worker process: one validator, its store reached through the parent or directly.
+
+    `spool`: the directory for batch files when the parent owns an embedded
+    store; None when the worker reaches a ClickHouse server itself.
+    """
     from consumers.pipeline import Validator
     from consumers.store import open_store
 
     logging.basicConfig(level=logging.WARNING, format=f"faceaudit[w{index}]: %(message)s")
     client = None
     try:
-        if embedded:
-            gateway: StoreGateway = RemoteGateway(conn)
+        if spool is not None:
+            gateway: StoreGateway = RemoteGateway(conn, spool)
         else:
             client = open_store(settings.clickhouse)
             gateway = ClickHouseGateway(client)
