@@ -106,7 +106,7 @@ class Validator:
 
     def run(self) -> RunSummary:
         """Consume until stopped, or until no message arrived for `until_idle` seconds."""
-        self._feed.catch_up(self._batch)
+        self._feed.catch_up(self._batch, full=self._store_full, limit=self.settings.batch_size)
         last_message = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -263,6 +263,11 @@ class Validator:
             self.judge.sequences.resume(device, seq + 1, digest)
 
     # -- storing and committing ----------------------------------------------
+
+    def _store_full(self, batch: Batch) -> Batch:
+        """Store the batch the registry catch-up filled (it is `self._batch`); the next one."""
+        self._store_and_commit()
+        return self._batch
 
     def _store_and_commit(self) -> None:
         """Store the batch, then publish its due findings, then commit."""

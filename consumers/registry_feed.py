@@ -9,7 +9,7 @@ known before it judges a withdrawal, as the consents must be.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
@@ -59,19 +59,34 @@ class RegistryFeed:
         self._consumer.seek_to_beginning(*partitions)
         self._partitions = partitions
 
-    def catch_up(self, batch: Batch, timeout: float = 60.0) -> None:
-        """Read until every registry partition is at its end offset as of now."""
+    def catch_up(
+        self,
+        batch: Batch,
+        timeout: float = 60.0,
+        full: Callable[[Batch], Batch] | None = None,
+        limit: int = 20_000,
+    ) -> None:
+        """Read until every registry partition is at its end offset as of now.
+
+        `full` is called with the batch whenever it holds `limit` rows, stores
+        it and returns the batch to go on with: the registries' rows are then
+        stored on the way, and the memory needed to start does not grow with
+        their size.
+        """
         ends = self._consumer.end_offsets(self._partitions)
         deadline = time.monotonic() + timeout
         while any(self._consumer.position(tp) < end for tp, end in ends.items()):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"registry topics not read to their end within {timeout} s")
-            self.poll(batch, timeout_ms=200)
+            self.poll(batch, timeout_ms=200, max_records=limit)
+            if full is not None and len(batch) >= limit:
+                batch = full(batch)
 
-    def poll(self, batch: Batch, timeout_ms: int = 0) -> int:
+    def poll(self, batch: Batch, timeout_ms: int = 0, max_records: int = 50_000) -> int:
         """Apply whatever registry records have arrived; return how many were read."""
         read = 0
-        for messages in self._consumer.poll(timeout_ms=timeout_ms, max_records=50_000).values():
+        polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        for messages in polled.values():
             for message in messages:
                 self._apply(message, batch)
                 read += 1
