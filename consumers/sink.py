@@ -94,11 +94,10 @@ def write_native(batch: Batch, layout: Layout, directory: Path) -> NativeBatch:
     tables = []
     try:
         for table, names, data in columnar.tables:
-            types = {column.name: column.type_name for column in layout[table]}
             context = InsertContext(
                 table,
-                names,
-                [get_from_name(types[name]) for name in names],
+                names,  # every column of the layout, in its order (`to_columns`)
+                [get_from_name(column.type_name) for column in layout[table]],
                 data,
                 column_oriented=True,
                 server_tz=UTC,

@@ -87,19 +87,18 @@ def run_workers(settings: Settings, workers: int, client: Client) -> tuple[RunSu
     """
     embedded = settings.clickhouse.startswith(CHDB_SCHEME)
     owner = _StoreOwner(client) if embedded else None
-    results: dict[int, tuple[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="faceaudit-batches-") as spool:
         # A batch file of a worker killed mid-hand-over goes with the directory.
-        _run(settings, workers, owner, Path(spool) if embedded else None, results)
+        results = _run(settings, workers, owner, Path(spool) if embedded else None)
     return _combine(results, workers)
 
 
 def _run(
-    settings: Settings, workers: int, owner: _StoreOwner | None, spool: Path | None, results: dict
-) -> None:
-    """Start the workers, serve their store calls until each reports or dies."""
+    settings: Settings, workers: int, owner: _StoreOwner | None, spool: Path | None
+) -> dict[int, tuple[str, Any]]:
+    """Start the workers and serve their store calls; each one's report, by index."""
     context = multiprocessing.get_context("spawn")
-    processes, servers = [], []
+    processes, servers, results = [], [], {}
     for index in range(workers):
         parent_end, child_end = context.Pipe()
         process = context.Process(
@@ -119,6 +118,7 @@ def _run(
     for process, server in zip(processes, servers, strict=True):
         process.join()
         server.join()
+    return results
 
 
 class _StoreOwner:
