@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import clickhouse_connect
@@ -13,6 +14,12 @@ from faceaudit.settings import redact
 from schemas.ddl import DATABASE, migrate
 
 CHDB_SCHEME = "chdb://"
+
+# chDB's allocator (jemalloc) keeps freed pages for 5 s by default, for reuse.
+# Every batch frees tens of MiB in the engine, so those pages would add to the
+# process's memory for no gain here; they go back to the system at once.
+# Read when the engine is loaded; an operator's own JE_MALLOC_CONF wins.
+_ENGINE_ALLOCATOR = ("JE_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
 
 
 class StoreError(FaceauditError):
@@ -26,6 +33,7 @@ def open_store(dsn: str) -> Client:
         path = Path(dsn[len(CHDB_SCHEME) :]).resolve()
         _prepare_chdb_dir(path)
         dsn = f"{CHDB_SCHEME}{path}"
+        os.environ.setdefault(*_ENGINE_ALLOCATOR)
     try:
         client = clickhouse_connect.get_client(dsn=dsn)
     except ClickHouseError as exc:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,3 +28,33 @@ def test_wide_tables_merge_vertically(tmp_path: Path, table: str) -> None:
     assert "vertical_merge_algorithm_min_rows_to_activate = 1" in create
     assert "vertical_merge_algorithm_min_columns_to_activate = 1" in create
     assert "non_replicated_deduplication_window" in create, "the earlier settings are kept"
+
+
+_ENGINE_DECAY = """
+import sys
+from consumers.store import open_store
+client = open_store(sys.argv[1])
+stats = client.query("SELECT * FROM system.jemalloc_stats").result_rows[0][0]
+print(next(line.split()[1] for line in stats.splitlines() if "opt.dirty_decay_ms" in line))
+"""
+
+
+@pytest.mark.parametrize(
+    ("operator_setting", "expected"), [(None, "0"), ("dirty_decay_ms:750", "750")]
+)
+def test_the_engine_returns_freed_memory_at_once_unless_told_otherwise(
+    tmp_path: Path, operator_setting: str | None, expected: str
+) -> None:
+    # A fresh process: the engine reads its allocator settings when it loads.
+    env = {k: v for k, v in os.environ.items() if k != "JE_MALLOC_CONF"}
+    if operator_setting is not None:
+        env["JE_MALLOC_CONF"] = operator_setting
+    done = subprocess.run(
+        [sys.executable, "-c", _ENGINE_DECAY, f"chdb://{tmp_path / 'store'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    assert done.stdout.strip() == expected
