@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 
 GROUP_TOPICS = (TOPICS["capture"], TOPICS["match"])
 
+# Messages taken per poll. The polled messages stay in memory until all of
+# them are processed, so a batch is filled by many small polls, not one large.
+POLL_RECORDS = 2_000
+
 
 class Validator:
     """One validator process: a member of the consumer group plus the registry feed."""
@@ -153,7 +157,8 @@ class Validator:
             if remaining <= 0:
                 break
             polled = self._consumer.poll(
-                timeout_ms=int(remaining * 1000), max_records=self.settings.batch_size - read
+                timeout_ms=int(remaining * 1000),
+                max_records=min(POLL_RECORDS, self.settings.batch_size - read),
             )
             read += self._feed.poll(self._batch)
             self._take_assigned(polled)

@@ -86,6 +86,38 @@ def test_a_gap_is_declared_once_the_reorder_window_fills() -> None:
     assert [(v.rule_id, v.details["first_missing"]) for v in found] == [("AUDIT-SEQ-GAP", 1)]
 
 
+def test_violations_at_buffered_events_carry_their_whole_envelope() -> None:
+    # The reorder buffer keeps only an event's envelope: a gap and a chain
+    # break found at buffered events must still name everything about them.
+    events = chain(8)
+    record, digest = events[6]
+    events[6] = (dict(record, prev_hash="0" * 64, region_code="440305"), digest)
+    j = judge()
+    found = []
+    for record, digest in [events[0], *events[3:], events[1]]:  # seq 2 never arrives
+        found += j.judge_event("capture", record, digest)
+    found += j.finish()
+    assert [(v.rule_id, v.event_id) for v in found] == [
+        ("AUDIT-SEQ-GAP", "dev-1-e3"),
+        ("AUDIT-CHAIN-BREAK", "dev-1-e6"),
+    ]
+    for violation in found:
+        source = next(r for r, _ in events if r["event_id"] == violation.event_id)
+        assert (
+            violation.processor_id,
+            violation.deployment_id,
+            violation.device_id,
+            violation.region_code,
+            violation.event_time,
+        ) == (
+            source["processor_id"],
+            source["deployment_id"],
+            source["device_id"],
+            source["region_code"],
+            source["event_time"],
+        )
+
+
 def test_a_redelivered_event_is_not_a_violation() -> None:
     events = chain(5)
     assert rules_found(judge(), [*events[:3], events[2], events[1], *events[3:]]) == []

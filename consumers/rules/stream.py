@@ -27,6 +27,20 @@ from consumers.registry import Record, Registry
 
 Finding = tuple[str, dict[str, Any], Record, Any]
 
+# What a buffered event is judged and reported by: its envelope. The reorder
+# buffer keeps only these, not the whole record, since a backlog read topic by
+# topic can leave thousands of events waiting for their predecessors.
+_ENVELOPE = (
+    "event_id",
+    "event_time",
+    "processor_id",
+    "deployment_id",
+    "device_id",
+    "region_code",
+    "device_seq",
+    "prev_hash",
+)
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -95,7 +109,8 @@ class SequenceTracker:
         already = device.pending.get(seq)
         if (device.next_seq is not None and seq < device.next_seq) or already is not None:
             return []  # a redelivery, or a number already judged
-        device.pending[seq] = _Pending(record, payload_sha256, anchor)
+        envelope = {name: record[name] for name in _ENVELOPE}
+        device.pending[seq] = _Pending(envelope, payload_sha256, anchor)
         heapq.heappush(device.pending_times, (time, seq))
         findings = self._drain(device)
         while device.pending and self._window_closed(device):
