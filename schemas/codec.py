@@ -38,6 +38,18 @@ from fastavro.validation import ValidationError, validate
 
 from schemas.topics import KINDS, OUTPUT_KINDS
 
+#: The envelope (event-contract.md): the fields capture and match both start with.
+ENVELOPE: Final = (
+    "event_id",
+    "event_time",
+    "processor_id",
+    "deployment_id",
+    "device_id",
+    "region_code",
+    "device_seq",
+    "prev_hash",
+)
+
 MAGIC: Final = b"\xc3\x01"
 HEADER_SIZE: Final = 10  # MAGIC + 8-byte fingerprint
 

@@ -16,6 +16,7 @@ from samples import sample
 
 from schemas.codec import (
     DECODE_REASONS,
+    ENVELOPE,
     HEADER_SIZE,
     MAGIC,
     Decoded,
@@ -33,16 +34,6 @@ from schemas.codec import (
 )
 from schemas.topics import KINDS
 
-ENVELOPE = [
-    "event_id",
-    "event_time",
-    "processor_id",
-    "deployment_id",
-    "device_id",
-    "region_code",
-    "device_seq",
-    "prev_hash",
-]
 SITUATION = [
     "location_type",
     "public_place",

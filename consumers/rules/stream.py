@@ -24,22 +24,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from consumers.registry import Record, Registry
+from schemas.codec import ENVELOPE
 
 Finding = tuple[str, dict[str, Any], Record, Any]
-
-# What a buffered event is judged and reported by: its envelope. The reorder
-# buffer keeps only these, not the whole record, since a backlog read topic by
-# topic can leave thousands of events waiting for their predecessors.
-_ENVELOPE = (
-    "event_id",
-    "event_time",
-    "processor_id",
-    "deployment_id",
-    "device_id",
-    "region_code",
-    "device_seq",
-    "prev_hash",
-)
 
 
 @dataclass(slots=True)
@@ -109,7 +96,10 @@ class SequenceTracker:
         already = device.pending.get(seq)
         if (device.next_seq is not None and seq < device.next_seq) or already is not None:
             return []  # a redelivery, or a number already judged
-        envelope = {name: record[name] for name in _ENVELOPE}
+        # Only the envelope is kept, not the whole record: it is all a buffered
+        # event is judged and reported by, and a backlog read topic by topic can
+        # leave thousands of events waiting for their predecessors.
+        envelope = {name: record[name] for name in ENVELOPE}
         device.pending[seq] = _Pending(envelope, payload_sha256, anchor)
         heapq.heappush(device.pending_times, (time, seq))
         findings = self._drain(device)
