@@ -71,7 +71,7 @@ def table(r: dict) -> str:
         ("latency max", _secs(r["latency_max_s"]), ""),
         (f"latency p50 / p99 at {_rate(low['rate_sent'])}",
          f"{_secs(low['p50_s'])} / {_secs(low['p99_s'])}", ""),
-        *((f"peak RSS, {run}", _mib(peaks), _target(peaks["total"], "<=", 512, "{} MiB"))
+        *((f"peak RSS, {run}", _mib(peaks), _target(_largest(peaks), "<=", 512, "{} MiB each"))
           for run, peaks in r["peak_rss_mib"].items()),
         ("`faceaudit check`", _rate(r["check_events_per_s"]),
          _target(r["check_events_per_s"], ">=", 100_000, "{:,}")),
@@ -105,6 +105,11 @@ def _mib(peaks: dict[str, float]) -> str:
     parts = {name: mib for name, mib in peaks.items() if name != "total"}
     each = f" ({', '.join(f'{n} {v:,.0f}' for n, v in parts.items())})" if len(parts) > 1 else ""
     return f"{peaks['total']:,.0f} MiB{each}"
+
+
+def _largest(peaks: dict[str, float]) -> float:
+    """The largest single process: the bound is per process, not for a run's total."""
+    return max(mib for name, mib in peaks.items() if name != "total")
 
 
 def _target(value: float, op: str, target: float, fmt: str = "{}") -> str:
