@@ -19,7 +19,7 @@ CHDB_SCHEME = "chdb://"
 # Every batch frees tens of MiB in the engine, so those pages would add to the
 # process's memory for no gain here; they go back to the system at once.
 # Read when the engine is loaded; an operator's own JE_MALLOC_CONF wins.
-_ENGINE_ALLOCATOR = ("JE_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+_ENGINE_ALLOCATOR = ("JE_MALLOC_CONF", "dirty_decay_ms:0")
 
 
 class StoreError(FaceauditError):
