@@ -32,6 +32,25 @@ def faceaudit(*args: str, timeout: float = 300, **env: str) -> subprocess.Comple
     )
 
 
+def consume(
+    bootstrap: str, data: Path, group: str, *flags: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`faceaudit consume` into the store at `data` until three idle seconds."""
+    return faceaudit(
+        "consume",
+        "--bootstrap",
+        bootstrap,
+        "--clickhouse",
+        f"chdb://{data}",
+        "--group",
+        group,
+        "--until-idle",
+        "3",
+        *flags,
+        **env,
+    )
+
+
 def start_faceaudit(*args: str, **env: str) -> subprocess.Popen[str]:
     """Start `faceaudit ARGS` in the background."""
     return subprocess.Popen(

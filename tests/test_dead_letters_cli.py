@@ -18,10 +18,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import faceaudit, start_group_at_end, store
+from helpers import consume, faceaudit, start_group_at_end, store
 from kafka.consumer.fetcher import ConsumerRecord
 from samples import sample
-from test_poison import assert_one_clear_error, consume, dead_letter_rows
+from test_poison import assert_one_clear_error, dead_letter_rows
 
 from consumers.batch import Batch, Row
 from consumers.dead_letters import dead_letter_row

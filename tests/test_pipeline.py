@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import faceaudit, fleet_violations, published_violations, scalar, store
+from helpers import consume, faceaudit, fleet_violations, published_violations, scalar, store
 from kafka import KafkaProducer
 
 from producers.fleet import Fleet
@@ -45,23 +45,12 @@ def streamed(kafka_bootstrap: str, tmp_path_factory) -> dict:
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
     producer.send(TOPICS["capture"], key=b"garbage-device", value=GARBAGE).get(timeout=30)
     producer.close()
-    consume = (
-        "consume",
-        "--bootstrap",
-        kafka_bootstrap,
-        "--clickhouse",
-        f"chdb://{data}",
-        "--group",
-        group,
-        "--until-idle",
-        "3",
-    )
-    first = faceaudit(*consume)
+    first = consume(kafka_bootstrap, data, group)
     assert first.returncode == 0, first.stderr
     with store(data) as client:
         counts_after_first = scalar(client, "SELECT count() FROM faceaudit.events")
         registry_after_first = registry_rows(client)
-    second = faceaudit(*consume)
+    second = consume(kafka_bootstrap, data, group)
     assert second.returncode == 0, second.stderr
     return {
         "data": data,

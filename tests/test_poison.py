@@ -20,7 +20,7 @@ from pathlib import Path
 
 import fastavro
 import pytest
-from helpers import faceaudit, start_group_at_end, store
+from helpers import consume, start_group_at_end, store
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from samples import sample
@@ -38,25 +38,6 @@ PRODUCER_MAX_REQUEST = 12 * 1024 * 1024
 
 
 # -- helpers (test_dead_letters_cli.py uses them too) -------------------------------------
-
-
-def consume(
-    bootstrap: str, data: Path, group: str, *flags: str, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """`faceaudit consume` into the store at `data` until three idle seconds."""
-    return faceaudit(
-        "consume",
-        "--bootstrap",
-        bootstrap,
-        "--clickhouse",
-        f"chdb://{data}",
-        "--group",
-        group,
-        "--until-idle",
-        "3",
-        *flags,
-        **env,
-    )
 
 
 def dead_letter_rows(client, topic: str) -> dict[Position, list[tuple]]:
