@@ -31,6 +31,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from consumers.alignment import PartitionAligner
 from consumers.batch import Batch, now_utc
 from consumers.dead_letters import DeadLetterPolicy
 from consumers.gateway import StoreGateway
@@ -86,6 +87,7 @@ class Validator:
         self._expected: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
         self._take_failing = False
+        self._aligner = PartitionAligner(settings.partition_lead)
         self._consumer = group_consumer(settings)
         _require_topics(self._consumer, settings.bootstrap)
         self._consumer.subscribe(list(GROUP_TOPICS), listener=_Rebalance(self))
@@ -152,14 +154,13 @@ class Validator:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            # One poll may take the whole rest of the batch: it then draws on
-            # every partition's buffered fetch, which keeps a device's captures
-            # and matches (two topics) close together. Polls of 2,000 messages
-            # let one topic run ahead: on a 1-million-event backlog 23,000
-            # false AUDIT-SEQ-GAP violations, against none.
-            polled = self._consumer.poll(
-                timeout_ms=int(remaining * 1000), max_records=self.settings.batch_size - read
-            )
+            # One poll may take the whole rest of the batch. The aligner keeps
+            # the partitions level in record time, so that a device's captures
+            # and matches (two topics) arrive close together.
+            allowed = self.settings.batch_size - read
+            polled = self._consumer.poll(timeout_ms=int(remaining * 1000), max_records=allowed)
+            full = sum(map(len, polled.values())) >= allowed
+            part_read = next(reversed(polled), None) if full else None
             read += self._feed.poll(self._batch)
             self._take_assigned(polled)
             for tp, messages in polled.items():
@@ -172,6 +173,8 @@ class Validator:
                     self.processor.process(message, self._batch)
                 read += len(messages)
                 self._next[tp] = messages[-1].offset + 1
+                self._aligner.read(tp, self._next[tp], messages[-1].timestamp)
+            self._aligner.align(self._consumer, part_read)
         return read
 
     def _take_assigned(self, polled: dict[TopicPartition, list]) -> None:
@@ -263,6 +266,7 @@ class Validator:
     def _take(self, tp: TopicPartition, committed: int) -> None:
         """A partition was assigned: load what the store holds of it past its commit."""
         self._expected[tp] = self._committed[tp] = committed
+        self._aligner.start(tp, committed)
         self.processor.assign(tp.topic, tp.partition, self._store.stored_tail(*tp, committed))
         for device, seq, digest in self._store.device_states(tp.partition):
             self.judge.sequences.resume(device, seq + 1, digest)
@@ -398,6 +402,7 @@ class Validator:
         self._batch.drop(gone)
         self._outbox.drop({(tp.topic, tp.partition) for tp in gone})
         self.processor.forget({(tp.topic, tp.partition) for tp in gone})
+        self._aligner.forget(gone)
         for tp in gone:
             if not self._closing:  # its new owner reports its lag from now on
                 with contextlib.suppress(KeyError):

@@ -177,8 +177,7 @@ def _add_consume(commands: argparse._SubParsersAction) -> None:
     con.add_argument(
         "--batch-size",
         type=_positive_int,
-        help="messages per batch (20000); far smaller batches on a backlog can raise "
-        "false AUDIT-SEQ-GAP violations (docs/reliability.md, Limits)",
+        help="messages per batch (20000)",
     )
     con.add_argument(
         "--batch-seconds",
@@ -186,6 +185,13 @@ def _add_consume(commands: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="longest a batch is filled before it is stored (0.5); "
         "longer raises throughput, shorter lowers latency",
+    )
+    con.add_argument(
+        "--partition-lead",
+        type=float,
+        metavar="SECONDS",
+        help="pause a partition whose records run this far ahead, in record time, of the "
+        "slowest one still being read (1); keeps a device's captures and matches level",
     )
     con.add_argument(
         "--registry-grace",
