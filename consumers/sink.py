@@ -24,12 +24,13 @@ from clickhouse_connect.driver.transform import NativeTransform
 from consumers.batch import TABLES, Batch
 from schemas.ddl import DATABASE
 
-# Every insert here is plain Python lists, never a DataFrame. Without this
-# clickhouse-connect imports pandas (about 30 MiB resident) at the first
-# insert, only to check that the data is not one; None is what it records
-# when pandas is not installed.
+# Every insert here is plain Python lists, never a DataFrame or an array.
+# Without this clickhouse-connect imports pandas (about 30 MiB resident) and
+# numpy (about 15 MiB) at the first insert, only to check that the data is
+# neither; None is what it records when they are not installed.
 options.pd = None
 options.pd_time_test = None
+options.np = None
 
 
 class Column(NamedTuple):

@@ -58,3 +58,34 @@ def test_the_engine_returns_freed_memory_at_once_unless_told_otherwise(
         timeout=120,
     )
     assert done.stdout.strip() == expected
+
+
+_ENGINE_IMPORTS = """
+import sys
+from consumers.batch import Batch, now_utc
+from consumers.sink import ClickHouseSink
+from consumers.store import open_store
+client = open_store(sys.argv[1])
+batch = Batch()
+row = {"message_key": None, "raw": b"x", "headers": {}, "reason": "undecodable",
+       "detail": "t[0]@7: test", "received_at": now_utc()}
+batch.add("dead_letters", row, "t", 0, 7)
+ClickHouseSink(client).write(batch)
+stored = client.query("SELECT count() FROM dead_letters").result_rows[0][0]
+print(stored, *(sys.modules.get(name) is not None for name in ("pyarrow", "numpy")))
+"""
+
+
+def test_storing_a_batch_in_an_embedded_store_loads_neither_pyarrow_nor_numpy(
+    tmp_path: Path,
+) -> None:
+    # A fresh process: chDB imports pyarrow (and numpy) as it loads, unless told
+    # not to, and clickhouse-connect numpy at the first insert.
+    done = subprocess.run(
+        [sys.executable, "-c", _ENGINE_IMPORTS, f"chdb://{tmp_path / 'store'}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert done.stdout.split() == ["1", "False", "False"]
