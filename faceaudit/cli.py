@@ -174,11 +174,7 @@ def _add_consume(commands: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="exit once no message has arrived for this long",
     )
-    con.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        help="messages per batch (20000)",
-    )
+    con.add_argument("--batch-size", type=_positive_int, help="messages per batch (20000)")
     con.add_argument(
         "--batch-seconds",
         type=float,

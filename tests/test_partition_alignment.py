@@ -18,29 +18,34 @@ from pathlib import Path
 
 import pytest
 from helpers import consume, scalar, start_group_at_end, store
+from kafka import KafkaConsumer
 from kafka.partitioner.default import murmur2
 from samples import sample
 
 from producers.event_producer import EventProducer
+from schemas.topics import TOPICS
 
 pytestmark = pytest.mark.integration
 
 DEVICES = 4
 EVENTS_PER_DEVICE = 4_000  # every other one a match
-PARTITIONS = 6  # of each event topic (faceaudit broker start)
 GALLERY_ID = "g-" + "x" * 2_000  # a match ten times the size of a capture; no rule reads it
 
 
-def same_partition_devices(tag: str) -> list[str]:
+def same_partition_devices(bootstrap: str, tag: str) -> list[str]:
     """DEVICES device ids whose events all land in one partition of each topic.
 
     One partition pair carries the whole backlog, so every fetch round holds
-    a share of each device's events.
+    a share of each device's events. The partition is the one kafka-python's
+    default partitioner picks for the key (murmur2, as the Java client).
     """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    partitions = len(consumer.partitions_for_topic(TOPICS["capture"]))
+    consumer.close()
     ids = (f"dev-align-{tag}-{n}" for n in itertools.count())
     by_partition: dict[int, list[str]] = {}
     for device in ids:
-        partition = (murmur2(device.encode()) & 0x7FFFFFFF) % PARTITIONS
+        partition = (murmur2(device.encode()) & 0x7FFFFFFF) % partitions
         devices = by_partition.setdefault(partition, [])
         devices.append(device)
         if len(devices) == DEVICES:
@@ -55,7 +60,7 @@ def backlog(kafka_bootstrap: str) -> tuple[list[str], str]:
     The groups `G-on` and `G-off` both start just before the backlog.
     """
     tag = uuid.uuid4().hex[:8]
-    devices, group = same_partition_devices(tag), f"align-{tag}"
+    devices, group = same_partition_devices(kafka_bootstrap, tag), f"align-{tag}"
     for run in ("on", "off"):
         start_group_at_end(kafka_bootstrap, f"{group}-{run}")
     with EventProducer(kafka_bootstrap, client_id="faceaudit-test-align") as producer:
