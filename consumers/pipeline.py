@@ -33,6 +33,7 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers.alignment import PartitionAligner
 from consumers.batch import Batch, now_utc
+from consumers.collector import collecting_in_batches
 from consumers.dead_letters import DeadLetterPolicy
 from consumers.gateway import StoreGateway
 from consumers.judge import Judge
@@ -108,11 +109,17 @@ class Validator:
 
     def run(self) -> RunSummary:
         """Consume until stopped, or until no message arrived for `until_idle` seconds."""
+        with collecting_in_batches():
+            return self._run()
+
+    def _run(self) -> RunSummary:
         self._feed.catch_up(self._batch, full=self._store_full, limit=self.settings.batch_size)
         last_message = time.monotonic()
         try:
             while not self._stop.is_set():
-                read = self._fill()
+                # Fetched here, where no batch is on the stack (`RegistryFeed.fetch`).
+                fetched = self._feed.fetch()
+                read = self._feed.apply(fetched, self._batch) + self._fill()
                 now = time.monotonic()
                 if read or not self._consumer.assignment():
                     # Not idle while still joining the group: members killed
@@ -161,7 +168,6 @@ class Validator:
             polled = self._consumer.poll(timeout_ms=int(remaining * 1000), max_records=allowed)
             full = sum(map(len, polled.values())) >= allowed
             part_read = next(reversed(polled), None) if full else None
-            read += self._feed.poll(self._batch)
             self._take_assigned(polled)
             for tp, messages in polled.items():
                 messages = self._in_order(tp, messages)

@@ -78,19 +78,28 @@ class RegistryFeed:
         while any(self._consumer.position(tp) < end for tp, end in ends.items()):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"registry topics not read to their end within {timeout} s")
-            self.poll(batch, timeout_ms=200, max_records=limit)
+            self.apply(self.fetch(timeout_ms=200, max_records=limit), batch)
             if full is not None and len(batch) >= limit:
                 batch = full(batch)
 
-    def poll(self, batch: Batch, timeout_ms: int = 0, max_records: int = 50_000) -> int:
-        """Apply whatever registry records have arrived; return how many were read."""
-        read = 0
+    def fetch(self, timeout_ms: int = 0, max_records: int = 50_000) -> list[ConsumerRecord]:
+        """The registry records that have arrived, to `apply`.
+
+        Takes no batch, and its caller should hold none: kafka-python (3.0.12)
+        keeps the timeout error of a poll that found nothing, and through its
+        traceback every frame on the calling stack with its locals, until the
+        registry fetch in flight returns (up to half a second) and the cycle
+        collector runs. A batch held by a caller would be kept that long,
+        and moved to the oldest generation of the collector on the way.
+        """
         polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
-        for messages in polled.values():
-            for message in messages:
-                self._apply(message, batch)
-                read += 1
-        return read
+        return [message for messages in polled.values() for message in messages]
+
+    def apply(self, records: list[ConsumerRecord], batch: Batch) -> int:
+        """Apply fetched registry records and stage their rows; return how many there were."""
+        for message in records:
+            self._apply(message, batch)
+        return len(records)
 
     def _apply(self, message: ConsumerRecord, batch: Batch) -> None:
         position = (message.topic, message.partition, message.offset)
