@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from importlib.resources import files
 from io import BytesIO
 from typing import Any
@@ -10,10 +11,12 @@ from typing import Any
 import fastavro
 import pytest
 from fastavro.schema import to_parsing_canonical_form
+from fastavro.validation import validate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from samples import sample
 
+from schemas import codec
 from schemas.codec import (
     DECODE_REASONS,
     ENVELOPE,
@@ -438,6 +441,25 @@ JSON_VALUES = st.recursive(
 )
 
 
+def _symbols(declared: Any) -> list[str]:
+    """The enum symbols in a declared Avro type, arrays and unions included."""
+    if isinstance(declared, list):
+        return [symbol for option in declared for symbol in _symbols(option)]
+    if isinstance(declared, dict):
+        return declared.get("symbols", []) + _symbols(declared.get("items"))
+    return []
+
+
+ENUM_SYMBOLS = sorted(
+    {
+        symbol
+        for kind in KINDS
+        for declared in codec._KINDS[kind].types.values()
+        for symbol in _symbols(declared)
+    }
+)
+
+
 @settings(max_examples=300)
 @given(st.sampled_from(KINDS), st.data(), JSON_VALUES)
 def test_from_json_any_field_value_parses_or_names_the_field(
@@ -450,6 +472,22 @@ def test_from_json_any_field_value_parses_or_names_the_field(
         assert f"{kind}.{field}" in str(error)
     else:
         assert decode(encode(kind, record)).kind == kind
+
+
+@settings(max_examples=500)
+@given(
+    st.sampled_from(KINDS),
+    st.data(),
+    JSON_VALUES | st.datetimes(timezones=st.just(UTC)) | st.sampled_from(ENUM_SYMBOLS),
+)
+def test_the_quick_checks_accept_only_records_fastavro_validates(
+    kind: str, data: st.DataObject, value: Any
+) -> None:
+    """The codec's fast type and value tests stand in for validate(): never looser."""
+    field = data.draw(st.sampled_from(CONTRACT_FIELDS[kind]))
+    record = sample(kind) | {field: value}
+    if codec._fits(codec._KINDS[kind], record):
+        assert validate(record, schema(kind), raise_errors=False), (field, value)
 
 
 def test_encode_refuses_naive_datetime() -> None:
