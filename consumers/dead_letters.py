@@ -41,19 +41,22 @@ class DeadLetterPolicy:
         self._recent.append(dead)
         self._dead_in_window += dead
         self._consecutive = self._consecutive + 1 if dead else 0
-        where = f"{position[0]}[{position[1]}]@{position[2]}"
         if self._consecutive >= self._max_consecutive:
             raise DeadLetterLimitExceeded(
                 f"{self._consecutive} dead letters in a row (limit {self._max_consecutive}), "
-                f"the last at {where}; stopping without storing this batch"
+                f"the last at {_where(position)}; stopping without storing this batch"
             )
         full = len(self._recent) == self._recent.maxlen
         if full and self._dead_in_window > self._max_ratio * len(self._recent):
             raise DeadLetterLimitExceeded(
                 f"{self._dead_in_window} of the last {len(self._recent)} messages were dead "
-                f"letters (limit {self._max_ratio:.0%}), the last at {where}; stopping "
-                "without storing this batch"
+                f"letters (limit {self._max_ratio:.0%}), the last at {_where(position)}; "
+                "stopping without storing this batch"
             )
+
+
+def _where(position: tuple[str, int, int]) -> str:
+    return f"{position[0]}[{position[1]}]@{position[2]}"
 
 
 def dead_letter_row(message: ConsumerRecord, reason: str, detail: str) -> Row:

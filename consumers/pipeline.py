@@ -359,8 +359,9 @@ class Validator:
         would otherwise make its next owner read a week of the topic.
         """
         targets = {}
+        first_held = self.processor.first_held_offsets()
         for tp, next_offset in self._next.items():
-            held = self.processor.first_held_offset(tp.topic, tp.partition)
+            held = first_held.get((tp.topic, tp.partition))
             target = next_offset if held is None else min(next_offset, held)
             if target > self._committed.get(tp, -1):
                 targets[tp] = target

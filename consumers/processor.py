@@ -134,6 +134,8 @@ class MessageProcessor:
         but not stored again. A violation with no event (FR-DELETION-OVERDUE)
         has no position; it is stored and published once, by its id.
         """
+        if not found:
+            return
         detected_at = now_utc()
         for violation, anchor in found:
             stored = False
@@ -160,6 +162,11 @@ class MessageProcessor:
             self._tails.pop(tp, None)
             self.judge.sequences.forget(self._devices.pop(tp[1], set()))
 
-    def first_held_offset(self, topic: str, partition: int) -> int | None:
-        offsets = [h.position[2] for h in self.held if h.position[:2] == (topic, partition)]
-        return min(offsets, default=None)
+    def first_held_offsets(self) -> dict[tuple[str, int], int]:
+        """Per partition with held events, the offset of the first of them."""
+        first: dict[tuple[str, int], int] = {}
+        for held in self.held:
+            topic, partition, offset = held.position
+            if offset < first.get((topic, partition), offset + 1):
+                first[(topic, partition)] = offset
+        return first
