@@ -45,6 +45,11 @@ class FindingsPublisher:
             acks="all",
             client_id="faceaudit-findings",
             max_request_size=16 * 1024 * 1024,
+            # A batch's findings are sent together: records wait in the
+            # accumulator until `publish` flushes them (or a producer batch is
+            # full) instead of waking the network thread once per record.
+            linger_ms=1000,
+            batch_size=256 * 1024,
         )
 
     def publish(self, outbox: Mapping[str, Sequence[Row]]) -> None:
@@ -69,6 +74,7 @@ class FindingsPublisher:
             )
             for row in outbox["dead_letters"]
         ]
+        self._producer.flush(timeout=120)
         for future in violations:
             sent = future.get(timeout=120)
             self.mark[sent.partition] = max(self.mark.get(sent.partition, 0), sent.offset + 1)
