@@ -113,18 +113,16 @@ class _Kind:
     schema: dict[str, Any]  # parsed by fastavro
     fingerprint: bytes
     types: dict[str, Any]  # field name -> declared type, in schema order
-    optional: frozenset[str]  # fields with a default (all are null unions)
     timestamps: frozenset[str]
     int32: tuple[str, ...]
     non_negative: tuple[str, ...]
-    checks: tuple[tuple[str, Callable[[Any], bool]], ...]  # a quick validity test per field
     names: tuple[str, ...]  # the fields, in schema order
-    required: frozenset[str]
+    required: frozenset[str]  # fields without a default
     json_keys: frozenset[str]  # the fields and "type"
-    # The same quick tests split in two: the exact types each field accepts
-    # (None if a field's type has no such set), and tests of the values that
-    # the type alone does not settle (enum symbols, int ranges, array items).
-    exact_types: tuple[frozenset[type], ...] | None
+    # The quick validity tests: the exact types each field accepts, in schema
+    # order, and a test per field whose type alone does not settle it (enum
+    # symbols, int ranges, array items).
+    exact_types: tuple[frozenset[type], ...]
     value_checks: tuple[tuple[str, Callable[[Any], bool]], ...]
 
 
@@ -179,45 +177,38 @@ def _single_test(declared: Any) -> Callable[[Any], bool]:
     return simple.get(declared, lambda value: False)
 
 
-_EXACT_TYPES: Final[dict[str, frozenset[type]]] = {
-    "string": frozenset((str,)),
-    "boolean": frozenset((bool,)),
-    "int": frozenset((int,)),
-    "long": frozenset((int,)),
-    "float": frozenset((int, float)),
-    "double": frozenset((int, float)),
+# Per simple Avro type: the exact Python types a valid value has, and whether
+# a value of those types still needs `_value_test` (the ranges of int and long).
+_SIMPLE_TYPES: Final[dict[str, tuple[frozenset[type], bool]]] = {
+    "string": (frozenset((str,)), False),
+    "boolean": (frozenset((bool,)), False),
+    "int": (frozenset((int,)), True),
+    "long": (frozenset((int,)), True),
+    "float": (frozenset((int, float)), False),
+    "double": (frozenset((int, float)), False),
 }
 
 
-def _exact_types(declared: Any) -> frozenset[type] | None:
-    """The types `_value_test` accepts for a field, exactly (no subclasses), or None."""
+def _exact_types(declared: Any) -> tuple[frozenset[type], bool]:
+    """The exact types (no subclasses) `_value_test` accepts, and whether it must still run.
+
+    A type this does not know accepts no type, which sends the record to
+    fastavro's own validation.
+    """
     branches = _branches(declared)
     if len(branches) != 1:
-        return None
+        return frozenset(), False
     branch = branches[0]
-    if isinstance(branch, dict):
-        exact = {
-            "enum": frozenset((str,)),
-            "array": frozenset((list,)),
-        }.get(branch.get("type"))
-        if branch.get("logicalType") == _TIMESTAMP:
-            exact = frozenset((datetime,))
-    else:
-        exact = _EXACT_TYPES.get(branch)
-    if exact is None:
-        return None
-    return exact | {type(None)} if "null" in declared else exact
-
-
-def _type_settles(declared: Any) -> bool:
-    """Whether a value of the right type is always valid (not an enum, int, long or array)."""
-    branches = _branches(declared)
-    if len(branches) != 1:
-        return False
-    branch = branches[0]
-    if isinstance(branch, dict):
-        return branch.get("logicalType") == _TIMESTAMP
-    return branch not in ("int", "long")
+    if not isinstance(branch, dict):
+        exact, tested = _SIMPLE_TYPES.get(branch, (frozenset(), False))
+    elif branch.get("logicalType") == _TIMESTAMP:
+        exact, tested = frozenset((datetime,)), False
+    else:  # enum symbols and array items need their test
+        exact = {"enum": frozenset((str,)), "array": frozenset((list,))}.get(branch.get("type"))
+        exact, tested = (frozenset(), False) if exact is None else (exact, True)
+    if isinstance(declared, list) and "null" in declared:
+        exact |= {type(None)}
+    return exact, tested
 
 
 def _load(kind: str) -> _Kind:
@@ -226,25 +217,21 @@ def _load(kind: str) -> _Kind:
     # fastavro returns the hex of the fingerprint's little-endian bytes, the order
     # single-object encoding writes (tests/test_codec.py proves it independently).
     crc_hex = avro_fingerprint(to_parsing_canonical_form(raw), "CRC-64-AVRO")
-    exact = [_exact_types(declared) for declared in types.values()]
+    quick = {name: _exact_types(declared) for name, declared in types.items()}
     return _Kind(
         name=kind,
         schema=fastavro.parse_schema(raw),
         fingerprint=bytes.fromhex(crc_hex),
         types=types,
-        optional=frozenset(field["name"] for field in raw["fields"] if "default" in field),
         timestamps=frozenset(name for name, declared in types.items() if _is_timestamp(declared)),
         int32=tuple(name for name, declared in types.items() if "int" in _branches(declared)),
         non_negative=_NON_NEGATIVE.get(kind, ()),
-        checks=tuple((name, _value_test(declared)) for name, declared in types.items()),
         names=tuple(types),
         required=frozenset(field["name"] for field in raw["fields"] if "default" not in field),
         json_keys=frozenset(types) | {"type"},
-        exact_types=None if None in exact else tuple(exact),
+        exact_types=tuple(exact for exact, _ in quick.values()),
         value_checks=tuple(
-            (name, _value_test(declared))
-            for name, declared in types.items()
-            if not _type_settles(declared)
+            (name, _value_test(types[name])) for name, (_, tested) in quick.items() if tested
         ),
     )
 
@@ -344,8 +331,6 @@ def _check_values(info: _Kind, record: Mapping[str, Any]) -> None:
 
 def _fits(info: _Kind, record: Mapping[str, Any]) -> bool:
     """Whether the quick tests accept every field: types first, in one pass in C."""
-    if info.exact_types is None:
-        return all(test(record.get(name)) for name, test in info.checks)
     types = map(type, map(record.get, info.names))
     return all(map(contains, info.exact_types, types)) and all(
         test(record.get(name)) for name, test in info.value_checks
