@@ -130,7 +130,7 @@ class Validator:
                 self.metrics.held.set(len(self.processor.held))
                 self._store_and_commit()
                 idle = self.settings.until_idle
-                if idle is not None and now - last_message >= idle:
+                if idle is not None and now - last_message >= idle and self._read_to_the_end():
                     # Drained: the end of the input, as for the offline checker.
                     self.processor.finish(self._batch)
                     break
@@ -182,6 +182,22 @@ class Validator:
                 self._aligner.read(tp, self._next[tp], messages[-1].timestamp)
             self._aligner.align(self._consumer, part_read)
         return read
+
+    def _read_to_the_end(self) -> bool:
+        """Whether every partition this process owns has been read to its end.
+
+        Quiet for `--until-idle` seconds is not enough: a rebalance rewinds
+        the partitions taken again to their commit, and it can come as the
+        quiet time runs out (another worker leaving the group), leaving the
+        records after the commit, and the events held there, unread.
+        """
+        if self._assigned:  # assigned, not taken yet
+            return False
+        try:
+            ends = self._consumer.end_offsets(list(self._consumer.assignment()))
+        except KafkaError:
+            return False
+        return all(self._consumer.position(tp) >= end for tp, end in ends.items())
 
     def _take_assigned(self, polled: dict[TopicPartition, list]) -> None:
         """Take the partitions assigned during this poll, and read each from its commit.

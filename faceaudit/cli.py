@@ -172,7 +172,7 @@ def _add_consume(commands: argparse._SubParsersAction) -> None:
         "--until-idle",
         type=float,
         metavar="SECONDS",
-        help="exit once no message has arrived for this long",
+        help="exit once no message has arrived for this long and all is read to the end",
     )
     con.add_argument("--batch-size", type=_positive_int, help="messages per batch (20000)")
     con.add_argument(

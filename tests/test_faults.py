@@ -5,6 +5,7 @@
 - ClickHouse fails inserts for a while;
 - one of two workers is killed and its partitions move to the other;
 - the group rebalances after the last record, while a batch is unstored;
+- the group rebalances as the quiet time of `--until-idle` runs out;
 - the broker refuses the commit lookups of newly assigned partitions;
 - the validator dies between publishing violations and committing.
 
@@ -32,7 +33,7 @@ from helpers import (
     start_group_at_end,
     store,
 )
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, TopicPartition
 from kafka.errors import KafkaConnectionError
 
 from consumers.batch import Batch
@@ -353,6 +354,67 @@ def test_killing_one_of_two_workers_moves_its_partitions(
     assert "worker" in err and "died" in err, err
     assert_exactly_once(data, seed, events)
     assert_published_once(kafka_bootstrap, data, seed)
+
+
+def rebalance_as_the_quiet_time_runs_out(validator: Validator) -> list[int]:
+    """Revoke and reassign every partition, as another worker leaving the group would.
+
+    It happens once, in the first batch that finds nothing when `until_idle`
+    seconds have passed since the last record while events are held. Returns
+    a list that then holds the number of events held at that moment.
+    """
+    fill, last_read, held = validator._fill, [time.monotonic()], []
+
+    def fill_then_rebalance() -> int:
+        read = fill()
+        now = time.monotonic()
+        if read:
+            last_read[0] = now
+        elif not held and validator.processor.held and now - last_read[0] >= 3.0:
+            partitions = list(validator._consumer.assignment())
+            held.append(len(validator.processor.held))
+            validator.revoke(partitions)
+            validator.assigned(partitions)
+        return read
+
+    validator._fill = fill_then_rebalance
+    return held
+
+
+def test_a_rebalance_as_the_quiet_time_runs_out_rereads_before_ending(
+    kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    """`--until-idle` ends a run only once every partition is read to its end.
+
+    The rebalance rewinds the partitions to their commits, which wait behind
+    the events held for a registry record; those must be read and judged
+    again before the run ends, and every partition committed to its end.
+    """
+    events, data = 3000, tmp_path / "ch"
+    seed, settings = fleet_for_a_validator_in_process(kafka_bootstrap, unique_group, events)
+    assert settings.until_idle == 3.0
+    client = open_store(f"chdb://{data}")
+    try:
+        validator = Validator(settings, ClickHouseGateway(client))
+        held = rebalance_as_the_quiet_time_runs_out(validator)
+        validator.run()
+    finally:
+        client.close()
+    assert held and held[0] > 0, "the rebalance came while events were held"
+    assert_exactly_once(data, seed, events)
+    consumer = group_consumer(settings)
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in GROUP_TOPICS
+            for p in consumer.partitions_for_topic(topic)
+        ]
+        ends = consumer.end_offsets(partitions)
+        behind = {tp: (consumer.committed(tp), end) for tp, end in ends.items()}
+    finally:
+        consumer.close()
+    behind = {tp: pair for tp, pair in behind.items() if pair[0] != pair[1]}
+    assert not behind, f"partitions not committed to their end (commit, end): {behind}"
 
 
 def test_a_rebalance_after_the_last_record_rereads_the_dropped_rows(
