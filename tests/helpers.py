@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from collections import Counter
@@ -76,6 +77,15 @@ def scalar(client, sql: str, **parameters):
     return client.query(sql, parameters=parameters).result_rows[0][0]
 
 
+def event_partitions(consumer: KafkaConsumer) -> list[TopicPartition]:
+    """Every partition of the topics the validator's group reads."""
+    return [
+        TopicPartition(topic, p)
+        for topic in GROUP_TOPICS
+        for p in consumer.partitions_for_topic(topic)
+    ]
+
+
 def start_group_at_end(bootstrap: str, group: str) -> None:
     """Commit `group` at the current end of the event topics: it reads only what follows.
 
@@ -83,24 +93,41 @@ def start_group_at_end(bootstrap: str, group: str) -> None:
     positioned at the end sees only the test's own.
     """
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    partitions = [
-        TopicPartition(topic, p)
-        for topic in GROUP_TOPICS
-        for p in consumer.partitions_for_topic(topic)
-    ]
-    ends = consumer.end_offsets(partitions)
+    ends = consumer.end_offsets(event_partitions(consumer))
     consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
     consumer.close()
 
 
-def fleet_violations(data: Path, seed: int) -> set[str]:
-    """Ids of the stored violations of the simulated fleet with this seed."""
+def fleet_seed() -> int:
+    """A new fleet's seed: its ids carry it, so a test counts only its own rows."""
+    return random.SystemRandom().randrange(10**6, 10**7)
+
+
+def fleet_events(data: Path, seed: int) -> tuple[int, int]:
+    """(rows, distinct event ids) of the simulated fleet with this seed."""
+    with store(data) as client:
+        rows, unique = client.query(
+            "SELECT count(), uniqExact(event_id) FROM faceaudit.events "
+            "WHERE device_id LIKE {d:String}",
+            parameters={"d": f"cam-s{seed}-%"},
+        ).result_rows[0]
+    return rows, unique
+
+
+def fleet_violation_rules(data: Path, seed: int) -> dict[str, str]:
+    """Rule id by violation id, of the stored violations of the fleet with this seed."""
     with store(data) as client:
         result = client.query(
-            "SELECT violation_id FROM faceaudit.violations WHERE device_id LIKE {d:String}",
+            "SELECT violation_id, rule_id FROM faceaudit.violations "
+            "WHERE device_id LIKE {d:String}",
             parameters={"d": f"cam-s{seed}-%"},
         )
-    return {row[0] for row in result.result_rows}
+    return dict(result.result_rows)
+
+
+def fleet_violations(data: Path, seed: int) -> set[str]:
+    """Ids of the stored violations of the simulated fleet with this seed."""
+    return set(fleet_violation_rules(data, seed))
 
 
 def published_violations(bootstrap: str, wanted: set[str]) -> Counter[str]:

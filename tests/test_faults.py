@@ -25,7 +25,9 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 from helpers import (
+    event_partitions,
     faceaudit,
+    fleet_seed,
     fleet_violations,
     published_violations,
     scalar,
@@ -33,7 +35,7 @@ from helpers import (
     start_group_at_end,
     store,
 )
-from kafka import KafkaAdminClient, TopicPartition
+from kafka import KafkaAdminClient
 from kafka.errors import KafkaConnectionError
 
 from consumers.batch import Batch
@@ -46,10 +48,6 @@ from faceaudit.settings import Settings
 from producers.simulate import simulate
 
 pytestmark = pytest.mark.integration
-
-
-def fleet_seed() -> int:
-    return random.SystemRandom().randrange(10**6, 10**7)
 
 
 def assert_exactly_once(data: Path, seed: int, produced: int) -> dict[str, int]:
@@ -360,7 +358,8 @@ def rebalance_as_the_quiet_time_runs_out(validator: Validator) -> list[int]:
     """Revoke and reassign every partition, as another worker leaving the group would.
 
     It happens once, in the first batch that finds nothing when `until_idle`
-    seconds have passed since the last record while events are held. Returns
+    seconds have passed since the last record while events are held (the
+    batch after which the validator checks whether it is drained). Returns
     a list that then holds the number of events held at that moment.
     """
     fill, last_read, held = validator._fill, [time.monotonic()], []
@@ -368,9 +367,10 @@ def rebalance_as_the_quiet_time_runs_out(validator: Validator) -> list[int]:
     def fill_then_rebalance() -> int:
         read = fill()
         now = time.monotonic()
+        quiet = now - last_read[0] >= validator.settings.until_idle
         if read:
             last_read[0] = now
-        elif not held and validator.processor.held and now - last_read[0] >= 3.0:
+        elif not held and validator.processor.held and quiet:
             partitions = list(validator._consumer.assignment())
             held.append(len(validator.processor.held))
             validator.revoke(partitions)
@@ -404,12 +404,7 @@ def test_a_rebalance_as_the_quiet_time_runs_out_rereads_before_ending(
     assert_exactly_once(data, seed, events)
     consumer = group_consumer(settings)
     try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in GROUP_TOPICS
-            for p in consumer.partitions_for_topic(topic)
-        ]
-        ends = consumer.end_offsets(partitions)
+        ends = consumer.end_offsets(event_partitions(consumer))
         behind = {tp: (consumer.committed(tp), end) for tp, end in ends.items()}
     finally:
         consumer.close()

@@ -7,39 +7,15 @@ change the result: the same events stored once each, the same violations.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import consume, start_group_at_end, store
+from helpers import consume, fleet_events, fleet_seed, fleet_violation_rules, start_group_at_end
 
 from producers.simulate import simulate
 
 pytestmark = pytest.mark.integration
-
-
-def fleet_violations(data: Path, seed: int) -> dict[str, str]:
-    """Rule id by violation id, for the fleet with this seed in the store at `data`."""
-    with store(data) as client:
-        result = client.query(
-            "SELECT violation_id, rule_id FROM faceaudit.violations "
-            "WHERE device_id LIKE {d:String}",
-            parameters={"d": f"cam-s{seed}-%"},
-        )
-    return dict(result.result_rows)
-
-
-def fleet_events(data: Path, seed: int) -> tuple[int, int]:
-    """(rows, distinct event ids) of the fleet with this seed in the store at `data`."""
-    devices = f"cam-s{seed}-%"
-    with store(data) as client:
-        rows, unique = client.query(
-            "SELECT count(), uniqExact(event_id) FROM faceaudit.events "
-            "WHERE device_id LIKE {d:String}",
-            parameters={"d": devices},
-        ).result_rows[0]
-    return rows, unique
 
 
 def rules_of(violations: dict[str, str], ids: set[str]) -> Counter[str]:
@@ -49,7 +25,7 @@ def rules_of(violations: dict[str, str], ids: set[str]) -> Counter[str]:
 def test_two_workers_store_and_find_what_one_process_does(
     kafka_bootstrap: str, unique_group: str, tmp_path: Path
 ) -> None:
-    seed, events = random.SystemRandom().randrange(10**6, 10**7), 8_000
+    seed, events = fleet_seed(), 8_000
     one, two = f"{unique_group}-one", f"{unique_group}-two"
     for group in (one, two):
         start_group_at_end(kafka_bootstrap, group)
@@ -62,8 +38,8 @@ def test_two_workers_store_and_find_what_one_process_does(
 
     assert fleet_events(tmp_path / "one", seed) == (events, events)
     assert fleet_events(tmp_path / "two", seed) == (events, events)
-    by_one = fleet_violations(tmp_path / "one", seed)
-    by_two = fleet_violations(tmp_path / "two", seed)
+    by_one = fleet_violation_rules(tmp_path / "one", seed)
+    by_two = fleet_violation_rules(tmp_path / "two", seed)
     assert by_one, "the fleet breaks rules, so one process must find violations"
     only_one, only_two = by_one.keys() - by_two.keys(), by_two.keys() - by_one.keys()
     assert not only_one and not only_two, (
