@@ -95,11 +95,7 @@ def stage_costs(bootstrap: str, dsn: str, sample: int) -> dict[str, float]:
 
 def _read(bootstrap: str, sample: int) -> list:
     """The first `sample` messages of the event topics, fetched as the validator fetches."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=256 * 1024,
-    )
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         partitions = [
             TopicPartition(topic, p)

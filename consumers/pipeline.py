@@ -27,11 +27,9 @@ from collections import Counter
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from consumers.alignment import PartitionAligner
 from consumers.batch import Batch, now_utc
 from consumers.collector import collecting_in_batches
 from consumers.dead_letters import DeadLetterPolicy
@@ -46,11 +44,11 @@ from consumers.registry_feed import RegistryFeed
 from consumers.summary import RunSummary
 from faceaudit.errors import FaceauditError
 from faceaudit.settings import Settings
-from schemas.topics import DEAD_LETTER_TOPIC, TOPICS, VIOLATION_TOPIC
+from schemas.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, INPUT_TOPICS, VIOLATION_TOPIC
 
 log = logging.getLogger(__name__)
 
-GROUP_TOPICS = (TOPICS["capture"], TOPICS["match"])
+GROUP_TOPICS = (EVENTS_TOPIC,)
 
 
 class Validator:
@@ -88,7 +86,6 @@ class Validator:
         self._expected: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
         self._take_failing = False
-        self._aligner = PartitionAligner(settings.partition_lead)
         self._consumer = group_consumer(settings)
         _require_topics(self._consumer, settings.bootstrap)
         self._consumer.subscribe(list(GROUP_TOPICS), listener=_Rebalance(self))
@@ -161,13 +158,8 @@ class Validator:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            # One poll may take the whole rest of the batch. The aligner keeps
-            # the partitions level in record time, so that a device's captures
-            # and matches (two topics) arrive close together.
             allowed = self.settings.batch_size - read
             polled = self._consumer.poll(timeout_ms=int(remaining * 1000), max_records=allowed)
-            full = sum(map(len, polled.values())) >= allowed
-            part_read = next(reversed(polled), None) if full else None
             self._take_assigned(polled)
             for tp, messages in polled.items():
                 messages = self._in_order(tp, messages)
@@ -179,8 +171,6 @@ class Validator:
                     self.processor.process(message, self._batch)
                 read += len(messages)
                 self._next[tp] = messages[-1].offset + 1
-                self._aligner.read(tp, self._next[tp], messages[-1].timestamp)
-            self._aligner.align(self._consumer, part_read)
         return read
 
     def _read_to_the_end(self) -> bool:
@@ -288,7 +278,6 @@ class Validator:
     def _take(self, tp: TopicPartition, committed: int) -> None:
         """A partition was assigned: load what the store holds of it past its commit."""
         self._expected[tp] = self._committed[tp] = committed
-        self._aligner.start(tp, committed)
         self.processor.assign(tp.topic, tp.partition, self._store.stored_tail(*tp, committed))
         for device, seq, digest in self._store.device_states(tp.partition):
             self.judge.sequences.resume(device, seq + 1, digest)
@@ -425,7 +414,6 @@ class Validator:
         self._batch.drop(gone)
         self._outbox.drop({(tp.topic, tp.partition) for tp in gone})
         self.processor.forget({(tp.topic, tp.partition) for tp in gone})
-        self._aligner.forget(gone)
         for tp in gone:
             if not self._closing:  # its new owner reports its lag from now on
                 with contextlib.suppress(KeyError):
@@ -449,7 +437,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
 def _require_topics(consumer: KafkaConsumer, bootstrap: str) -> None:
     """Fail at start, naming them, if topics the validator reads or writes are missing."""
-    needed = {*TOPICS.values(), DEAD_LETTER_TOPIC, VIOLATION_TOPIC}
+    needed = {*INPUT_TOPICS, DEAD_LETTER_TOPIC, VIOLATION_TOPIC}
     missing = sorted(needed - consumer.topics())
     if missing:
         raise FaceauditError(
@@ -471,13 +459,6 @@ def group_consumer(settings: Settings) -> KafkaConsumer:
             # A store outage is waited out without polling; stay in the group.
             max_poll_interval_ms=int(settings.max_poll_interval * 1000),
             session_timeout_ms=int(settings.session_timeout * 1000),
-            # A device's captures and matches travel on two topics; small
-            # per-partition fetches make the two interleave, so a device's
-            # events arrive well inside the reorder window of the sequence rule.
-            max_partition_fetch_bytes=256 * 1024,
-            # Range assignment gives one member partition N of every topic, so
-            # a device's capture and match partitions have the same owner.
-            partition_assignment_strategy=(RangePartitionAssignor,),
             bootstrap_timeout_ms=int(settings.kafka_timeout * 1000),
         )
     except KafkaError as exc:

@@ -32,7 +32,13 @@ from typing import Any
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from schemas.topics import COMPACTED_TOPICS, DEAD_LETTER_TOPIC, TOPICS, VIOLATION_TOPIC
+from schemas.topics import (
+    COMPACTED_TOPICS,
+    DEAD_LETTER_TOPIC,
+    EVENTS_TOPIC,
+    INPUT_TOPICS,
+    VIOLATION_TOPIC,
+)
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 _DEPLOY_DIR = _REPO_ROOT / "deploy" / "local"
@@ -294,9 +300,10 @@ class LocalBroker:
 def ensure_topics(bootstrap: str, partitions: int = 6, timeout: float = 30) -> None:
     """Create the pipeline's topics if missing, and wait until every partition has a leader.
 
-    Event topics get ``partitions`` partitions; the consent and deployment
+    Every topic gets ``partitions`` partitions; the consent and deployment
     registries are compacted (latest record per key is the current state); the
-    dead-letter topic is created too.  Existing topics are left as they are.
+    events topic is stamped with broker time; the dead-letter and violation
+    topics are created too.  Existing topics are left as they are.
     """
     timeout_ms = int(timeout * 1000)
     specs = _topic_specs(partitions)
@@ -342,10 +349,13 @@ def kafka_version() -> str:
 
 def _topic_specs(partitions: int) -> dict[str, dict[str, object]]:
     specs: dict[str, dict[str, object]] = {}
-    for topic in (*TOPICS.values(), DEAD_LETTER_TOPIC, VIOLATION_TOPIC):
+    for topic in (*INPUT_TOPICS, DEAD_LETTER_TOPIC, VIOLATION_TOPIC):
         spec: dict[str, object] = {"num_partitions": partitions, "replication_factor": 1}
         if topic in COMPACTED_TOPICS:
             spec["configs"] = {"cleanup.policy": "compact"}
+        elif topic == EVENTS_TOPIC:
+            # The broker, not the producer, stamps each event (contract, Time).
+            spec["configs"] = {"message.timestamp.type": "LogAppendTime"}
         specs[topic] = spec
     return specs
 

@@ -183,13 +183,6 @@ def _add_consume(commands: argparse._SubParsersAction) -> None:
         "longer raises throughput, shorter lowers latency",
     )
     con.add_argument(
-        "--partition-lead",
-        type=float,
-        metavar="SECONDS",
-        help="pause a partition whose records run this far ahead, in record time, of the "
-        "slowest one still being read (1); keeps a device's captures and matches level",
-    )
-    con.add_argument(
         "--registry-grace",
         type=float,
         metavar="SECONDS",

@@ -28,7 +28,6 @@ class Settings:
     workers: int = 1
     batch_size: int = 20_000
     batch_seconds: float = 0.5
-    partition_lead: float = 1.0
     registry_grace: float = 30.0
     max_held: int = 100_000
     max_message_bytes: int = 1024 * 1024
@@ -67,8 +66,6 @@ class Settings:
             raise FaceauditError(f"batch size must be at least 1, not {self.batch_size}")
         if self.batch_seconds <= 0:
             raise FaceauditError(f"--batch-seconds must be positive, not {self.batch_seconds:g}")
-        if self.partition_lead <= 0:
-            raise FaceauditError(f"--partition-lead must be positive, not {self.partition_lead:g}")
         if self.until_idle is not None and self.until_idle <= 0:
             raise FaceauditError(f"--until-idle must be positive, not {self.until_idle}")
 

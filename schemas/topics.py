@@ -1,4 +1,4 @@
-"""Record kinds, their default Kafka topics and message keys (event-contract.md)."""
+"""Record kinds, their default Kafka topics and message keys (event-contract.md, version 2)."""
 
 from typing import Final
 
@@ -6,7 +6,18 @@ EVENT_KINDS: Final = ("capture", "match")
 REGISTRY_KINDS: Final = ("consent", "deployment")
 KINDS: Final = ("capture", "match", "consent", "deployment", "deletion")
 
-TOPICS: Final[dict[str, str]] = {kind: f"faceaudit.{kind}.v1" for kind in KINDS}
+# One ordered stream per device: a device's captures and matches share one
+# topic and one key, so Kafka keeps the order its sequence and chain need.
+EVENTS_TOPIC: Final = "faceaudit.events.v1"
+TOPICS: Final[dict[str, str]] = {
+    "capture": EVENTS_TOPIC,
+    "match": EVENTS_TOPIC,
+    "consent": "faceaudit.consent.v1",
+    "deployment": "faceaudit.deployment.v1",
+    "deletion": "faceaudit.deletion.v1",
+}
+INPUT_TOPICS: Final = tuple(dict.fromkeys(TOPICS.values()))
+"""Every topic the producers write, each once."""
 DEAD_LETTER_TOPIC: Final = "faceaudit.dead-letters.v1"
 
 # What the validator itself produces: its findings, for SIEMs and paging.

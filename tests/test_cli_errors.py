@@ -49,11 +49,6 @@ def test_batch_window_must_be_positive(tmp_path: Path) -> None:
     assert_one_clear_error(result, "--batch-seconds", "positive")
 
 
-def test_partition_lead_must_be_positive(tmp_path: Path) -> None:
-    result = run_cli("consume", "--partition-lead", "-1", "--clickhouse", f"chdb://{tmp_path}/ch")
-    assert_one_clear_error(result, "--partition-lead", "positive")
-
-
 def test_unreachable_broker(tmp_path: Path) -> None:
     port = free_port()
     result = run_cli(

@@ -39,7 +39,7 @@ from producers.event_producer import EventProducer
 from schemas import codec
 from schemas.topics import TOPICS
 
-CAPTURE, MATCH = TOPICS["capture"], TOPICS["match"]
+EVENTS, CONSENTS = TOPICS["capture"], TOPICS["consent"]
 T0 = datetime(2026, 3, 1, 8, tzinfo=UTC)
 
 
@@ -57,12 +57,12 @@ def letter_row(
 
 # Positions (topic, partition, offset) -> (key, raw, reason, minute received).
 SEEDED = {
-    (CAPTURE, 0, 5): (b"dev-a", b"\x00junk", "bad_magic", 1),
-    (CAPTURE, 1, 7): (None, codec.MAGIC + bytes(8) + b"\xff\xfe", "unknown_fingerprint", 2),
-    (MATCH, 0, 3): (b"\xff\xfe", b"\x80\x81", "bad_magic", 3),
-    (CAPTURE, 0, 9): (b"dev-a\n", b"\xc3\x01" + bytes(30), "trailing_bytes", 5),
+    (EVENTS, 0, 5): (b"dev-a", b"\x00junk", "bad_magic", 1),
+    (EVENTS, 1, 7): (None, codec.MAGIC + bytes(8) + b"\xff\xfe", "unknown_fingerprint", 2),
+    (CONSENTS, 0, 3): (b"\xff\xfe", b"\x80\x81", "bad_magic", 3),
+    (EVENTS, 0, 9): (b"dev-a\n", b"\xc3\x01" + bytes(30), "trailing_bytes", 5),
 }
-DUPLICATE = (CAPTURE, 0, 5)  # stored a second time, at minute 4, in another batch
+DUPLICATE = (EVENTS, 0, 5)  # stored a second time, at minute 4, in another batch
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
         sink = ClickHouseSink(client)
         first, second = Batch(), Batch()
         for position, (key, raw, reason, minute) in SEEDED.items():
-            target = second if position == (CAPTURE, 0, 9) else first
+            target = second if position == (EVENTS, 0, 9) else first
             target.add("dead_letters", letter_row(*position, key, raw, reason, minute), *position)
         key, raw, reason, _ = SEEDED[DUPLICATE]
         second.add("dead_letters", letter_row(*DUPLICATE, key, raw, reason, 4), *DUPLICATE)
@@ -96,10 +96,10 @@ def test_listing_is_newest_first_with_sizes_and_keys_as_bytes(seeded: Path) -> N
     with store(seeded) as client:
         letters = list_dead_letters(client, Selection(), limit=10)
     assert positions(letters) == [
-        (CAPTURE, 0, 9),
+        (EVENTS, 0, 9),
         DUPLICATE,
-        (MATCH, 0, 3),
-        (CAPTURE, 1, 7),
+        (CONSENTS, 0, 3),
+        (EVENTS, 1, 7),
         DUPLICATE,
     ]
     for letter in letters:
@@ -112,26 +112,26 @@ def test_listing_with_bytes_limit_and_filters(seeded: Path) -> None:
     with store(seeded) as client:
         newest = list_dead_letters(client, Selection(), limit=1, with_raw=True)
         bad_magic = list_dead_letters(client, Selection(reason="bad_magic"), limit=10)
-        on_match = list_dead_letters(client, Selection(topic=MATCH), limit=10)
+        on_match = list_dead_letters(client, Selection(topic=CONSENTS), limit=10)
         since = list_dead_letters(client, Selection(since=T0 + timedelta(minutes=3)), limit=10)
-    assert [letter.raw for letter in newest] == [SEEDED[(CAPTURE, 0, 9)][1]]
-    assert positions(bad_magic) == [DUPLICATE, (MATCH, 0, 3), DUPLICATE]
-    assert positions(on_match) == [(MATCH, 0, 3)]
+    assert [letter.raw for letter in newest] == [SEEDED[(EVENTS, 0, 9)][1]]
+    assert positions(bad_magic) == [DUPLICATE, (CONSENTS, 0, 3), DUPLICATE]
+    assert positions(on_match) == [(CONSENTS, 0, 3)]
     # --since is inclusive: the row received at exactly minute 3 is in.
-    assert positions(since) == [(CAPTURE, 0, 9), DUPLICATE, (MATCH, 0, 3)]
+    assert positions(since) == [(EVENTS, 0, 9), DUPLICATE, (CONSENTS, 0, 3)]
 
 
 def test_replay_selection_is_in_offset_order_once_per_position_with_bytes(seeded: Path) -> None:
     with store(seeded) as client:
         letters = list(dead_letters_to_replay(client, Selection()))
-        capture_only = list(dead_letters_to_replay(client, Selection(topic=CAPTURE)))
+        capture_only = list(dead_letters_to_replay(client, Selection(topic=EVENTS)))
         later = list(dead_letters_to_replay(client, Selection(since=T0 + timedelta(minutes=4))))
     assert positions(letters) == sorted(SEEDED)
     for letter in letters:
         key, raw, _, _ = SEEDED[(letter.topic, letter.partition, letter.offset)]
         assert (letter.key, letter.raw) == (key, raw)
-    assert positions(capture_only) == sorted(p for p in SEEDED if p[0] == CAPTURE)
-    assert positions(later) == [DUPLICATE, (CAPTURE, 0, 9)]
+    assert positions(capture_only) == sorted(p for p in SEEDED if p[0] == EVENTS)
+    assert positions(later) == [DUPLICATE, (EVENTS, 0, 9)]
 
 
 def test_replay_sends_topic_bytes_and_key_and_counts_by_topic(seeded: Path) -> None:
@@ -141,7 +141,7 @@ def test_replay_sends_topic_bytes_and_key_and_counts_by_topic(seeded: Path) -> N
             dead_letters_to_replay(client, Selection()), lambda *message: sent.append(message)
         )
     assert sent == [(p[0], SEEDED[p][1], SEEDED[p][0]) for p in sorted(SEEDED)]
-    assert counts == {CAPTURE: 3, MATCH: 1}
+    assert counts == {EVENTS: 3, CONSENTS: 1}
 
 
 def test_replay_refuses_a_letter_listed_without_its_bytes(seeded: Path) -> None:
@@ -163,13 +163,13 @@ def test_list_table(seeded: Path) -> None:
     assert len(lines) == 1 + len(SEEDED) + 1
     newest = lines[1].split()
     assert newest[:5] == [
-        f"{CAPTURE}[0]@9",
+        f"{EVENTS}[0]@9",
         "trailing_bytes",
         "dev-a\\n",
         "32",
         "2026-03-01T08:05:00Z",
     ]
-    assert lines[3].split()[:3] == [f"{MATCH}[0]@3", "bad_magic", "\\xff\\xfe"]
+    assert lines[3].split()[:3] == [f"{CONSENTS}[0]@3", "bad_magic", "\\xff\\xfe"]
     assert lines[4].split()[2] == "-"  # no key
 
 
@@ -182,13 +182,13 @@ def test_list_jsonl_carries_the_exact_bytes(seeded: Path) -> None:
         "--format",
         "jsonl",
         "--topic",
-        CAPTURE,
+        EVENTS,
         "--limit",
         "2",
     )
     assert result.returncode == 0, result.stderr
     objects = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [o["position"] for o in objects] == [f"{CAPTURE}[0]@9", f"{CAPTURE}[0]@5"]
+    assert [o["position"] for o in objects] == [f"{EVENTS}[0]@9", f"{EVENTS}[0]@5"]
     for obj in objects:
         key, raw, reason, _ = SEEDED[(obj["topic"], obj["partition"], obj["offset"])]
         assert base64.b64decode(obj["raw_base64"]) == raw
@@ -216,7 +216,7 @@ def test_replay_dry_run_counts_each_position_once(seeded: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        f"would replay 2 dead letters ({CAPTURE} 1, {MATCH} 1); dry run, nothing sent"
+        f"would replay 2 dead letters ({CONSENTS} 1, {EVENTS} 1); dry run, nothing sent"
     )
 
 
@@ -224,8 +224,8 @@ def test_replay_dry_run_counts_each_position_once(seeded: Path) -> None:
     ("since", "expected"),
     [
         # 08:04 UTC: the duplicate row (minute 4) and the newest (minute 5).
-        ("2026-03-01T16:04:00+08:00", f"would replay 2 dead letters ({CAPTURE} 2)"),
-        ("2026-03-01T08:05:00", f"would replay 1 dead letter ({CAPTURE} 1)"),  # no zone: UTC
+        ("2026-03-01T16:04:00+08:00", f"would replay 2 dead letters ({EVENTS} 2)"),
+        ("2026-03-01T08:05:00", f"would replay 1 dead letter ({EVENTS} 1)"),  # no zone: UTC
         ("2026-03-01T08:05:00.000001Z", "no dead letters match"),
     ],
 )
@@ -279,7 +279,7 @@ def send_events(bootstrap: str, tag: str, device: str, count: int) -> dict[str, 
             )
             producer.send_event("capture", record)
             sent[record["event_id"]] = producer.chain(device).last_payload_sha256
-        producer.send_raw(CAPTURE, f"garbage-{tag}".encode(), device.encode())
+        producer.send_raw(EVENTS, f"garbage-{tag}".encode(), device.encode())
     return sent
 
 
@@ -296,7 +296,7 @@ def test_replay_after_a_fix_stores_the_events_and_keeps_the_rows(
     broken = consume(kafka_bootstrap, data, unique_group, FACEAUDIT_MAX_MESSAGE_BYTES="64")
     assert broken.returncode == 0, broken.stderr
     with store(data) as client:
-        before = dead_letter_rows(client, CAPTURE)
+        before = dead_letter_rows(client, EVENTS)
         assert client.query("SELECT count() FROM faceaudit.events").result_rows == [(0,)]
     reasons = sorted(rows[0][2] for rows in before.values())
     assert reasons == ["bad_magic", "oversized", "oversized", "oversized"]
@@ -309,10 +309,10 @@ def test_replay_after_a_fix_stores_the_events_and_keeps_the_rows(
         "--bootstrap",
         kafka_bootstrap,
         "--topic",
-        CAPTURE,
+        EVENTS,
     )
     assert replayed.returncode == 0, replayed.stderr
-    assert replayed.stdout.startswith(f"replayed 4 dead letters to {kafka_bootstrap} ({CAPTURE} 4)")
+    assert replayed.stdout.startswith(f"replayed 4 dead letters to {kafka_bootstrap} ({EVENTS} 4)")
 
     fixed = consume(kafka_bootstrap, data, unique_group)  # the default limit: "the fix"
     assert fixed.returncode == 0, fixed.stderr
@@ -320,7 +320,7 @@ def test_replay_after_a_fix_stores_the_events_and_keeps_the_rows(
         events = client.query(
             "SELECT event_id, payload_sha256, offset FROM faceaudit.events"
         ).result_rows
-        after = dead_letter_rows(client, CAPTURE)
+        after = dead_letter_rows(client, EVENTS)
     # The same bytes came back: same events, same payload hashes, at new offsets.
     assert {event_id: digest for event_id, digest, _ in events} == digests
     assert len(events) == len(digests)

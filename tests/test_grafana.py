@@ -491,7 +491,7 @@ def _sample() -> Sample:
         )
     dead_letters = [
         {
-            "topic": "faceaudit.capture.v1",
+            "topic": "faceaudit.events.v1",
             "partition": 0,
             "offset": 1000 + n,
             "raw": "\x00garbage",

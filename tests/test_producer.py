@@ -16,7 +16,7 @@ from samples import sample
 from producers.event_producer import DeviceChain, DeviceChains, EventProducer, ProducerError
 from producers.subject import subject_ref
 from schemas import codec
-from schemas.topics import TOPICS
+from schemas.topics import EVENTS_TOPIC, TOPICS
 
 KEY = b"k" * 32
 
@@ -179,8 +179,7 @@ def test_producer_error_names_the_count_and_first_error() -> None:
 def _consume(bootstrap: str, group: str, device_ids: set[str], expected: int) -> list[Any]:
     """Read the event topics from the beginning until ``expected`` messages of ``device_ids``."""
     consumer = KafkaConsumer(
-        TOPICS["capture"],
-        TOPICS["match"],
+        EVENTS_TOPIC,
         bootstrap_servers=bootstrap,
         group_id=group,
         auto_offset_reset="earliest",
@@ -214,15 +213,12 @@ def test_events_arrive_keyed_by_device_in_chain_order(
     assert len(messages) == len(futures)
     for device_id in devices:
         mine = [m for m in messages if m.key == device_id.encode()]
-        decoded = [(m.topic, m.offset, codec.decode(m.value)) for m in mine]
-        for topic in (TOPICS["capture"], TOPICS["match"]):
-            in_topic = sorted(
-                (offset, d.record["device_seq"]) for t, offset, d in decoded if t == topic
-            )
-            seqs = [seq for _, seq in in_topic]
-            assert seqs == sorted(seqs), f"{device_id} out of order in {topic}"
-        chain = sorted((d for _, _, d in decoded), key=lambda d: d.record["device_seq"])
+        assert {m.topic for m in mine} == {EVENTS_TOPIC}
+        assert len({m.partition for m in mine}) == 1, f"{device_id} spread over partitions"
+        # One topic, one partition: the offsets give the device's own order.
+        chain = [codec.decode(m.value) for m in sorted(mine, key=lambda m: m.offset)]
         assert [d.record["device_seq"] for d in chain] == list(range(len(kinds)))
+        assert [d.kind for d in chain] == list(kinds)
         assert [d.kind for d in chain] == list(kinds)
         assert chain[0].record["prev_hash"] is None
         for previous, current in itertools.pairwise(chain):

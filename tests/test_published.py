@@ -7,7 +7,7 @@ import pytest
 from consumers.published import decode_mark, encode_mark, source_headers
 from consumers.publisher import Outbox
 
-CAPTURE = "faceaudit.capture.v1"
+CAPTURE = "faceaudit.events.v1"
 
 
 def test_a_mark_survives_commit_metadata() -> None:

@@ -29,7 +29,7 @@ def test_rows_the_view_missed_are_counted_once(tmp_path: Path) -> None:
                 event_time=start + timedelta(seconds=offset * 7),
             )
             record.update(kind="capture", payload_sha256="00")
-            batch.add("events", record, "faceaudit.capture.v1", 3, offset)
+            batch.add("events", record, "faceaudit.events.v1", 3, offset)
         ClickHouseGateway(client).write(batch)
 
         def counted() -> int:
@@ -38,11 +38,11 @@ def test_rows_the_view_missed_are_counted_once(tmp_path: Path) -> None:
             ][0]
 
         assert counted() == 40
-        heal_statistics(client, "faceaudit.capture.v1", 3, 0)
+        heal_statistics(client, "faceaudit.events.v1", 3, 0)
         assert counted() == 40, "nothing missing: nothing added"
         # What a crash after the table insert and before the view's looks like:
         client.command("TRUNCATE TABLE faceaudit.event_stats_minute")
-        heal_statistics(client, "faceaudit.capture.v1", 3, 20)
+        heal_statistics(client, "faceaudit.events.v1", 3, 20)
         # Every minute the tail (offsets 20-39) touches is complete again; the
         # minutes only the committed rows fall in are not the tail's to heal.
         tail_minutes = client.query(
@@ -50,7 +50,7 @@ def test_rows_the_view_missed_are_counted_once(tmp_path: Path) -> None:
             "(SELECT toStartOfMinute(event_time) FROM faceaudit.events WHERE offset >= 20)"
         ).result_rows[0][0]
         assert counted() == tail_minutes
-        heal_statistics(client, "faceaudit.capture.v1", 3, 20)
+        heal_statistics(client, "faceaudit.events.v1", 3, 20)
         assert counted() == tail_minutes, "healing twice adds nothing"
     finally:
         client.close()
