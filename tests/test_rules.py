@@ -25,7 +25,7 @@ from consumers.rules.catalogue import (
     load_catalogue,
 )
 from consumers.rules.engine import RuleEngine
-from consumers.rules.predicates import PREDICATES
+from consumers.rules.predicates import PREDICATES, pipia, predicate
 
 RULES_MD = Path(__file__).resolve().parents[1].parent / "shared/design/rules.md"
 CATALOGUE = load_catalogue()
@@ -248,6 +248,12 @@ def test_engine_requires_a_predicate_for_every_event_rule(tmp_path: Path) -> Non
 
 def test_every_event_rule_has_a_predicate() -> None:
     assert {r.id for r in CATALOGUE.rules if not r.is_stream} == PREDICATES.keys()
+
+
+def test_a_rule_cannot_have_two_predicates() -> None:
+    with pytest.raises(ValueError, match="two predicates for rule 'FR-PIPIA'"):
+        predicate("FR-PIPIA")(pipia)
+    assert PREDICATES["FR-PIPIA"] is pipia
 
 
 # -- per-event rules ---------------------------------------------------------------------------
