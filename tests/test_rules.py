@@ -25,7 +25,7 @@ from consumers.rules.catalogue import (
     load_catalogue,
 )
 from consumers.rules.engine import RuleEngine
-from consumers.rules.predicates import PREDICATES
+from consumers.rules.predicates import PREDICATES, pipia, predicate
 
 RULES_MD = Path(__file__).resolve().parents[1].parent / "shared/design/rules.md"
 CATALOGUE = load_catalogue()
@@ -193,8 +193,44 @@ def _write_catalogue(tmp_path: Path, edit: Any) -> Path:
         (lambda d: d["profiles"].pop("cac-2023-draft"), "profiles must be exactly"),
         (lambda d: d["rules"][0].update({"message": "{0}"}), "plain names"),
         (lambda d: d["rules"][0].pop("tags"), "keys must be exactly"),
+        (lambda d: d.pop("parameters"), "catalogue keys must be exactly"),
+        (lambda d: d["parameters"].pop("filing_threshold"), "parameters must be exactly"),
+        (lambda d: d["parameters"]["filing_threshold"].pop("meaning"), "filing_threshold: keys"),
+        (
+            lambda d: d["parameters"]["deletion_window_days"]["values"].pop("cac-2025"),
+            "deletion_window_days: values must name exactly the profiles",
+        ),
+        (
+            lambda d: d["parameters"]["deletion_window_days"]["values"].update({"cac-2025": 0}),
+            "positive integers",
+        ),
+        (lambda d: d["rules"][0].pop("example"), "keys must be exactly"),
+        (lambda d: d["rules"][0]["example"].update({"kind": "deletion"}), "kind is one of"),
+        (lambda d: d["rules"][0]["example"].update({"registry": {}}), "example must change"),
+        (lambda d: d["rules"][0]["example"].pop("event"), "example must change"),
+        (lambda d: d["rules"][0]["example"].update({"event": {}}), "non-empty objects"),
+        (lambda d: d["rules"][-1].update({"example": {"kind": "stream"}}), "non-empty sentence"),
     ],
-    ids=["severity", "profile-missing", "duplicate", "kinds", "profiles", "positional", "keys"],
+    ids=[
+        "severity",
+        "profile-missing",
+        "duplicate",
+        "kinds",
+        "profiles",
+        "positional",
+        "keys",
+        "no-parameters",
+        "parameter-missing",
+        "parameter-meaning",
+        "parameter-profile",
+        "parameter-value",
+        "no-example",
+        "example-kind",
+        "example-record",
+        "example-unchanged",
+        "example-empty",
+        "stream-example",
+    ],
 )
 def test_invalid_catalogue_is_rejected(tmp_path: Path, edit: Any, error: str) -> None:
     with pytest.raises(ValueError, match=error):
@@ -212,6 +248,12 @@ def test_engine_requires_a_predicate_for_every_event_rule(tmp_path: Path) -> Non
 
 def test_every_event_rule_has_a_predicate() -> None:
     assert {r.id for r in CATALOGUE.rules if not r.is_stream} == PREDICATES.keys()
+
+
+def test_a_rule_cannot_have_two_predicates() -> None:
+    with pytest.raises(ValueError, match="two predicates for rule 'FR-PIPIA'"):
+        predicate("FR-PIPIA")(pipia)
+    assert PREDICATES["FR-PIPIA"] is pipia
 
 
 # -- per-event rules ---------------------------------------------------------------------------

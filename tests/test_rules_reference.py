@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -11,16 +12,9 @@ import pytest
 from samples import sample
 
 from consumers.registry import Registry
-from consumers.rules.catalogue import PROFILES, Parameters, Rule, load_catalogue
+from consumers.rules.catalogue import PROFILES, Example, Parameters, Rule, load_catalogue
 from consumers.rules.engine import RuleEngine
-from consumers.rules.reference import (
-    EXAMPLES,
-    PARAMETER_MEANINGS,
-    REGENERATE,
-    Example,
-    render_markdown,
-    render_text,
-)
+from consumers.rules.reference import REGENERATE, render_markdown, render_text
 from faceaudit.cli import main
 from schemas import codec
 
@@ -43,29 +37,31 @@ def test_doc_names_version_hash_and_regeneration_command() -> None:
 
 
 @pytest.mark.parametrize("rule", CATALOGUE.rules, ids=lambda rule: rule.id)
-def test_every_rule_is_documented_with_an_example(rule: Rule) -> None:
+def test_every_rule_is_documented_with_its_example(rule: Rule) -> None:
     doc = render_markdown(CATALOGUE)
-    assert f"### {rule.id}\n" in doc
-    assert rule.title in doc
-    assert rule.id in EXAMPLES
-
-
-def test_examples_name_only_catalogue_rules() -> None:
-    assert EXAMPLES.keys() == {rule.id for rule in CATALOGUE.rules}
+    section = doc.split(f"### {rule.id}\n", 1)[1].split("\n### ", 1)[0]
+    assert rule.title in section and rule.description in section
+    example = section.split("Example: ", 1)[1]
+    if isinstance(rule.example, str):
+        assert example == f"{rule.example}.\n"
+    else:
+        for changes in rule.example.changes.values():
+            assert all(f"{name} {json.dumps(value)}" in example for name, value in changes.items())
 
 
 def test_per_event_rules_have_data_examples_and_stream_rules_sentences() -> None:
     for rule in CATALOGUE.rules:
-        assert isinstance(EXAMPLES[rule.id], str) == rule.is_stream, rule.id
+        assert isinstance(rule.example, str) == rule.is_stream, rule.id
 
 
 def test_parameters_are_explained_and_shown_per_profile() -> None:
-    assert PARAMETER_MEANINGS.keys() == {item.name for item in fields(Parameters)}
+    assert list(CATALOGUE.parameter_meanings) == [item.name for item in fields(Parameters)]
     doc = render_markdown(CATALOGUE)
-    for item in fields(Parameters):
-        row = next(line for line in doc.splitlines() if line.startswith(f"| `{item.name}` |"))
+    for name, meaning in CATALOGUE.parameter_meanings.items():
+        row = next(line for line in doc.splitlines() if line.startswith(f"| `{name}` |"))
+        assert row.endswith(f" | {meaning} |")
         for profile in PROFILES:
-            assert f"{getattr(CATALOGUE.parameters(profile), item.name):,}" in row
+            assert f"{getattr(CATALOGUE.parameters(profile), name):,}" in row
 
 
 def _record(kind: str, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,7 +93,7 @@ def test_the_examples_baseline_is_compliant(kind: str) -> None:
     ],
 )
 def test_example_fires_its_rule_and_no_other(rule_id: str, profile: str) -> None:
-    example = EXAMPLES[rule_id]
+    example = CATALOGUE.rule(rule_id).example
     assert isinstance(example, Example)
     assert _fired(example, profile) == [rule_id]
 

@@ -3,7 +3,11 @@
 The rule text lives in JSON, not code, so that a finding can be traced to the
 exact catalogue it was judged against (``version`` and the file's ``sha256``,
 as Falco exposes the hash of its loaded rules), and so that severities per
-profile can be reviewed against rules.md without reading Python.
+profile can be reviewed against rules.md without reading Python. A rule's
+entry says all a reader needs (articles, severities, message, when it fires
+and an example), and a parameter's entry its meaning and its value per
+profile, so the rule reference is rendered from this file alone; only the
+predicates, one per per-event rule, are code.
 """
 
 from __future__ import annotations
@@ -28,8 +32,13 @@ STREAM: Final = "stream"
 
 DEFAULT_PATH: Final = Path(__file__).with_name("catalogue.json")
 
+EXAMPLE_RECORDS: Final = ("event", "consent", "deployment")
+"""What a per-event rule's example may change, in the order the reference tells it."""
+
+_TOP_KEYS: Final = frozenset(("version", "profiles", "parameters", "rules"))
+_PARAMETER_KEYS: Final = frozenset(("meaning", "values"))
 _RULE_KEYS: Final = frozenset(
-    ("id", "title", "articles", "severity", "kinds", "tags", "message", "description")
+    ("id", "title", "articles", "severity", "kinds", "tags", "message", "description", "example")
 )
 
 
@@ -46,8 +55,25 @@ class Parameters:
 
 
 @dataclass(frozen=True, slots=True)
+class Example:
+    """A compliant ``kind`` event and its registry records, with ``changes`` applied.
+
+    ``changes`` maps records of EXAMPLE_RECORDS to the fields to set, in the
+    event contract's JSON form; with them this rule fires and no other (the
+    rule reference tests hold every example to that).
+    """
+
+    kind: str
+    changes: Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
-    """One catalogue entry. ``message_fields`` are the details keys its message needs."""
+    """One catalogue entry. ``message_fields`` are the details keys its message needs.
+
+    ``example`` is data for a per-event rule and a sentence for a stream rule,
+    which needs a sequence of events to fire.
+    """
 
     id: str
     title: str
@@ -57,6 +83,7 @@ class Rule:
     tags: tuple[str, ...]
     message: str
     description: str
+    example: Example | str
     message_fields: frozenset[str]
 
     @property
@@ -84,20 +111,35 @@ def check_profile(profile: str) -> str:
 
 
 class Catalogue:
-    """The loaded, validated rule catalogue."""
+    """The loaded, validated rule catalogue.
 
-    __slots__ = ("_active", "_parameters", "_rules", "path", "sha256", "version")
+    ``parameter_meanings`` says what each parameter means, in catalogue order.
+    """
+
+    __slots__ = (
+        "_active",
+        "_parameters",
+        "_rules",
+        "parameter_meanings",
+        "path",
+        "sha256",
+        "version",
+    )
 
     def __init__(self, raw: bytes, path: Path | None = None) -> None:
         """Parse and validate catalogue bytes; raise ValueError on any defect."""
         doc = json.loads(raw)
+        if not isinstance(doc, dict) or set(doc) != _TOP_KEYS:
+            raise ValueError(f"catalogue keys must be exactly {sorted(_TOP_KEYS)}")
         self.path = path
         self.sha256: str = hashlib.sha256(raw).hexdigest()
         self.version: str = _require_str(doc, "version", "catalogue")
-        self._parameters = _parse_profiles(doc.get("profiles"))
-        rules = [_parse_rule(entry) for entry in doc.get("rules") or ()]
-        if not rules:
-            raise ValueError("catalogue has no rules")
+        _check_profiles(doc["profiles"])
+        self._parameters, meanings = _parse_parameters(doc["parameters"])
+        self.parameter_meanings: Mapping[str, str] = MappingProxyType(meanings)
+        if not isinstance(doc["rules"], list) or not doc["rules"]:
+            raise ValueError("catalogue rules must be a non-empty list")
+        rules = [_parse_rule(entry) for entry in doc["rules"]]
         self._rules: dict[str, Rule] = {}
         for rule in rules:
             if rule.id in self._rules:
@@ -167,19 +209,41 @@ def _require_str_list(doc: Mapping[str, Any], key: str, where: str) -> tuple[str
     return tuple(value)
 
 
-def _parse_profiles(profiles: Any) -> dict[str, Parameters]:
+def _require_per_profile(doc: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    """``doc[key]``, an object with one value per profile, no more and no less."""
+    value = doc[key]
+    if not isinstance(value, dict) or sorted(value) != sorted(PROFILES):
+        raise ValueError(f"{where}: {key} must name exactly the profiles {PROFILES}")
+    return value
+
+
+def _check_profiles(profiles: Any) -> None:
     if not isinstance(profiles, dict) or sorted(profiles) != sorted(PROFILES):
         raise ValueError(f"catalogue profiles must be exactly: {', '.join(PROFILES)}")
-    names = {f.name for f in fields(Parameters)}
-    parsed = {}
     for profile, entry in profiles.items():
-        params = entry.get("parameters") if isinstance(entry, dict) else None
-        if not isinstance(params, dict) or set(params) != names:
-            raise ValueError(f"profile {profile!r}: parameters must be exactly {sorted(names)}")
-        if not all(type(v) is int and v > 0 for v in params.values()):
-            raise ValueError(f"profile {profile!r}: parameters must be positive integers")
-        parsed[profile] = Parameters(**params)
-    return parsed
+        if not isinstance(entry, dict) or set(entry) != {"title"}:
+            raise ValueError(f"profile {profile!r}: keys must be exactly ['title']")
+        _require_str(entry, "title", f"profile {profile!r}")
+
+
+def _parse_parameters(doc: Any) -> tuple[dict[str, Parameters], dict[str, str]]:
+    """Each profile's Parameters, and what each parameter means."""
+    names = [item.name for item in fields(Parameters)]
+    if not isinstance(doc, dict) or set(doc) != set(names):
+        raise ValueError(f"catalogue parameters must be exactly {sorted(names)}")
+    meanings: dict[str, str] = {}
+    values: dict[str, dict[str, int]] = {profile: {} for profile in PROFILES}
+    for name, entry in doc.items():
+        where = f"parameter {name}"
+        if not isinstance(entry, dict) or set(entry) != _PARAMETER_KEYS:
+            raise ValueError(f"{where}: keys must be exactly {sorted(_PARAMETER_KEYS)}")
+        meanings[name] = _require_str(entry, "meaning", where)
+        per_profile = _require_per_profile(entry, "values", where)
+        if not all(type(v) is int and v > 0 for v in per_profile.values()):
+            raise ValueError(f"{where}: values must be positive integers")
+        for profile, value in per_profile.items():
+            values[profile][name] = value
+    return {profile: Parameters(**v) for profile, v in values.items()}, meanings
 
 
 def _parse_rule(entry: Any) -> Rule:
@@ -189,9 +253,7 @@ def _parse_rule(entry: Any) -> Rule:
     where = f"rule {rule_id}"
     if set(entry) != _RULE_KEYS:
         raise ValueError(f"{where}: keys must be exactly {sorted(_RULE_KEYS)}")
-    severity = entry["severity"]
-    if not isinstance(severity, dict) or sorted(severity) != sorted(PROFILES):
-        raise ValueError(f"{where}: severity must name exactly the profiles {PROFILES}")
+    severity = _require_per_profile(entry, "severity", where)
     if bad := {s for s in severity.values() if s not in SEVERITIES}:
         raise ValueError(f"{where}: unknown severity {sorted(bad)}; valid: {SEVERITIES}")
     kinds = _require_str_list(entry, "kinds", where)
@@ -207,8 +269,28 @@ def _parse_rule(entry: Any) -> Rule:
         tags=_require_str_list(entry, "tags", where),
         message=message,
         description=_require_str(entry, "description", where),
+        example=_parse_example(entry["example"], kinds, where),
         message_fields=_template_fields(message, where),
     )
+
+
+def _parse_example(example: Any, kinds: tuple[str, ...], where: str) -> Example | str:
+    """Data (a kind and the changes) for a per-event rule, a sentence for a stream rule."""
+    if kinds == (STREAM,):
+        if not isinstance(example, str) or not example:
+            raise ValueError(f"{where}: a stream rule's example must be a non-empty sentence")
+        return example
+    if not isinstance(example, dict) or example.get("kind") not in kinds:
+        raise ValueError(f"{where}: example must be an object whose kind is one of {list(kinds)}")
+    changes = {record: value for record, value in example.items() if record != "kind"}
+    if not changes or not set(changes) <= set(EXAMPLE_RECORDS):
+        raise ValueError(
+            f"{where}: example must change one or more of {list(EXAMPLE_RECORDS)} and nothing else"
+        )
+    if not all(isinstance(value, dict) and value for value in changes.values()):
+        raise ValueError(f"{where}: example changes must be non-empty objects of field values")
+    ordered = {r: MappingProxyType(changes[r]) for r in EXAMPLE_RECORDS if r in changes}
+    return Example(example["kind"], MappingProxyType(ordered))
 
 
 def _template_fields(template: str, where: str) -> frozenset[str]:

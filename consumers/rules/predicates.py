@@ -5,13 +5,16 @@ rule fire (JSON-serialisable, plain values and ISO-8601 strings), or None. It
 is only called for the kinds its catalogue entry lists, so it may read every
 field those kinds carry. The registry lookups an event needs (its deployment,
 its consent and why that consent is not valid) are done once, in
-``EventContext``, and shared by all predicates.
+``EventContext``, and shared by all predicates. Each predicate is registered
+with its rule id by ``@predicate`` where it is defined; the engine checks that
+these ids are exactly the catalogue's per-event rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Final
 
 from consumers.registry import (
@@ -26,6 +29,10 @@ from consumers.registry import (
 
 Details = dict[str, Any]
 Predicate = Callable[[Record, str, "EventContext"], Details | None]
+
+_REGISTRY: dict[str, Predicate] = {}
+PREDICATES: Final[Mapping[str, Predicate]] = MappingProxyType(_REGISTRY)
+"""Rule id -> predicate, filled by ``@predicate`` as this module is imported."""
 
 EXEMPT_PURPOSES: Final = frozenset(("public_security", "emergency"))
 PRIVATE_SPACES: Final = frozenset(("hotel_room", "public_bath", "changing_room", "toilet"))
@@ -60,6 +67,18 @@ class EventContext:
         return None if self.consent_problems else self.consent
 
 
+def predicate(rule_id: str) -> Callable[[Predicate], Predicate]:
+    """Register the decorated function as the predicate of catalogue rule ``rule_id``."""
+
+    def register(function: Predicate) -> Predicate:
+        if rule_id in _REGISTRY:
+            raise ValueError(f"two predicates for rule {rule_id!r}")
+        _REGISTRY[rule_id] = function
+        return function
+
+    return register
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -81,37 +100,42 @@ def _consent_gap(event: Record, ctx: EventContext, covers: str, missing: str) ->
     return {"consent_id": event["consent_id"], "consent_problems": problems}
 
 
+@predicate("REG-UNKNOWN-DEPLOYMENT")
 def unknown_deployment(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """REG-UNKNOWN-DEPLOYMENT. The deployment rules below need ``ctx.deployment``,
-    so they cannot fire for the same event: that is the suppression rules.md asks for."""
+    """The deployment rules below need ``ctx.deployment``, so they cannot fire
+    for the same event: that is the suppression rules.md asks for."""
     if ctx.deployment is not None:
         return None
     return {"deployment_id": event["deployment_id"]}
 
 
+@predicate("FR-PRIVATE-SPACE")
 def private_space(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-PRIVATE-SPACE: whatever the consent or legal basis."""
+    """Whatever the consent or legal basis."""
     if event["location_type"] not in PRIVATE_SPACES:
         return None
     return {"location_type": event["location_type"]}
 
 
+@predicate("FR-PUBLIC-SIGNAGE")
 def public_signage(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-PUBLIC-SIGNAGE (capture)."""
+    """Captures only (a match has no sign to check)."""
     if not event["public_place"] or event["signage_present"]:
         return None
     return {"location_type": event["location_type"]}
 
 
+@predicate("FR-CAPTURE-ZONE")
 def capture_zone(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-CAPTURE-ZONE (capture)."""
+    """Captures only."""
     if not event["public_place"] or event["capture_zone_approved"]:
         return None
     return {"location_type": event["location_type"]}
 
 
+@predicate("FR-PUBLIC-PURPOSE")
 def public_purpose(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-PUBLIC-PURPOSE: public place, purpose not exempt, no valid consent."""
+    """Public place, purpose not exempt, no valid consent."""
     if not event["public_place"] or event["purpose"] in EXEMPT_PURPOSES:
         return None
     if ctx.valid_consent is not None:
@@ -124,8 +148,9 @@ def public_purpose(event: Record, kind: str, ctx: EventContext) -> Details | Non
     }
 
 
+@predicate("FR-PURPOSE-REGISTERED")
 def purpose_registered(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-PURPOSE-REGISTERED (deployment rule)."""
+    """A deployment rule: silent while the deployment is unknown."""
     deployment = ctx.deployment
     if deployment is None or event["purpose"] in deployment["registered_purposes"]:
         return None
@@ -136,23 +161,26 @@ def purpose_registered(event: Record, kind: str, ctx: EventContext) -> Details |
     }
 
 
+@predicate("FR-CONSENT-MISSING")
 def consent_missing(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-CONSENT-MISSING: consent is the basis but no consent record is named or known."""
+    """Consent is the basis but no consent record is named or known."""
     if not _on_consent(event) or ctx.consent is not None:
         return None
     return {"consent_id": event["consent_id"], "reason": ctx.consent_problems[0]}
 
 
+@predicate("FR-CONSENT-WITHDRAWN")
 def consent_withdrawn(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-CONSENT-WITHDRAWN: withdrawn at or before the event."""
+    """Withdrawn at or before the event."""
     consent = ctx.consent
     if not _on_consent(event) or consent is None or not is_withdrawn(consent, event["event_time"]):
         return None
     return {"consent_id": consent["consent_id"], "withdrawn_at": _iso(consent["withdrawn_at"])}
 
 
+@predicate("FR-CONSENT-INVALID")
 def consent_invalid(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-CONSENT-INVALID: every defect of an existing consent except withdrawal."""
+    """Every defect of an existing consent except withdrawal (FR-CONSENT-WITHDRAWN's)."""
     if not _on_consent(event) or ctx.consent is None:
         return None
     reasons = [reason for reason in ctx.consent_problems if reason != WITHDRAWN]
@@ -161,8 +189,9 @@ def consent_invalid(event: Record, kind: str, ctx: EventContext) -> Details | No
     return {"consent_id": event["consent_id"], "reasons": reasons}
 
 
+@predicate("FR-CONSENT-WRITTEN")
 def consent_written(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-CONSENT-WRITTEN (deployment rule)."""
+    """A deployment rule: silent while the deployment is unknown."""
     deployment, consent = ctx.deployment, ctx.consent
     if not _on_consent(event) or deployment is None or consent is None:
         return None
@@ -175,8 +204,9 @@ def consent_written(event: Record, kind: str, ctx: EventContext) -> Details | No
     }
 
 
+@predicate("FR-MINOR-GUARDIAN")
 def minor_guardian(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-MINOR-GUARDIAN: known age under 14, consent basis, no guardian consent."""
+    """Known age under 14, consent basis, no guardian consent."""
     age = event["subject_age"]
     if age is None or age >= MINOR_AGE or not _on_consent(event):
         return None
@@ -190,8 +220,9 @@ def minor_guardian(event: Record, kind: str, ctx: EventContext) -> Details | Non
     return {"subject_age": age, "consent_id": event["consent_id"], "reason": reason}
 
 
+@predicate("FR-ALT-NONSOLE")
 def alternative_nonsole(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-ALT-NONSOLE (match): 1:1 verification with no alternative method."""
+    """Matches: 1:1 verification with no alternative method."""
     if event["match_mode"] != "verify_1to1" or event["alternative_available"]:
         return None
     if _statutory(event):
@@ -199,8 +230,9 @@ def alternative_nonsole(event: Record, kind: str, ctx: EventContext) -> Details 
     return {"purpose": event["purpose"]}
 
 
+@predicate("FR-NO-COERCION")
 def no_coercion(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-NO-COERCION (match): a subject who declined was refused or given no alternative."""
+    """Matches: a subject who declined was refused or given no alternative."""
     if not event["subject_declined_fr"] or _statutory(event):
         return None
     outcomes = []
@@ -217,8 +249,9 @@ def no_coercion(event: Record, kind: str, ctx: EventContext) -> Details | None:
     }
 
 
+@predicate("FR-ON-DEVICE")
 def on_device(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-ON-DEVICE (capture): off the device over the internet, or into the cloud."""
+    """Captures: off the device over the internet, or into the cloud."""
     transfer = []
     if event["transmitted_off_device"] and event["transmission_channel"] == "internet":
         transfer.append("sent over the internet")
@@ -230,8 +263,9 @@ def on_device(event: Record, kind: str, ctx: EventContext) -> Details | None:
     return None if gap is None else {"transfer": transfer, **gap}
 
 
+@predicate("FR-RETENTION")
 def retention(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-RETENTION (capture; deployment rule)."""
+    """Captures; a deployment rule: silent while the deployment is unknown."""
     deployment = ctx.deployment
     if deployment is None or event["retention_days"] <= deployment["declared_retention_days"]:
         return None
@@ -242,15 +276,17 @@ def retention(event: Record, kind: str, ctx: EventContext) -> Details | None:
     }
 
 
+@predicate("FR-RAW-IMAGE")
 def raw_image(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-RAW-IMAGE (capture): original image kept, not anonymised, without cover."""
+    """Captures: original image kept, not anonymised, without cover."""
     if not event["raw_image_retained"] or event["anonymized"] or _statutory(event):
         return None
     return _consent_gap(event, ctx, "covers_image_retention", "does not cover image retention")
 
 
+@predicate("FR-SENSITIVE-ATTR")
 def sensitive_attributes(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-SENSITIVE-ATTR (capture)."""
+    """Captures only (a match carries no attribute analysis)."""
     attributes = [a for a in event["attribute_analysis"] or () if a in SENSITIVE_ATTRIBUTES]
     if not attributes or event["purpose"] in EXEMPT_PURPOSES or ctx.valid_consent is not None:
         return None
@@ -262,8 +298,9 @@ def sensitive_attributes(event: Record, kind: str, ctx: EventContext) -> Details
     }
 
 
+@predicate("FR-REMOTE-ID")
 def remote_identification(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-REMOTE-ID (match): remote 1:N in a public place or business venue."""
+    """Matches: remote 1:N in a public place or business venue."""
     if event["match_mode"] != "identify_1toN" or not event["remote_noncontact"]:
         return None
     if not event["public_place"] and event["location_type"] not in BUSINESS_VENUES:
@@ -279,8 +316,9 @@ def remote_identification(event: Record, kind: str, ctx: EventContext) -> Detail
     }
 
 
+@predicate("FR-PIPIA")
 def pipia(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-PIPIA (deployment rule): no impact assessment completed by the event."""
+    """A deployment rule: no impact assessment completed by the event."""
     deployment = ctx.deployment
     if deployment is None:
         return None
@@ -290,8 +328,9 @@ def pipia(event: Record, kind: str, ctx: EventContext) -> Details | None:
     return {"deployment_id": event["deployment_id"], "pipia_date": _iso(pipia_date)}
 
 
+@predicate("FR-NOTICE")
 def notice(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-NOTICE (deployment rule): incomplete notice, or consent given on another notice."""
+    """A deployment rule: incomplete notice, or consent given on another notice."""
     deployment, consent = ctx.deployment, ctx.consent
     if deployment is None:
         return None
@@ -312,8 +351,9 @@ def notice(event: Record, kind: str, ctx: EventContext) -> Details | None:
     return {"deployment_id": event["deployment_id"], "reasons": reasons}
 
 
+@predicate("FR-ENCRYPTION")
 def encryption(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-ENCRYPTION (capture): unencrypted in transit or at rest."""
+    """Captures: unencrypted in transit or at rest."""
     reasons = []
     if event["transmitted_off_device"] and not event["encrypted_in_transit"]:
         reasons.append("sent off the device unencrypted")
@@ -322,35 +362,9 @@ def encryption(event: Record, kind: str, ctx: EventContext) -> Details | None:
     return {"reasons": reasons} if reasons else None
 
 
+@predicate("FR-HIGH-STAKES-MANUAL")
 def high_stakes_manual(event: Record, kind: str, ctx: EventContext) -> Details | None:
-    """FR-HIGH-STAKES-MANUAL (match): social assistance or real estate without review."""
+    """Matches: social assistance or real estate without review."""
     if event["purpose"] not in HIGH_STAKES_PURPOSES or event["manual_review_id"] is not None:
         return None
     return {"purpose": event["purpose"]}
-
-
-PREDICATES: Final[dict[str, Predicate]] = {
-    "REG-UNKNOWN-DEPLOYMENT": unknown_deployment,
-    "FR-PRIVATE-SPACE": private_space,
-    "FR-PUBLIC-SIGNAGE": public_signage,
-    "FR-CAPTURE-ZONE": capture_zone,
-    "FR-PUBLIC-PURPOSE": public_purpose,
-    "FR-PURPOSE-REGISTERED": purpose_registered,
-    "FR-CONSENT-MISSING": consent_missing,
-    "FR-CONSENT-WITHDRAWN": consent_withdrawn,
-    "FR-CONSENT-INVALID": consent_invalid,
-    "FR-CONSENT-WRITTEN": consent_written,
-    "FR-MINOR-GUARDIAN": minor_guardian,
-    "FR-ALT-NONSOLE": alternative_nonsole,
-    "FR-NO-COERCION": no_coercion,
-    "FR-ON-DEVICE": on_device,
-    "FR-RETENTION": retention,
-    "FR-RAW-IMAGE": raw_image,
-    "FR-SENSITIVE-ATTR": sensitive_attributes,
-    "FR-REMOTE-ID": remote_identification,
-    "FR-PIPIA": pipia,
-    "FR-NOTICE": notice,
-    "FR-ENCRYPTION": encryption,
-    "FR-HIGH-STAKES-MANUAL": high_stakes_manual,
-}
-"""Rule id -> predicate, for every per-event rule of the catalogue."""
