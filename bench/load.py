@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from consumers.pipeline import GROUP_TOPICS
+from consumers.read import GROUP_TOPICS
 from producers.event_producer import EventProducer
 from producers.fleet import Fleet
 from producers.simulate import SimulationReport, simulate

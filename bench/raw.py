@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from bench import BenchError
-from consumers.pipeline import GROUP_TOPICS, group_consumer
+from consumers.read import GROUP_TOPICS, group_consumer
 from faceaudit.settings import Settings
 
 STALL_SECONDS = 60

@@ -5,9 +5,10 @@ once into memory; then, on the same messages, each stage alone:
 
 - decode: `schemas.codec.decode` (single-object header, Avro body, checks);
 - rules: `Judge.judge_event` on the decoded records (per-event and stream rules);
-- other: the rest of `MessageProcessor.process` (topic/key checks, payload hash,
-  staging rows, holding, dead-letter policy): `process` minus decode and rules;
-- insert: `ClickHouseSink.write` of the batches `process` filled (columns and
+- other: the rest of the decode and judge steps (topic/key checks, payload
+  hash, staging rows, holding, dead-letter policy): the two steps minus
+  decode and rules;
+- insert: `ClickHouseSink.write` of the batches the steps filled (columns and
   the inserts into a fresh chDB store), batches of the validator's batch size.
 
 Kafka itself (fetch, commit) is what `raw` measures.
@@ -22,11 +23,13 @@ import time
 from kafka import KafkaConsumer, TopicPartition
 
 from consumers.batch import Batch
+from consumers.chain.decode import DecodeStep
+from consumers.chain.judge import EventClock, JudgeStep
+from consumers.chain.step import Collect
 from consumers.dead_letters import DeadLetterPolicy
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
-from consumers.pipeline import GROUP_TOPICS
-from consumers.processor import MessageProcessor
+from consumers.read import GROUP_TOPICS
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
 from consumers.sink import ClickHouseSink
@@ -54,22 +57,16 @@ def stage_costs(bootstrap: str, dsn: str, sample: int) -> dict[str, float]:
     rules = time.perf_counter() - started
     del decoded, hashes  # the validator does not keep a batch's records either
 
-    processor = MessageProcessor(
-        _judge(settings),
-        DeadLetterPolicy(settings.dead_letter_max_consecutive, settings.dead_letter_max_ratio),
-        registry_grace=settings.registry_grace,
-        max_held=settings.max_held,
-        max_message_bytes=settings.max_message_bytes,
-    )
-    batches = []
+    steps, collected = _decode_and_judge(settings)
     gc.collect()
     started = time.perf_counter()
     for first in range(0, len(messages), settings.batch_size):
         batch = Batch()
         for message in messages[first : first + settings.batch_size]:
-            processor.process(message, batch)
-        batches.append(batch)
+            batch.read(message)
+        steps.submit(batch)
     process = time.perf_counter() - started
+    batches = collected.batches
 
     client = open_store(dsn)
     try:
@@ -114,12 +111,30 @@ def _read(bootstrap: str, sample: int) -> list:
         consumer.close()
 
 
+def _decode_and_judge(settings: Settings) -> tuple[DecodeStep, Collect]:
+    """The validator's decode and judge steps, ending in a step that keeps their batches."""
+    judge, collected = _judge(settings), Collect()
+    judging = JudgeStep(
+        collected,
+        judge,
+        judge.sequence_tracker(),
+        EventClock(),
+        {},
+        registry_grace=settings.registry_grace,
+        max_held=settings.max_held,
+        reported=set(),
+        held_gauge=PipelineMetrics().held,
+    )
+    policy = DeadLetterPolicy(settings.dead_letter_max_consecutive, settings.dead_letter_max_ratio)
+    return DecodeStep(judging, policy, settings.max_message_bytes), collected
+
+
 def _judge(settings: Settings) -> Judge:
     """A judge whose registry and deletions are read in full, as a validator's are."""
     judge = Judge(settings.profile, Registry())
     feed = RegistryFeed(settings.bootstrap, judge, PipelineMetrics())
     try:
-        feed.catch_up(Batch())
+        feed.catch_up(lambda batch: None)  # the registry, not its rows, is wanted
     finally:
         feed.close()
     return judge

@@ -1,4 +1,11 @@
-"""One batch of work: the rows each table receives, and the positions they came from.
+"""One batch of work as it travels the validator's chain of steps.
+
+The read step fills `messages` and `read_to`; the decode step turns messages
+into `events` and dead letters; the judge step adds the rows of every table,
+the findings to publish and `commit`, how far each partition may be
+committed; the publish step sets `mark`. So a batch carries its own offsets
+from the read step to the commit step, and no step keeps a table of
+positions beside it.
 
 Rows are plain dicts whose keys are the table's column names; decoded Avro
 records are used as rows directly (with their Kafka position added), so an
@@ -11,21 +18,49 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
+
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.structs import TopicPartition
 
 from consumers.violation import Violation
 
 Row = dict[str, Any]
-TopicPartition = tuple[str, int]
+Mark = dict[int, int]
+"""Offset per partition of the violations topic."""
 
 # Insert order: the events table goes last, so that a crash part-way through a
 # batch never leaves stored events whose violations were not stored.
 TABLES = ("dead_letters", "violations", "consents", "deployments", "deletions", "events")
 
 
+class Position(NamedTuple):
+    """Where a message was read: the one position type of the pipeline."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def source(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+NO_POSITION = Position("", 0, 0)
+"""The anchor of a finding that belongs to no event (FR-DELETION-OVERDUE)."""
+
+
+class Event(NamedTuple):
+    """A decoded capture or match, its record already carrying `kind` and `payload_sha256`."""
+
+    kind: str
+    record: Row
+    position: Position
+
+
 @dataclass(slots=True)
 class Batch:
-    """Rows for every table, the offset range read from each partition, and the outbox.
+    """Messages read, what they became, and how far they let each partition be committed.
 
     The outbox holds the violations and dead letters to publish to their
     topics. It includes those the store already holds from an earlier attempt
@@ -33,12 +68,22 @@ class Batch:
     same as the rows to store.
     """
 
+    messages: list[ConsumerRecord] = field(default_factory=list)
+    read_to: dict[TopicPartition, int] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
     rows: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in TABLES})
     ranges: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
     outbox: dict[str, list[Row]] = field(
         default_factory=lambda: {"violations": [], "dead_letters": []}
     )
+    commit: dict[TopicPartition, int] = field(default_factory=dict)
+    mark: Mark = field(default_factory=dict)
     _token: str | None = None
+
+    def read(self, message: ConsumerRecord) -> None:
+        """A message of the group's partitions, in the order the partition holds it."""
+        self.messages.append(message)
+        self.read_to[TopicPartition(message.topic, message.partition)] = message.offset + 1
 
     def add(self, table: str, row: Row, topic: str, partition: int, offset: int) -> None:
         row["topic"] = topic
@@ -47,24 +92,13 @@ class Batch:
         self.rows[table].append(row)
         self.saw(topic, partition, offset)
 
-    def add_finding(
-        self, table: str, row: Row, topic: str, partition: int, offset: int, store: bool
-    ) -> None:
-        """A violation or dead-letter row: published always, stored when `store`."""
-        if store:
-            self.add(table, row, topic, partition, offset)
-        else:
-            row.update(topic=topic, partition=partition, offset=offset)
+    def add_finding(self, table: str, row: Row, topic: str, partition: int, offset: int) -> None:
+        """A violation or dead-letter row: stored (unless the store holds it) and published."""
+        self.add(table, row, topic, partition, offset)
         self.outbox[table].append(row)
 
     def add_violation(
-        self,
-        violation: Violation,
-        topic: str,
-        partition: int,
-        offset: int,
-        detected_at: datetime,
-        store: bool = True,
+        self, violation: Violation, topic: str, partition: int, offset: int, detected_at: datetime
     ) -> None:
         row = {
             "violation_id": violation.violation_id,
@@ -83,12 +117,13 @@ class Batch:
             "event_time": violation.event_time,
             "detected_at": detected_at,
         }
-        self.add_finding("violations", row, topic, partition, offset, store)
+        self.add_finding("violations", row, topic, partition, offset)
 
     def saw(self, topic: str, partition: int, offset: int) -> None:
         """Record that `offset` of this partition is part of the batch."""
-        first, _ = self.ranges.get((topic, partition), (offset, offset))
-        self.ranges[(topic, partition)] = (min(first, offset), offset)
+        key = TopicPartition(topic, partition)
+        first, _ = self.ranges.get(key, (offset, offset))
+        self.ranges[key] = (min(first, offset), offset)
 
     def __len__(self) -> int:
         return sum(len(rows) for rows in self.rows.values())
@@ -97,21 +132,29 @@ class Batch:
     def token(self) -> str:
         """Deduplication token, fixed at its first use.
 
-        Built from the offset ranges of the batch. It stays the same on every
-        retry, even if a rebalance took partitions out of the batch meanwhile:
-        a table that a failed attempt did store is then not stored again.
+        Built from the offset ranges of the batch, so it stays the same on
+        every retry of the insert: a table that a failed attempt did store is
+        not stored again.
         """
         if self._token is None:
             spans = ",".join(f"{t}-{p}-{a}-{b}" for (t, p), (a, b) in sorted(self.ranges.items()))
             self._token = hashlib.sha256(spans.encode()).hexdigest()[:32]
         return self._token
 
+    def free_rows(self) -> None:
+        """Let go of the rows once stored: a frame that outlives the batch's turn
+        (`GroupReader.read`) then keeps only an empty shell."""
+        self.rows = {table: [] for table in TABLES}
+
+    def free_findings(self) -> None:
+        """Let go of the findings once the outbox has taken them."""
+        self.outbox = {table: [] for table in self.outbox}
+
     def drop(self, partitions: set[TopicPartition]) -> None:
-        """Take out the rows read from `partitions` (revoked: their new owner re-reads them)."""
-        for tables in (self.rows, self.outbox):
-            for table, rows in tables.items():
-                tables[table] = [r for r in rows if (r["topic"], r["partition"]) not in partitions]
+        """Take out what was read from `partitions` (revoked: their new owner reads them again)."""
+        self.messages = [m for m in self.messages if (m.topic, m.partition) not in partitions]
         for tp in partitions:
+            self.read_to.pop(tp, None)
             self.ranges.pop(tp, None)
 
 

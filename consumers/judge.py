@@ -33,9 +33,7 @@ class Judge:
         self.catalogue = self.engine.catalogue
         self.profile = profile
         params = self.catalogue.parameters(profile)
-        self.sequences = SequenceTracker(
-            params.reorder_window_events, params.reorder_window_seconds
-        )
+        self.sequences = self.sequence_tracker()
         self.filings = FilingTracker(params.filing_threshold, params.filing_deadline_working_days)
         self.deletions = DeletionTracker(params.deletion_window_days)
         self._active = {rule.id for rule in self.catalogue.rules if self.engine.is_active(rule.id)}
@@ -80,6 +78,18 @@ class Judge:
         reorder window is measured in it, else in event time.
         """
         return self._violations(self.sequences.observe(record, payload_sha256, anchor, arrival))
+
+    def sequence_tracker(self) -> SequenceTracker:
+        """A new tracker of device sequences with this profile's reorder window.
+
+        The streaming validator keeps one per assignment of partitions.
+        """
+        params = self.catalogue.parameters(self.profile)
+        return SequenceTracker(params.reorder_window_events, params.reorder_window_seconds)
+
+    def violations(self, findings: list[Finding]) -> list[Anchored]:
+        """The violations of stream-rule findings, with their anchors (inactive rules dropped)."""
+        return self._violations(findings)
 
     def observe_deletion(self, record: Record) -> None:
         self.deletions.observe_deletion(record)

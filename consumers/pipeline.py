@@ -1,54 +1,42 @@
-"""The validator loop: poll, process, store, then commit.
+"""The validator: a read loop in front of a chain of batch steps.
 
-Per batch: read from the event topics (one consumer group) and the registry
-topics (read in full by every process), let the `MessageProcessor` decode and
-judge each message, store every table once through the `StoreGateway`,
-publish the violations and dead letters to their topics, and only then commit
-the offsets.
-
-Exactly-once results rest on three things. Offsets are committed only after
-the rows are stored. When a partition is first read, the rows the store
-already holds from its uncommitted tail are loaded and skipped, so a batch
-re-read after a crash is not stored twice. And a batch retried after a failed
-insert keeps its deduplication token, so ClickHouse drops what a failed
-attempt had stored already. The violations topic is kept exact the same way:
-a newly taken partition leaves out the violations its last owner published
-past the commit (`consumers.published`).
+Each turn reads the registry feed (the side input), reads one batch from the
+consumer group, and submits it to the chain: decode → judge → store →
+publish → commit (`consumers.chain`). When the group assigns partitions, the
+chain is built for them: what the store already holds past their commits,
+where their devices' sequences stand, and what the violations topic already
+carries of them. `docs/reliability.md` explains why that gives exactly-once
+results.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
-from collections import Counter
 
-from clickhouse_connect.driver.exceptions import ClickHouseError
-from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import OffsetAndMetadata
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from consumers.batch import Batch, now_utc
+from consumers.batch import Batch
+from consumers.chain.commit import CommitStep
+from consumers.chain.decode import DecodeStep
+from consumers.chain.judge import EventClock, JudgeStep
+from consumers.chain.publish import PublishStep
+from consumers.chain.step import Step
+from consumers.chain.store import StoreStep
 from consumers.collector import collecting_in_batches
 from consumers.dead_letters import DeadLetterPolicy
 from consumers.gateway import StoreGateway
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
-from consumers.processor import MessageProcessor
 from consumers.published import PublishedLog, decode_mark, encode_mark
 from consumers.publisher import FindingsPublisher, Outbox
+from consumers.read import GroupReader, Taken, group_consumer
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
-from consumers.summary import RunSummary
-from faceaudit.errors import FaceauditError
+from consumers.stored_tail import StoredTail
+from consumers.summary import RunSummary, RunTimer
 from faceaudit.settings import Settings
-from schemas.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, INPUT_TOPICS, VIOLATION_TOPIC
-
-log = logging.getLogger(__name__)
-
-GROUP_TOPICS = (EVENTS_TOPIC,)
 
 
 class Validator:
@@ -62,33 +50,21 @@ class Validator:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or PipelineMetrics()
+        self.summary = RunSummary()
         self.judge = Judge(settings.profile, Registry())
         self.metrics.describe_rules(self.judge.catalogue, settings.profile)
         for deletion in store.deletions():
             self.judge.observe_deletion(deletion)
-        self.processor = MessageProcessor(
-            self.judge,
-            DeadLetterPolicy(settings.dead_letter_max_consecutive, settings.dead_letter_max_ratio),
-            registry_grace=settings.registry_grace,
-            max_held=settings.max_held,
-            max_message_bytes=settings.max_message_bytes,
-            reported=store.eventless_violations(),
-        )
-        self.summary = RunSummary()
-        self._closing = False
-        self._first_read: float | None = None
-        self._last_stored: float | None = None
         self._store = store
         self._stop = threading.Event()
-        self._batch = Batch()
-        self._next: dict[TopicPartition, int] = {}
-        self._committed: dict[TopicPartition, int] = {}
-        self._expected: dict[TopicPartition, int] = {}
-        self._assigned: set[TopicPartition] = set()
-        self._take_failing = False
-        self._consumer = group_consumer(settings)
-        _require_topics(self._consumer, settings.bootstrap)
-        self._consumer.subscribe(list(GROUP_TOPICS), listener=_Rebalance(self))
+        self._timer = RunTimer()
+        self._last_message = time.monotonic()
+        self._clock = EventClock()
+        self._reported = set(store.eventless_violations())
+        self._policy = DeadLetterPolicy(
+            settings.dead_letter_max_consecutive, settings.dead_letter_max_ratio
+        )
+        self._reader = GroupReader(group_consumer(settings), settings.bootstrap, self._revoked)
         self._feed = RegistryFeed(
             settings.bootstrap,
             self.judge,
@@ -96,9 +72,9 @@ class Validator:
             stored=store.registry_offsets(),
             max_message_bytes=settings.max_message_bytes,
         )
-        self._outbox = Outbox()
         self._publisher = FindingsPublisher(settings.bootstrap)
         self._published_log = PublishedLog(settings.bootstrap)
+        self.chain = self._build_chain({}, {}, Outbox())
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -107,127 +83,116 @@ class Validator:
     def run(self) -> RunSummary:
         """Consume until stopped, or until no message arrived for `until_idle` seconds."""
         with collecting_in_batches():
-            return self._run()
-
-    def _run(self) -> RunSummary:
-        self._feed.catch_up(self._batch, full=self._store_full, limit=self.settings.batch_size)
-        last_message = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                # Fetched here, where no batch is on the stack (`RegistryFeed.fetch`).
-                fetched = self._feed.fetch()
-                read = self._feed.apply(fetched, self._batch) + self._fill()
-                now = time.monotonic()
-                if read or not self._consumer.assignment():
-                    # Not idle while still joining the group: members killed
-                    # earlier hold the rebalance until their sessions expire.
-                    last_message = now
-                self.processor.release_held(self._batch, now)
-                self.processor.check_overdue(self._batch)
-                self.metrics.held.set(len(self.processor.held))
-                self._store_and_commit()
-                idle = self.settings.until_idle
-                if idle is not None and now - last_message >= idle and self._read_to_the_end():
-                    # Drained: the end of the input, as for the offline checker.
-                    self.processor.finish(self._batch)
-                    break
-            else:
-                # Stopped by a signal: events still waiting for a registry
-                # record are judged with what is known, so nothing stays held.
-                self.processor.release_held(self._batch, time.monotonic(), force=True)
-            self._store_and_commit()
-        finally:
-            # From the first event read to the last stored: start-up (registry
-            # catch-up, joining the group) and the --until-idle wait do not count.
-            if self._first_read is not None and self._last_stored is not None:
-                self.summary.seconds = max(self._last_stored - self._first_read, 0.0)
-            self._feed.close()
-            self._publisher.close()
-            self._published_log.close()
-            self._closing = True
-            self._consumer.close(autocommit=False)
+            try:
+                self._run()
+            finally:
+                self.summary.seconds = self._timer.seconds
+                self._feed.close()
+                self._publisher.close()
+                self._published_log.close()
+                self._reader.close()
         return self.summary
 
-    # -- reading --------------------------------------------------------------
+    def _run(self) -> None:
+        self._feed.catch_up(self._submit, limit=self.settings.batch_size)
+        self._last_message = time.monotonic()
+        while not self._stop.is_set():
+            self._turn()
+            self._reader.report_lag(self.metrics)
+            if self._drained():
+                # Drained: the end of the input, as for the offline checker.
+                self.chain.join(end_of_input=True)
+                return
+        # Stopped by a signal: events still waiting for a registry record are
+        # judged with what is known, so nothing stays held.
+        self.chain.join(end_of_input=False)
 
-    def _fill(self) -> int:
-        """Poll until the batch is full or `batch_seconds` have passed."""
-        deadline = time.monotonic() + self.settings.batch_seconds
-        read = 0
-        while read < self.settings.batch_size and not self._stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            allowed = self.settings.batch_size - read
-            polled = self._consumer.poll(timeout_ms=int(remaining * 1000), max_records=allowed)
-            self._take_assigned(polled)
-            for tp, messages in polled.items():
-                messages = self._in_order(tp, messages)
-                if not messages:
-                    continue
-                if self._first_read is None:
-                    self._first_read = time.monotonic()
-                for message in messages:
-                    self.processor.process(message, self._batch)
-                read += len(messages)
-                self._next[tp] = messages[-1].offset + 1
-        return read
+    def _turn(self) -> None:
+        """Read one batch and submit it to the chain.
 
-    def _read_to_the_end(self) -> bool:
-        """Whether every partition this process owns has been read to its end.
-
-        Quiet for `--until-idle` seconds is not enough: a rebalance rewinds
-        the partitions taken again to their commit, and it can come as the
-        quiet time runs out (another worker leaving the group), leaving the
-        records after the commit, and the events held there, unread.
+        No batch is on the stack while a consumer talks to the broker, here
+        or in the caller (`GroupReader.read`).
         """
-        if self._assigned:  # assigned, not taken yet
+        settings = self.settings
+        fetched = self._feed.fetch()
+        batch = self._reader.read(
+            settings.batch_size, settings.batch_seconds, self._stop, self._timer
+        )
+        read = self._feed.apply(fetched, batch) + len(batch.messages)
+        if self._reader.assigned:
+            self._take()
+        if read or not self._reader.owns_partitions():
+            # Not idle while still joining the group: members killed
+            # earlier hold the rebalance until their sessions expire.
+            self._last_message = time.monotonic()
+        self._submit(batch)
+
+    def _drained(self) -> bool:
+        """Quiet for `--until-idle` seconds, and every owned partition read to its end."""
+        idle = self.settings.until_idle
+        if idle is None or time.monotonic() - self._last_message < idle:
             return False
-        try:
-            ends = self._consumer.end_offsets(list(self._consumer.assignment()))
-        except KafkaError:
-            return False
-        return all(self._consumer.position(tp) >= end for tp, end in ends.items())
+        return self._reader.read_to_the_end()
 
-    def _take_assigned(self, polled: dict[TopicPartition, list]) -> None:
-        """Take the partitions assigned during this poll, and read each from its commit.
+    def _submit(self, batch: Batch) -> None:
+        started, work = time.monotonic(), bool(batch.messages) or len(batch) > 0
+        self.chain.submit(batch)
+        if work:
+            self.metrics.batch_seconds.observe(time.monotonic() - started)
 
-        Every rebalance revokes all partitions and drops their unstored rows;
-        the client keeps the read position of a partition assigned again, past
-        those rows. So each assigned partition is rewound to its commit now,
-        not when its next record arrives: after the last record of a stream
-        no record would ever come to trigger it. Records this poll returned
-        for it were read from the old position and are read again.
+    # -- building the chain ---------------------------------------------------
 
-        When the broker cannot answer (it is restarting), the partitions stay
-        to be taken after the next poll, and their records wait until then.
-        """
-        if not self._assigned:
-            return
-        pending = list(self._assigned)
-        for tp in pending:
-            polled.pop(tp, None)
-        try:
-            taken = {tp: self._consumer.committed(tp, metadata=True) for tp in pending}
-            commits = {tp: meta.offset if meta is not None else 0 for tp, meta in taken.items()}
-            self._recall_published(taken, commits)
-        except KafkaError as exc:
-            if not self._take_failing:
-                log.warning("cannot take the assigned partitions yet (%s); retrying", exc)
-            self._take_failing = True
-            return
-        self._take_failing = False
-        self._assigned.difference_update(pending)
-        for tp, committed in commits.items():
-            self._take(tp, committed)
-            self._consumer.seek(tp, committed)
-
-    def _recall_published(
+    def _build_chain(
         self,
-        taken: dict[TopicPartition, OffsetAndMetadata | None],
         commits: dict[TopicPartition, int],
-    ) -> None:
-        """Find the violations the last owners of `taken` published past their commits.
+        tails: dict[TopicPartition, StoredTail],
+        outbox: Outbox,
+    ) -> Step:
+        """The chain for one assignment: the partitions at `commits`."""
+        settings = self.settings
+        sequences = self.judge.sequence_tracker()
+        for tp in commits:
+            for device, seq, digest in self._store.device_states(tp.partition):
+                sequences.resume(device, seq + 1, digest)
+        commit = CommitStep(self._reader.commit, commits)
+        publish = PublishStep(commit, self._publisher, outbox)
+        store = StoreStep(
+            publish,
+            self._store,
+            tails,
+            metrics=self.metrics,
+            summary=self.summary,
+            timer=self._timer,
+            stop=self._stop,
+            backoff_max=settings.insert_backoff_max,
+        )
+        judge = JudgeStep(
+            store,
+            self.judge,
+            sequences,
+            self._clock,
+            commits,
+            registry_grace=settings.registry_grace,
+            max_held=settings.max_held,
+            reported=self._reported,
+            held_gauge=self.metrics.held,
+        )
+        return DecodeStep(judge, self._policy, settings.max_message_bytes)
+
+    def _take(self) -> None:
+        """Build the chain for the partitions just assigned, and read them from their commits."""
+        taken = self._reader.take()
+        if taken is None:
+            return  # the broker cannot answer yet; taken after the next poll
+        commits = {tp: meta.offset if meta is not None else 0 for tp, meta in taken.items()}
+        outbox = Outbox()
+        outbox.already_published(self._recall_published(taken, commits))
+        tails = {tp: self._store.stored_tail(*tp, offset) for tp, offset in commits.items()}
+        self.chain = self._build_chain(commits, tails, outbox)
+        self._reader.rewind(commits)
+
+    def _recall_published(self, taken: Taken, commits: dict[TopicPartition, int]) -> dict:
+        """The violations the last owners of `taken` published past their commits.
 
         A commit that carries no mark (the group's first) gets one now,
         before anything of its partition is published.
@@ -241,228 +206,22 @@ class Validator:
             if mark is None
         }
         if unmarked:
-            self._commit_offsets(unmarked)
+            self._reader.commit(unmarked)
         marked = {tp: mark for tp, mark in marks.items() if mark is not None}
         if not marked:
-            return
+            return {}
         start = {
             partition: min(mark.get(partition, 0) for mark in marked.values())
             for partition in set().union(*marked.values())
         }
         sources = {(tp.topic, tp.partition): commits[tp] for tp in marked}
-        self._outbox.already_published(self._published_log.published_since(start, ends, sources))
+        return self._published_log.published_since(start, ends, sources)
 
-    def _in_order(self, tp: TopicPartition, messages: list) -> list:
-        """The messages to process, once a newly taken partition reads from its commit.
-
-        After the rewind to the commit the client may still hand out records
-        fetched earlier: from beyond the commit (refused, and the partition
-        rewound again, for as long as they come), or from before it (already
-        stored and committed: skipped). Only when retention has deleted the
-        log up to past the commit does reading start later than the commit.
-        """
-        expected = self._expected.get(tp)
-        if expected is None:
-            return messages
-        messages = [m for m in messages if m.offset >= expected]
-        if not messages:
-            return messages
-        if messages[0].offset > expected:
-            start = self._consumer.beginning_offsets([tp])[tp]
-            if start <= expected:
-                self._consumer.seek(tp, expected)
-                return []
-        del self._expected[tp]
-        return messages
-
-    def _take(self, tp: TopicPartition, committed: int) -> None:
-        """A partition was assigned: load what the store holds of it past its commit."""
-        self._expected[tp] = self._committed[tp] = committed
-        self.processor.assign(tp.topic, tp.partition, self._store.stored_tail(*tp, committed))
-        for device, seq, digest in self._store.device_states(tp.partition):
-            self.judge.sequences.resume(device, seq + 1, digest)
-
-    # -- storing and committing ----------------------------------------------
-
-    def _store_full(self, batch: Batch) -> Batch:
-        """Store the batch the registry catch-up filled (it is `self._batch`); the next one."""
-        self._store_and_commit()
-        return self._batch
-
-    def _store_and_commit(self) -> None:
-        """Store the batch, then publish its due findings, then commit."""
-        batch, self._batch = self._batch, Batch()
-        started = time.monotonic()
-        if len(batch):
-            self._write_with_retry(batch)
-            self._count(batch)
-            if batch.rows["events"]:
-                self._last_stored = time.monotonic()
-        self._outbox.add(batch.outbox)
-        self._commit()
-        if len(batch):
-            self.metrics.batch_seconds.observe(time.monotonic() - started)
-        self._update_lag()
-
-    def _write_with_retry(self, batch: Batch) -> None:
-        """Insert the batch, retrying with backoff while the store is failing.
-
-        Nothing is read meanwhile (no unbounded buffering) and nothing is
-        committed; the batch keeps its deduplication token. A stop request
-        ends the wait: the batch stays uncommitted and is read again next time.
-        """
-        delay = 0.5
-        while True:
-            try:
-                self._store.write(batch)
-                return
-            except (ClickHouseError, OSError) as exc:
-                self.metrics.insert_failures.inc()
-                if self._stop.is_set():
-                    raise FaceauditError(
-                        f"stopped while ClickHouse was failing ({exc}); "
-                        "the last batch was not committed and will be read again"
-                    ) from exc
-                log.warning("insert failed (%s); retrying in %.1f s", exc, delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.settings.insert_backoff_max)
-
-    def _count(self, batch: Batch) -> None:
-        """Metrics and the run summary, from what the batch stored."""
-        stored_at = now_utc()
-        events = Counter(row["kind"] for row in batch.rows["events"])
-        violations = Counter(
-            (r["rule_id"], r["severity"], r["region_code"][:2]) for r in batch.rows["violations"]
-        )
-        dead_letters = Counter(row["reason"] for row in batch.rows["dead_letters"])
-        for row in batch.rows["events"]:
-            self.metrics.latency.observe((stored_at - row["event_time"]).total_seconds())
-        for kind, n in events.items():
-            self.metrics.events.labels(kind).inc(n)
-        for (rule, severity, province), n in violations.items():
-            self.metrics.violations.labels(rule, severity, province).inc(n)
-        for reason, n in dead_letters.items():
-            self.metrics.dead_letters.labels(reason).inc(n)
-        by_rule = Counter()
-        for (rule, severity, _), n in violations.items():
-            by_rule[(rule, severity)] += n
-        self.summary.add(
-            RunSummary(
-                events,
-                by_rule,
-                dead_letters,
-                sum(len(batch.rows[t]) for t in ("consents", "deployments", "deletions")),
-            )
-        )
-
-    def _commit(self) -> None:
-        """Publish the due findings, then commit, per partition, up to the first event held.
-
-        The commit carries the violations topic's mark, taken after the
-        findings were published. Partitions whose offset did not move are
-        committed again with it: a partition that stays quiet for a week
-        would otherwise make its next owner read a week of the topic.
-        """
-        targets = {}
-        first_held = self.processor.first_held_offsets()
-        for tp, next_offset in self._next.items():
-            held = first_held.get((tp.topic, tp.partition))
-            target = next_offset if held is None else min(next_offset, held)
-            if target > self._committed.get(tp, -1):
-                targets[tp] = target
-        committed = {**self._committed, **targets}
-        due = self._outbox.take_due(
-            {(tp.topic, tp.partition): offset for tp, offset in committed.items()}
-        )
-        if not targets and not any(due.values()):
-            return
-        self._publisher.publish(due)
-        if targets:
-            mark = encode_mark(self._publisher.mark)
-            offsets = {tp: OffsetAndMetadata(offset, mark, -1) for tp, offset in committed.items()}
-            self._commit_offsets(offsets)
-
-    def _commit_offsets(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        try:
-            self._consumer.commit(offsets)
-        except CommitFailedError as exc:
-            # The partitions moved to another member; it re-reads from the last
-            # commit and skips what is already stored and published.
-            log.warning("commit failed after a rebalance: %s", exc)
-            return
-        for tp, meta in offsets.items():
-            self._committed[tp] = meta.offset
-
-    def _update_lag(self) -> None:
-        for tp, next_offset in self._next.items():
-            end = self._consumer.highwater(tp)
-            if end is not None:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(end - next_offset)
-
-    def assigned(self, partitions: list[TopicPartition]) -> None:
-        """Partitions given to this process, to take after the current `poll`."""
-        self._assigned.update(TopicPartition(tp.topic, tp.partition) for tp in partitions)
-
-    def revoke(self, partitions: list[TopicPartition]) -> None:
-        """Give partitions up: their unstored rows leave the batch, uncommitted.
-
-        Runs inside `poll`, between two messages of a batch; the new owner
-        re-reads those rows from the last commit.
-        """
-        gone = {TopicPartition(tp.topic, tp.partition) for tp in partitions}
-        self._assigned -= gone
-        self._batch.drop(gone)
-        self._outbox.drop({(tp.topic, tp.partition) for tp in gone})
-        self.processor.forget({(tp.topic, tp.partition) for tp in gone})
-        for tp in gone:
-            if not self._closing:  # its new owner reports its lag from now on
+    def _revoked(self, partitions: set[TopicPartition], closing: bool) -> None:
+        """The group took partitions: the chain's work is dropped; the next take builds anew."""
+        self.chain.close()
+        self.chain = self._build_chain({}, {}, Outbox())
+        for tp in partitions:
+            if not closing:  # its new owner reports its lag from now on
                 with contextlib.suppress(KeyError):
                     self.metrics.lag.remove(tp.topic, str(tp.partition))
-            self._next.pop(tp, None)
-            self._committed.pop(tp, None)
-            self._expected.pop(tp, None)
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, validator: Validator) -> None:
-        self._validator = validator
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self._validator.revoke(list(revoked))
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Noted only: the partitions are taken once `poll` has returned."""
-        self._validator.assigned(list(assigned))
-
-
-def _require_topics(consumer: KafkaConsumer, bootstrap: str) -> None:
-    """Fail at start, naming them, if topics the validator reads or writes are missing."""
-    needed = {*INPUT_TOPICS, DEAD_LETTER_TOPIC, VIOLATION_TOPIC}
-    missing = sorted(needed - consumer.topics())
-    if missing:
-        raise FaceauditError(
-            f"topics missing on {bootstrap}: {', '.join(missing)} "
-            "(faceaudit broker start creates them on the local broker)"
-        )
-
-
-def group_consumer(settings: Settings) -> KafkaConsumer:
-    """The validator's group consumer (the benchmark's raw reader uses the same settings)."""
-    try:
-        return KafkaConsumer(
-            bootstrap_servers=settings.bootstrap,
-            group_id=settings.group,
-            client_id="faceaudit-validator",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.batch_size,
-            # A store outage is waited out without polling; stay in the group.
-            max_poll_interval_ms=int(settings.max_poll_interval * 1000),
-            session_timeout_ms=int(settings.session_timeout * 1000),
-            bootstrap_timeout_ms=int(settings.kafka_timeout * 1000),
-        )
-    except KafkaError as exc:
-        raise FaceauditError(
-            f"cannot reach Kafka at {settings.bootstrap}: {exc.__class__.__name__}"
-            f" (no broker answered within {settings.kafka_timeout:g} s)"
-        ) from None

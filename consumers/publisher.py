@@ -147,12 +147,3 @@ class Outbox:
     def _is_published(self, source: Source, row: Row) -> bool:
         published = self._published.get(source)
         return published is not None and row["violation_id"] in published
-
-    def drop(self, partitions: set[Source]) -> None:
-        """Forget findings of revoked partitions: their new owner judges them again."""
-        for source in partitions:
-            self._published.pop(source, None)
-        for table, rows in self._waiting.items():
-            self._waiting[table] = [
-                row for row in rows if (row["topic"], row["partition"]) not in partitions
-            ]

@@ -60,27 +60,25 @@ class RegistryFeed:
         self._partitions = partitions
 
     def catch_up(
-        self,
-        batch: Batch,
-        timeout: float = 60.0,
-        full: Callable[[Batch], Batch] | None = None,
-        limit: int = 20_000,
+        self, submit: Callable[[Batch], None], timeout: float = 60.0, limit: int = 20_000
     ) -> None:
         """Read until every registry partition is at its end offset as of now.
 
-        `full` is called with the batch whenever it holds `limit` rows, stores
-        it and returns the batch to go on with: the registries' rows are then
-        stored on the way, and the memory needed to start does not grow with
-        their size.
+        The rows go to `submit` in batches of about `limit`: they are stored
+        on the way, and the memory needed to start does not grow with the
+        registries' size.
         """
         ends = self._consumer.end_offsets(self._partitions)
         deadline = time.monotonic() + timeout
+        batch = Batch()
         while any(self._consumer.position(tp) < end for tp, end in ends.items()):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"registry topics not read to their end within {timeout} s")
             self.apply(self.fetch(timeout_ms=200, max_records=limit), batch)
-            if full is not None and len(batch) >= limit:
-                batch = full(batch)
+            if len(batch) >= limit:
+                submit(batch)
+                batch = Batch()
+        submit(batch)
 
     def fetch(self, timeout_ms: int = 0, max_records: int = 50_000) -> list[ConsumerRecord]:
         """The registry records that have arrived, to `apply`.
@@ -108,7 +106,7 @@ class RegistryFeed:
         if isinstance(decoded, tuple):
             if not stored:
                 row = dead_letter_row(message, *decoded)
-                batch.add_finding("dead_letters", row, *position, store=True)
+                batch.add_finding("dead_letters", row, *position)
             return
         if decoded.kind == "deletion":
             self._judge.observe_deletion(decoded.record)

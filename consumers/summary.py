@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -31,6 +32,28 @@ class RunSummary:
         self.dead_letters.update(other.dead_letters)
         self.registry_records += other.registry_records
         self.seconds = max(self.seconds, other.seconds)
+
+
+class RunTimer:
+    """From the first event read to the last stored: start-up (registry catch-up,
+    joining the group) and the --until-idle wait do not count."""
+
+    def __init__(self) -> None:
+        self._first_read: float | None = None
+        self._last_stored: float | None = None
+
+    def read(self) -> None:
+        if self._first_read is None:
+            self._first_read = time.monotonic()
+
+    def stored(self) -> None:
+        self._last_stored = time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        if self._first_read is None or self._last_stored is None:
+            return 0.0
+        return max(self._last_stored - self._first_read, 0.0)
 
 
 def store_totals(client: Client) -> dict[str, list[tuple]]:

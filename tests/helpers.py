@@ -15,7 +15,7 @@ import clickhouse_connect
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from consumers.pipeline import GROUP_TOPICS
+from consumers.read import GROUP_TOPICS
 from schemas import codec
 from schemas.topics import VIOLATION_TOPIC
 

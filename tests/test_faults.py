@@ -40,8 +40,9 @@ from kafka.errors import KafkaConnectionError
 
 from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway
-from consumers.pipeline import GROUP_TOPICS, Validator, group_consumer
+from consumers.pipeline import Validator
 from consumers.published import decode_mark
+from consumers.read import GROUP_TOPICS, group_consumer
 from consumers.store import open_store
 from faceaudit.broker import LocalBroker, ensure_topics, free_port
 from faceaudit.settings import Settings
@@ -362,22 +363,24 @@ def rebalance_as_the_quiet_time_runs_out(validator: Validator) -> list[int]:
     batch after which the validator checks whether it is drained). Returns
     a list that then holds the number of events held at that moment.
     """
-    fill, last_read, held = validator._fill, [time.monotonic()], []
+    reader = validator._reader
+    read, last_read, held = reader.read, [time.monotonic()], []
 
-    def fill_then_rebalance() -> int:
-        read = fill()
+    def read_then_rebalance(*args, **kwargs) -> int:
+        count = read(*args, **kwargs)
         now = time.monotonic()
         quiet = now - last_read[0] >= validator.settings.until_idle
-        if read:
+        holding = validator.chain.next_step.held  # the judge step, after the decode step
+        if count:
             last_read[0] = now
-        elif not held and validator.processor.held and quiet:
-            partitions = list(validator._consumer.assignment())
-            held.append(len(validator.processor.held))
-            validator.revoke(partitions)
-            validator.assigned(partitions)
-        return read
+        elif not held and holding and quiet:
+            partitions = list(reader._consumer.assignment())
+            held.append(len(holding))
+            reader.on_revoked(partitions)
+            reader.on_assigned(partitions)
+        return count
 
-    validator._fill = fill_then_rebalance
+    reader.read = read_then_rebalance
     return held
 
 
@@ -459,7 +462,8 @@ def test_partitions_are_taken_once_the_broker_answers_again(
     client = open_store(f"chdb://{data}")
     try:
         validator = Validator(settings, ClickHouseGateway(client))
-        committed, refusals = validator._consumer.committed, []
+        consumer = validator._reader._consumer
+        committed, refusals = consumer.committed, []
 
         def refuse_three_times(tp, **kwargs):
             if len(refusals) < 3:
@@ -467,8 +471,8 @@ def test_partitions_are_taken_once_the_broker_answers_again(
                 raise KafkaConnectionError("111 ECONNREFUSED")
             return committed(tp, **kwargs)
 
-        validator._consumer.committed = refuse_three_times
-        with caplog.at_level("WARNING", logger="consumers.pipeline"):
+        consumer.committed = refuse_three_times
+        with caplog.at_level("WARNING", logger="consumers.read"):
             validator.run()
     finally:
         client.close()

@@ -1,7 +1,7 @@
 """Fuzzing the decode and rule path: every input ends as exactly one row, nothing escapes.
 
 In process, no Kafka and no ClickHouse: records shaped as kafka-python
-delivers them go through the validator's `MessageProcessor`, and each must
+delivers them go through the validator's decode and judge steps, and each must
 become either an `events` row or a `dead_letters` row of its batch, never
 both, never neither, never an exception. The inputs come from a seeded
 generator (set FACEAUDIT_FUZZ_SEED to explore other seeds; a failure names
@@ -32,9 +32,12 @@ from kafka.consumer.fetcher import ConsumerRecord
 from samples import sample
 
 from consumers.batch import Batch, Row
+from consumers.chain.decode import DecodeStep
+from consumers.chain.judge import EventClock, JudgeStep
+from consumers.chain.step import Collect
 from consumers.dead_letters import DeadLetterPolicy
 from consumers.judge import Judge
-from consumers.processor import MessageProcessor
+from consumers.metrics import PipelineMetrics
 from consumers.registry import Registry
 from schemas import codec
 from schemas.topics import EVENT_KINDS, KINDS, REGISTRY_KINDS, TOPICS
@@ -61,18 +64,25 @@ SPECIAL_FLOATS = (0.0, -0.0, 1.0, -1.0, 1e-45, 3.4e38, 1e300, float("inf"), floa
 DEVICES = tuple(f"fuzz-dev-{n}" for n in range(40))
 
 
-def make_processor() -> MessageProcessor:
-    """The validator's processor, with sample registry records and limits that never stop it."""
+def make_steps() -> tuple[DecodeStep, Collect]:
+    """The validator's decode and judge steps, with sample registry records and limits
+    that never stop them; and what they hand on."""
     registry = Registry()
     registry.apply("deployment", sample("deployment"))
     registry.apply("consent", sample("consent"))
-    return MessageProcessor(
-        Judge("cac-2025", registry),
-        DeadLetterPolicy(10**9, 1.0),
+    judge, handed = Judge("cac-2025", registry), Collect()
+    judging = JudgeStep(
+        handed,
+        judge,
+        judge.sequence_tracker(),
+        EventClock(),
+        {},
         registry_grace=0,
         max_held=10,
-        max_message_bytes=MAX_BYTES,
+        reported=set(),
+        held_gauge=PipelineMetrics().held,
     )
+    return DecodeStep(judging, DeadLetterPolicy(10**9, 1.0), MAX_BYTES), handed
 
 
 def consumer_record(
@@ -331,7 +341,7 @@ def check_anchors(batch: Batch, events_seen: set[tuple[str, int, int]]) -> None:
 
 
 def test_every_generated_input_ends_as_exactly_one_row() -> None:
-    processor = make_processor()
+    steps, handed = make_steps()
     inputs = Inputs(random.Random(SEED))
     offsets = itertools.count()
     events_seen: set[tuple[str, int, int]] = set()
@@ -342,13 +352,12 @@ def test_every_generated_input_ends_as_exactly_one_row() -> None:
         for index in range(first, first + PER_BATCH):
             case, offset = inputs.case(index), next(offsets)
             partition = offset % PARTITIONS
-            processor.process(
-                consumer_record(case.topic, partition, offset, case.key, case.value), batch
-            )
+            batch.read(consumer_record(case.topic, partition, offset, case.key, case.value))
             cases[offset] = case
-        processor.release_held(batch, time.monotonic(), force=True)
+        steps.submit(batch)
         if first + PER_BATCH >= MESSAGES:
-            processor.finish(batch)
+            steps.join(end_of_input=True)
+            batch.rows["violations"] += handed.batches[-1].rows["violations"]
         found = rows_by_offset(batch)
         extra = sorted(found.keys() - cases.keys())
         assert not extra, f"seed {SEED}: rows at offsets never fed: {extra[:5]}"
@@ -390,9 +399,9 @@ keys = st.one_of(st.none(), st.sampled_from(KEYS), st.binary(max_size=24))
 
 
 @functools.cache
-def shared_processor() -> MessageProcessor:
-    """One processor for all examples: state carried between inputs is part of what is tested."""
-    return make_processor()
+def shared_steps() -> DecodeStep:
+    """One chain for all examples: state carried between inputs is part of what is tested."""
+    return make_steps()[0]
 
 
 _hypothesis_offsets = itertools.count()
@@ -403,9 +412,9 @@ _hypothesis_offsets = itertools.count()
 def test_arbitrary_bytes_and_keys_end_as_exactly_one_row(
     topic: str, key: bytes | None, value: bytes | None
 ) -> None:
-    processor, batch, offset = shared_processor(), Batch(), next(_hypothesis_offsets)
-    processor.process(consumer_record(topic, 0, offset, key, value), batch)
-    processor.release_held(batch, time.monotonic(), force=True)
+    steps, batch, offset = shared_steps(), Batch(), next(_hypothesis_offsets)
+    batch.read(consumer_record(topic, 0, offset, key, value))
+    steps.submit(batch)
     found = rows_by_offset(batch)
     assert found.keys() == {offset}
     check_outcome(Case(topic, key, value, None, "hypothesis"), offset, found[offset])

@@ -37,26 +37,18 @@ def test_the_catch_up_hands_over_batches_of_the_limit_and_loses_no_row(
             producer.send_registry("consent", sample("consent", consent_id=f"c-{tag}-{n}"))
         producer.flush()
 
-    whole = Batch()
-    feed(kafka_bootstrap).catch_up(whole)
+    whole: list[Batch] = []
+    feed(kafka_bootstrap).catch_up(whole.append)
 
     handed: list[Batch] = []
-    current = [Batch()]
-
-    def full(batch: Batch) -> Batch:
-        assert batch is current[0]
-        handed.append(batch)
-        current[0] = Batch()
-        return current[0]
-
-    feed(kafka_bootstrap).catch_up(current[0], full=full, limit=LIMIT)
+    feed(kafka_bootstrap).catch_up(handed.append, limit=LIMIT)
 
     assert len(handed) >= 5, "the rows were handed over on the way"
-    assert all(LIMIT <= len(batch) < 2 * LIMIT for batch in handed)
+    assert all(LIMIT <= len(batch) < 2 * LIMIT for batch in handed[:-1])
+    assert len(handed[-1]) < 2 * LIMIT
     read = [
-        (row["partition"], row["offset"])
-        for batch in [*handed, current[0]]
-        for row in batch.rows["consents"]
+        (row["partition"], row["offset"]) for batch in handed for row in batch.rows["consents"]
     ]
-    assert sorted(read) == sorted((r["partition"], r["offset"]) for r in whole.rows["consents"])
-    assert sum(map(len, [*handed, current[0]])) == len(whole)
+    everything = [(r["partition"], r["offset"]) for b in whole for r in b.rows["consents"]]
+    assert sorted(read) == sorted(everything)
+    assert sum(map(len, handed)) == sum(map(len, whole))

@@ -1,0 +1,132 @@
+"""The store step: one insert per table, retried while the store fails, never doubled.
+
+A partition re-read after a crash or a rebalance holds rows the store
+already has (stored, then not committed): the step leaves those out of the
+insert, and they still go on to be published. A retried insert keeps its
+batch's deduplication token, so ClickHouse drops what a failed attempt had
+stored already.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
+
+from clickhouse_connect.driver.exceptions import ClickHouseError
+from kafka.structs import TopicPartition
+
+from consumers.batch import Batch, Row, now_utc
+from consumers.chain.step import Forwarding, Step
+from consumers.gateway import StoreGateway
+from consumers.metrics import PipelineMetrics
+from consumers.stored_tail import StoredTail
+from consumers.summary import RunSummary, RunTimer
+from faceaudit.errors import FaceauditError
+
+log = logging.getLogger(__name__)
+
+_NOTHING_STORED = StoredTail()
+
+
+class StoreStep(Forwarding):
+    """Writes each batch to the store, then counts what it stored."""
+
+    def __init__(
+        self,
+        next_step: Step,
+        store: StoreGateway,
+        tails: Mapping[TopicPartition, StoredTail],
+        *,
+        metrics: PipelineMetrics,
+        summary: RunSummary,
+        timer: RunTimer,
+        stop: threading.Event,
+        backoff_max: float,
+    ) -> None:
+        """`tails`: what the store holds of each assigned partition past its commit."""
+        super().__init__(next_step)
+        self._store = store
+        self._tails = tails
+        self._metrics = metrics
+        self._summary = summary
+        self._timer = timer
+        self._stop = stop
+        self._backoff_max = backoff_max
+
+    def submit(self, batch: Batch) -> None:
+        self._leave_out_stored(batch)
+        if len(batch):
+            self._write_with_retry(batch)
+            self._count(batch)
+            batch.free_rows()
+        self.next_step.submit(batch)
+
+    def _leave_out_stored(self, batch: Batch) -> None:
+        """Take out of the insert the rows the store already holds (the outbox keeps them)."""
+        if not self._tails:
+            return
+        rows = batch.rows
+
+        def tail(row: Row) -> StoredTail:
+            return self._tails.get(TopicPartition(row["topic"], row["partition"]), _NOTHING_STORED)
+
+        rows["events"] = [r for r in rows["events"] if r["offset"] not in tail(r).events]
+        rows["dead_letters"] = [
+            r for r in rows["dead_letters"] if r["offset"] not in tail(r).dead_letters
+        ]
+        rows["violations"] = [
+            r for r in rows["violations"] if r["violation_id"] not in tail(r).violations
+        ]
+
+    def _write_with_retry(self, batch: Batch) -> None:
+        """Insert the batch, retrying with backoff while the store is failing.
+
+        Nothing is read meanwhile (no unbounded buffering) and nothing is
+        committed. A stop request ends the wait: the batch stays uncommitted
+        and is read again next time.
+        """
+        delay = 0.5
+        while True:
+            try:
+                self._store.write(batch)
+                return
+            except (ClickHouseError, OSError) as exc:
+                self._metrics.insert_failures.inc()
+                if self._stop.is_set():
+                    raise FaceauditError(
+                        f"stopped while ClickHouse was failing ({exc}); "
+                        "the last batch was not committed and will be read again"
+                    ) from exc
+                log.warning("insert failed (%s); retrying in %.1f s", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self._backoff_max)
+
+    def _count(self, batch: Batch) -> None:
+        """Metrics and the run summary, from what the batch stored."""
+        rows = batch.rows
+        events = Counter(row["kind"] for row in rows["events"])
+        violations = Counter(
+            (r["rule_id"], r["severity"], r["region_code"][:2]) for r in rows["violations"]
+        )
+        dead_letters = Counter(row["reason"] for row in rows["dead_letters"])
+        self._observe_latency(rows["events"], now_utc())
+        for kind, n in events.items():
+            self._metrics.events.labels(kind).inc(n)
+        for (rule, severity, province), n in violations.items():
+            self._metrics.violations.labels(rule, severity, province).inc(n)
+        for reason, n in dead_letters.items():
+            self._metrics.dead_letters.labels(reason).inc(n)
+        by_rule: Counter[tuple[str, str]] = Counter()
+        for (rule, severity, _), n in violations.items():
+            by_rule[(rule, severity)] += n
+        registry = sum(len(rows[t]) for t in ("consents", "deployments", "deletions"))
+        self._summary.add(RunSummary(events, by_rule, dead_letters, registry))
+        if rows["events"]:
+            self._timer.stored()
+
+    def _observe_latency(self, events: list[Row], stored_at: datetime) -> None:
+        for row in events:
+            self._metrics.latency.observe((stored_at - row["event_time"]).total_seconds())

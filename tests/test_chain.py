@@ -1,0 +1,289 @@
+"""Each step of the validator's chain alone, with fakes of its neighbours (no broker, no store)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import timedelta
+
+import pytest
+from clickhouse_connect.driver.exceptions import OperationalError
+from kafka.structs import TopicPartition
+from samples import sample
+from test_fuzz import consumer_record
+
+from consumers.batch import Batch
+from consumers.chain.commit import CommitStep
+from consumers.chain.decode import DecodeStep
+from consumers.chain.judge import EventClock, JudgeStep
+from consumers.chain.publish import PublishStep
+from consumers.chain.step import Collect
+from consumers.chain.store import StoreStep
+from consumers.dead_letters import DeadLetterLimitExceeded, DeadLetterPolicy
+from consumers.judge import Judge
+from consumers.metrics import PipelineMetrics
+from consumers.published import decode_mark
+from consumers.publisher import Outbox
+from consumers.registry import Registry
+from consumers.stored_tail import StoredTail
+from consumers.summary import RunSummary, RunTimer
+from schemas import codec
+from schemas.topics import EVENTS_TOPIC
+
+TP = TopicPartition(EVENTS_TOPIC, 0)
+
+
+def event_message(offset: int, seq: int, prev_hash: str | None = None, **fields):
+    record = sample(
+        "capture", event_id=f"e-{offset}", device_seq=seq, prev_hash=prev_hash, **fields
+    )
+    return consumer_record(EVENTS_TOPIC, 0, offset, b"dev-1", codec.encode("capture", record))
+
+
+def chained(*fields: dict):
+    """One device's messages at offsets 0, 1, ..., each carrying its predecessor's hash."""
+    messages, prev_hash = [], None
+    for n, extra in enumerate(fields):
+        message = event_message(n, n, prev_hash, **extra)
+        messages.append(message)
+        prev_hash = hashlib.sha256(message.value[codec.HEADER_SIZE :]).hexdigest()
+    return messages
+
+
+def read(*messages) -> Batch:
+    batch = Batch()
+    for message in messages:
+        batch.read(message)
+    return batch
+
+
+# -- decode -------------------------------------------------------------------------
+
+
+def test_decode_turns_messages_into_events_and_dead_letters() -> None:
+    handed = Collect()
+    step = DecodeStep(handed, DeadLetterPolicy(10, 1.0), 1 << 20)
+    garbage = consumer_record(EVENTS_TOPIC, 0, 1, b"dev-1", b"\x00junk")
+    step.submit(read(event_message(0, 0), garbage))
+    [batch] = handed.batches
+    [event] = batch.events
+    assert (event.kind, event.position) == ("capture", (EVENTS_TOPIC, 0, 0))
+    assert len(event.record["payload_sha256"]) == 64
+    [dead] = batch.rows["dead_letters"]
+    assert (dead["offset"], dead["reason"], dead["raw"]) == (1, "bad_magic", b"\x00junk")
+    assert batch.outbox["dead_letters"] == [dead]
+    assert batch.messages == [], "the raw messages are freed once decoded"
+
+
+def test_decode_stops_the_batch_at_the_dead_letter_limit() -> None:
+    handed = Collect()
+    step = DecodeStep(handed, DeadLetterPolicy(2, 1.0), 1 << 20)
+    garbage = [consumer_record(EVENTS_TOPIC, 0, n, b"k", b"\x00") for n in range(2)]
+    with pytest.raises(DeadLetterLimitExceeded, match="2 dead letters in a row"):
+        step.submit(read(*garbage))
+    assert handed.batches == []
+
+
+# -- judge --------------------------------------------------------------------------
+
+
+def judge_step(registry: Registry, commits=None, grace: float = 30.0) -> tuple[JudgeStep, Collect]:
+    judge, handed = Judge("cac-2025", registry), Collect()
+    step = JudgeStep(
+        handed,
+        judge,
+        judge.sequence_tracker(),
+        EventClock(),
+        commits or {TP: 0},
+        registry_grace=grace,
+        max_held=100,
+        reported=set(),
+        held_gauge=PipelineMetrics().held,
+    )
+    return step, handed
+
+
+def decoded(*messages) -> Batch:
+    handed = Collect()
+    DecodeStep(handed, DeadLetterPolicy(10, 1.0), 1 << 20).submit(read(*messages))
+    batch = handed.batches[0]
+    batch.read_to = {TP: messages[-1].offset + 1}
+    return batch
+
+
+def full_registry() -> Registry:
+    registry = Registry()
+    registry.apply("deployment", sample("deployment"))
+    registry.apply("consent", sample("consent"))
+    return registry
+
+
+def test_judge_stores_every_event_and_commits_past_it() -> None:
+    step, handed = judge_step(full_registry())
+    step.submit(decoded(*chained({}, {"location_type": "toilet"})))
+    [batch] = handed.batches
+    assert [row["offset"] for row in batch.rows["events"]] == [0, 1]
+    assert [v["rule_id"] for v in batch.rows["violations"]] == ["FR-PRIVATE-SPACE"]
+    assert batch.outbox["violations"] == batch.rows["violations"]
+    assert batch.commit == {TP: 2}
+
+
+def test_judge_holds_an_event_until_its_deployment_arrives_and_commits_before_it() -> None:
+    registry = Registry()
+    step, handed = judge_step(registry)
+    step.submit(decoded(*chained({}, {})))
+    assert handed.batches[-1].commit == {TP: 0}, "held at offset 0: the commit waits"
+    assert handed.batches[-1].rows["violations"] == []
+    assert len(step.held) == 2
+    registry.apply("deployment", sample("deployment"))
+    registry.apply("consent", sample("consent"))
+    step.submit(Batch())
+    assert step.held == []
+    assert handed.batches[-1].commit == {TP: 2}
+
+
+def test_judge_judges_held_events_when_the_grace_runs_out() -> None:
+    step, handed = judge_step(Registry(), grace=0.0)
+    step.submit(decoded(event_message(0, 0)))
+    rules = {v["rule_id"] for v in handed.batches[-1].rows["violations"]}
+    assert "REG-UNKNOWN-DEPLOYMENT" in rules
+    assert step.held == []
+
+
+def test_judge_reports_an_open_gap_only_at_the_end_of_the_input() -> None:
+    step, handed = judge_step(full_registry())
+    step.submit(decoded(event_message(0, 0), event_message(1, 5)))
+    assert not any(
+        v["rule_id"] == "AUDIT-SEQ-GAP" for b in handed.batches for v in b.rows["violations"]
+    )
+    step.join(end_of_input=True)
+    gaps = [v for v in handed.batches[-1].rows["violations"] if v["rule_id"] == "AUDIT-SEQ-GAP"]
+    assert len(gaps) == 1 and gaps[0]["offset"] == 1
+    assert handed.joined == [True]
+
+
+def test_closing_the_judge_drops_what_it_holds() -> None:
+    step, handed = judge_step(Registry())
+    step.submit(decoded(event_message(0, 0)))
+    step.close()
+    assert step.held == [] and handed.closed
+
+
+# -- store --------------------------------------------------------------------------
+
+
+class FlakyStore:
+    """A store gateway whose first `failures` writes fail; keeps the tokens it was given."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.written: list[tuple[str, dict]] = []
+
+    def write(self, batch: Batch) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OperationalError("the store is down")
+        self.written.append((batch.token, {t: list(rows) for t, rows in batch.rows.items()}))
+
+
+def store_step(store: FlakyStore, tails=None) -> tuple[StoreStep, Collect, RunSummary]:
+    handed, summary = Collect(), RunSummary()
+    step = StoreStep(
+        handed,
+        store,
+        tails or {},
+        metrics=PipelineMetrics(),
+        summary=summary,
+        timer=RunTimer(),
+        stop=threading.Event(),
+        backoff_max=0.01,
+    )
+    return step, handed, summary
+
+
+def judged(*messages) -> Batch:
+    step, handed = judge_step(full_registry())
+    step.submit(decoded(*messages))
+    return handed.batches[0]
+
+
+def test_store_leaves_out_what_the_store_holds_but_passes_it_on_to_publish() -> None:
+    batch = judged(*chained({"location_type": "toilet"}, {}))
+    stored_violation = batch.rows["violations"][0]["violation_id"]
+    tail = StoredTail(events=frozenset({0}), violations=frozenset({stored_violation}))
+    store = FlakyStore()
+    step, handed, summary = store_step(store, {TP: tail})
+    step.submit(batch)
+    [(_, rows)] = store.written
+    assert [row["offset"] for row in rows["events"]] == [1]
+    assert rows["violations"] == []
+    assert len(handed.batches[0].outbox["violations"]) == 1, "still published"
+    assert summary.events == {"capture": 1}
+
+
+def test_store_retries_a_failing_insert_with_the_same_token() -> None:
+    batch = judged(event_message(0, 0))
+    store = FlakyStore(failures=2)
+    step, handed, _ = store_step(store)
+    step.submit(batch)
+    assert [token for token, _ in store.written] == [batch.token]
+    assert handed.batches == [batch]
+
+
+# -- publish and commit -------------------------------------------------------------
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.mark = {0: 7}
+        self.published: list[dict] = []
+
+    def publish(self, due: dict) -> None:
+        self.published.append(due)
+        self.mark = {0: self.mark[0] + len(due["violations"])}
+
+
+def test_publish_sends_findings_once_the_commit_passes_their_event() -> None:
+    publisher, handed = FakePublisher(), Collect()
+    step = PublishStep(handed, publisher, Outbox())
+    batch = judged(event_message(0, 0, location_type="toilet"))
+    batch.commit = {TP: 0}  # an earlier event is held: the commit stays behind it
+    step.submit(batch)
+    assert publisher.published == []
+    later = Batch()
+    later.commit = {TP: 1}
+    step.submit(later)
+    assert [v["rule_id"] for v in publisher.published[0]["violations"]] == ["FR-PRIVATE-SPACE"]
+    assert later.mark == {0: 8}
+
+
+def test_commit_moves_every_partition_with_the_mark_once_one_moved() -> None:
+    commits: list[dict] = []
+    other = TopicPartition(EVENTS_TOPIC, 1)
+    step = CommitStep(lambda offsets: commits.append(offsets) or True, {TP: 5, other: 3})
+    batch = Batch()
+    batch.commit, batch.mark = {TP: 5, other: 3}, {0: 9}
+    step.submit(batch)
+    assert commits == [], "nothing moved"
+    batch.commit = {TP: 6, other: 3}
+    step.submit(batch)
+    [offsets] = commits
+    assert {tp: meta.offset for tp, meta in offsets.items()} == {TP: 6, other: 3}
+    assert {decode_mark(meta.metadata)[0] for meta in offsets.values()} == {9}
+
+
+def test_a_refused_commit_is_not_taken_as_done() -> None:
+    attempts: list[dict] = []
+    step = CommitStep(lambda offsets: attempts.append(offsets) and False, {TP: 0})
+    batch = Batch()
+    batch.commit = {TP: 4}
+    step.submit(batch)
+    step.submit(batch)
+    assert len(attempts) == 2, "retried with the next batch"
+
+
+def test_the_event_clock_only_moves_forward() -> None:
+    clock, start = EventClock(), sample("capture")["event_time"]
+    clock.advance(start)
+    clock.advance(start - timedelta(days=1))
+    assert clock.latest == start
