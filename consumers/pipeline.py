@@ -290,8 +290,8 @@ class Validator:
         self._expected[tp] = self._committed[tp] = committed
         self._aligner.start(tp, committed)
         self.processor.assign(tp.topic, tp.partition, self._store.stored_tail(*tp, committed))
-        for device, seq, digest in self._store.device_states(tp.partition):
-            self.judge.sequences.resume(device, seq + 1, digest)
+        for processor, device, seq, digest in self._store.device_states(tp.partition):
+            self.judge.sequences.resume((processor, device), seq + 1, digest)
 
     # -- storing and committing ----------------------------------------------
 

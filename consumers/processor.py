@@ -57,7 +57,7 @@ class MessageProcessor:
         self._max_bytes = max_message_bytes
         self._reported = set(reported)
         self._tails: dict[tuple[str, int], StoredTail] = {}
-        self._devices: dict[int, set[str]] = {}  # partition number -> devices seen on it
+        self._devices: dict[int, set[tuple[str, str]]] = {}  # partition -> devices seen on it
         self._watermark: datetime | None = None
 
     # -- per message ----------------------------------------------------------
@@ -77,7 +77,9 @@ class MessageProcessor:
         record["payload_sha256"] = digest = hashlib.sha256(decoded.payload).hexdigest()
         if message.offset not in tail.events:
             batch.add("events", record, *position)
-        self._devices.setdefault(message.partition, set()).add(record["device_id"])
+        self._devices.setdefault(message.partition, set()).add(
+            (record["processor_id"], record["device_id"])
+        )
         if self._watermark is None or record["event_time"] > self._watermark:
             self._watermark = record["event_time"]
         arrival = time.monotonic()

@@ -1,11 +1,12 @@
 """Stream rules: state kept across events (rules.md, "Stream rules").
 
-- AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK follow each device's sequence. Events
-  may arrive out of order (a device's captures and matches travel on two
-  topics), so each device keeps the events that arrived ahead of the next
-  expected number in a reorder buffer, and declares a gap only when the
-  buffer holds `reorder_window_events` events or has waited
-  `reorder_window_seconds`. The streaming validator measures that wait in
+- AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK follow each device's sequence. A
+  device is the pair (processor_id, device_id), so one processor's records
+  never touch another's state. Events may arrive out of order (a device's
+  captures and matches travel on two topics), so each device keeps the
+  events that arrived ahead of the next expected number in a reorder buffer,
+  and declares a gap only when the buffer holds `reorder_window_events`
+  events or has waited `reorder_window_seconds`. The streaming validator measures that wait in
   arrival time (a backlog read at full speed must not look like a gap); a
   finite input, which has no arrival time, measures it in event time.
 - FR-FILING counts each processor's distinct subjects.
@@ -27,6 +28,8 @@ from consumers.registry import Record, Registry
 from schemas.codec import ENVELOPE
 
 Finding = tuple[str, dict[str, Any], Record, Any]
+DeviceKey = tuple[str, str]
+"""A device: (processor_id, device_id)."""
 
 
 @dataclass(slots=True)
@@ -57,20 +60,20 @@ class SequenceTracker:
     def __init__(self, window_events: int, window_seconds: float) -> None:
         self._window_events = window_events
         self._window = window_seconds
-        self._devices: dict[str, _Device] = {}
+        self._devices: dict[DeviceKey, _Device] = {}
 
-    def resume(self, device_id: str, next_seq: int, last_hash: str | None) -> None:
+    def resume(self, device: DeviceKey, next_seq: int, last_hash: str | None) -> None:
         """Continue a device from stored state (after a restart or a rebalance).
 
         A device already followed keeps its state: it is newer than the store's.
         """
-        if device_id not in self._devices:
-            self._devices[device_id] = _Device(next_seq=next_seq, last_hash=last_hash)
+        if device not in self._devices:
+            self._devices[device] = _Device(next_seq=next_seq, last_hash=last_hash)
 
-    def forget(self, device_ids: set[str]) -> None:
+    def forget(self, devices: set[DeviceKey]) -> None:
         """Stop following devices (their partition moved to another process)."""
-        for device_id in device_ids:
-            self._devices.pop(device_id, None)
+        for device in devices:
+            self._devices.pop(device, None)
 
     def observe(
         self,
@@ -80,9 +83,10 @@ class SequenceTracker:
         arrival: float | None = None,
     ) -> list[Finding]:
         """Take one event; `arrival` (seconds, any clock) when it arrived, if known."""
-        device = self._devices.get(record["device_id"])
+        key = (record["processor_id"], record["device_id"])
+        device = self._devices.get(key)
         if device is None:
-            device = self._devices[record["device_id"]] = _Device()
+            device = self._devices[key] = _Device()
         seq = record["device_seq"]
         if seq == device.next_seq and not device.pending:
             # The common case, next in line with nothing buffered: judge it now.
