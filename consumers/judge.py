@@ -68,18 +68,10 @@ class Judge:
         return found + self._violations(self.filings.observe(record, self.registry, anchor))
 
     def observe_sequence(
-        self,
-        record: Record,
-        payload_sha256: str | None,
-        anchor: Any = None,
-        arrival: float | None = None,
+        self, record: Record, payload_sha256: str | None, anchor: Any = None
     ) -> list[Anchored]:
-        """AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK: need no registry, so never wait.
-
-        `arrival` is when a streamed event arrived (monotonic seconds); the
-        reorder window is measured in it, else in event time.
-        """
-        return self._violations(self.sequences.observe(record, payload_sha256, anchor, arrival))
+        """AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK: need no registry, so never wait."""
+        return self._violations(self.sequences.observe(record, payload_sha256, anchor))
 
     def observe_deletion(self, record: Record) -> None:
         self.deletions.observe_deletion(record)

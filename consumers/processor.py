@@ -83,7 +83,7 @@ class MessageProcessor:
         if self._watermark is None or record["event_time"] > self._watermark:
             self._watermark = record["event_time"]
         arrival = time.monotonic()
-        self._stage(self.judge.observe_sequence(record, digest, position, arrival), batch)
+        self._stage(self.judge.observe_sequence(record, digest, position), batch)
         if self._awaits_registry(record):
             self._hold(Held(kind, record, position, arrival), batch)
         else:

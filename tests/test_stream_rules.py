@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from samples import sample
 
 from consumers.judge import Judge
 from consumers.registry import Registry
-from consumers.rules.stream import add_working_days
+from consumers.rules.stream import SequenceTracker, add_working_days
 from schemas import codec
 
 PROFILES = ("cac-2025", "cac-2023-draft")
@@ -118,6 +119,31 @@ def test_violations_at_buffered_events_carry_their_whole_envelope() -> None:
             source["region_code"],
             source["event_time"],
         )
+
+
+def test_the_reorder_window_is_measured_in_event_time() -> None:
+    # Events one second apart, seq 1 missing: the gap waits until the device's
+    # event time is 30 s past the first event that came ahead of it (seq 2).
+    events = chain(40)
+    window = judge().catalogue.parameters("cac-2025").reorder_window_seconds
+    j = judge()
+    found_at = []
+    for record, digest in events[:1] + events[2:]:
+        if j.judge_event("capture", record, digest):
+            found_at.append(record["device_seq"])
+    assert found_at == [2 + window]
+
+
+def test_a_late_event_inside_the_event_time_window_is_not_a_gap() -> None:
+    events = chain(30)
+    late = [events[0], *events[2:25], events[1], *events[25:]]
+    assert rules_found(judge(), late) == []
+
+
+def test_the_sequence_rule_takes_no_arrival_time() -> None:
+    """Nothing outside the events moves the window: a backlog and a file are judged alike."""
+    assert "arrival" not in inspect.signature(Judge.observe_sequence).parameters
+    assert "arrival" not in inspect.signature(SequenceTracker.observe).parameters
 
 
 def interleave(*streams: list) -> list:

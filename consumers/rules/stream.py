@@ -2,13 +2,14 @@
 
 - AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK follow each device's sequence. A
   device is the pair (processor_id, device_id), so one processor's records
-  never touch another's state. Events may arrive out of order (a device's
-  captures and matches travel on two topics), so each device keeps the
-  events that arrived ahead of the next expected number in a reorder buffer,
-  and declares a gap only when the buffer holds `reorder_window_events`
-  events or has waited `reorder_window_seconds`. The streaming validator measures that wait in
-  arrival time (a backlog read at full speed must not look like a gap); a
-  finite input, which has no arrival time, measures it in event time.
+  never touch another's state. Kafka keeps a device's order (one topic, keyed
+  by device_id), but a device may still send a few events out of order, so
+  each device keeps the events that arrived ahead of the next expected number
+  in a reorder buffer, and declares a gap only when the buffer holds
+  `reorder_window_events` events or the device's event time has moved
+  `reorder_window_seconds` past the oldest of them. Both are measured in the
+  device's own events, never in arrival time, so a backlog read at full speed
+  and the same records read from a file are judged alike.
 - FR-FILING counts each processor's distinct subjects.
 - FR-DELETION-OVERDUE looks for a deletion after each withdrawal.
 
@@ -48,7 +49,7 @@ class _Device:
     latest_time: float | None = None
 
     def oldest_pending_time(self) -> float:
-        """Arrival (or event) time of the oldest event in the reorder buffer (not empty)."""
+        """Event time of the oldest event in the reorder buffer (not empty)."""
         while self.pending_times[0][1] not in self.pending:
             heapq.heappop(self.pending_times)
         return self.pending_times[0][0]
@@ -58,6 +59,7 @@ class SequenceTracker:
     """AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK for every device."""
 
     def __init__(self, window_events: int, window_seconds: float) -> None:
+        """A gap waits `window_events` of the device's events or `window_seconds` of its time."""
         self._window_events = window_events
         self._window = window_seconds
         self._devices: dict[DeviceKey, _Device] = {}
@@ -75,14 +77,13 @@ class SequenceTracker:
         for device in devices:
             self._devices.pop(device, None)
 
-    def observe(
-        self,
-        record: Record,
-        payload_sha256: str | None,
-        anchor: Any,
-        arrival: float | None = None,
-    ) -> list[Finding]:
-        """Take one event; `arrival` (seconds, any clock) when it arrived, if known."""
+    def observe(self, record: Record, payload_sha256: str | None, anchor: Any) -> list[Finding]:
+        """Take one event of any device; the findings it completes, at whichever events.
+
+        A `device_seq` seen before is not judged again: the same event_id is a
+        redelivery; another event_id under a number already taken is ignored
+        too, so the first event given a number is the one judged.
+        """
         key = (record["processor_id"], record["device_id"])
         device = self._devices.get(key)
         if device is None:
@@ -94,15 +95,15 @@ class SequenceTracker:
             device.last_hash = payload_sha256
             device.next_seq = seq + 1
             return findings
-        time = record["event_time"].timestamp() if arrival is None else arrival
+        time = record["event_time"].timestamp()
         if device.latest_time is None or time > device.latest_time:
             device.latest_time = time
         already = device.pending.get(seq)
         if (device.next_seq is not None and seq < device.next_seq) or already is not None:
             return []  # a redelivery, or a number already judged
         # Only the envelope is kept, not the whole record: it is all a buffered
-        # event is judged and reported by, and a backlog read topic by topic can
-        # leave thousands of events waiting for their predecessors.
+        # event is judged and reported by, and up to `window_events` of each
+        # device's events can wait for their predecessors.
         envelope = {name: record[name] for name in ENVELOPE}
         device.pending[seq] = _Pending(envelope, payload_sha256, anchor)
         heapq.heappush(device.pending_times, (time, seq))
