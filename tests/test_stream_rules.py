@@ -186,6 +186,16 @@ def test_resume_and_forget_take_the_processor_and_the_device() -> None:
     assert sequence_found(j, chain(9)[8:]) == []
 
 
+def test_in_order_a_missing_number_is_a_gap_at_once() -> None:
+    tracker = SequenceTracker.in_order()
+    events = chain(6)
+    found = []
+    for record, digest in [*events[:2], *events[4:]]:
+        found.append([rule for rule, *_ in tracker.observe(record, digest, None)])
+    assert found == [[], [], ["AUDIT-SEQ-GAP"], []]
+    assert tracker.finish() == []
+
+
 def test_a_redelivered_event_is_not_a_violation() -> None:
     events = chain(5)
     assert rules_found(judge(), [*events[:3], events[2], events[1], *events[3:]]) == []

@@ -9,7 +9,9 @@
   `reorder_window_events` events or the device's event time has moved
   `reorder_window_seconds` past the oldest of them. Both are measured in the
   device's own events, never in arrival time, so a backlog read at full speed
-  and the same records read from a file are judged alike.
+  and the same records read from a file are judged alike. The offline
+  checker, which has the whole input at hand, gives each device's events in
+  `device_seq` order to a tracker without a window (`SequenceTracker.in_order`).
 - FR-FILING counts each processor's distinct subjects.
 - FR-DELETION-OVERDUE looks for a deletion after each withdrawal.
 
@@ -63,6 +65,11 @@ class SequenceTracker:
         self._window_events = window_events
         self._window = window_seconds
         self._devices: dict[DeviceKey, _Device] = {}
+
+    @classmethod
+    def in_order(cls) -> SequenceTracker:
+        """A tracker for events given in `device_seq` order: a missing number is a gap at once."""
+        return cls(window_events=1, window_seconds=0.0)
 
     def resume(self, device: DeviceKey, next_seq: int, last_hash: str | None) -> None:
         """Continue a device from stored state (after a restart or a rebalance).
