@@ -176,9 +176,9 @@ PARAMETER_MEANINGS: Final[Mapping[str, str]] = {
     "filing_deadline_working_days": "working days from crossing the threshold to the filing "
     "deadline",
     "reorder_window_events": "events a device may run ahead of a missing sequence number "
-    "before it is a gap",
+    "before it is a gap (streaming only: offline the whole input is ordered by device_seq)",
     "reorder_window_seconds": "event-time seconds a missing sequence number may be late "
-    "before it is a gap",
+    "before it is a gap (streaming only, as above)",
     "deletion_window_days": "days after a consent withdrawal by which its face data must be "
     "deleted",
     "registry_grace_seconds": "how long the streaming validator holds an event whose consent "
