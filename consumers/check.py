@@ -2,18 +2,30 @@
 
 It feeds the same ``Judge`` as the streaming validator, in the order rules.md
 prescribes for finite input: every registry record of every input first (a
-later record with the same id wins), then events and deletions in input order,
-then FR-DELETION-OVERDUE as of the latest ``event_time`` in the input, then
-``finish`` for sequence gaps still open. So a file and the same records sent
-through Kafka yield the same per-event and stream findings (the hash chain is
-checked only where payload bytes exist, i.e. for Avro input).
+later record with the same id wins), then events and deletions, then the
+sequence rules, then FR-DELETION-OVERDUE as of the latest ``event_time`` in
+the input. So a file and the same records sent through Kafka, which keeps
+each device's order, yield the same findings (the hash chain is checked only
+where payload bytes exist, i.e. for Avro input).
 
-With several inputs, "input order" keeps each input's own order but
-interleaves the inputs by event time, as a consumer reading several topics
-does. An Avro container holds one kind, so a device's captures and matches
-are always in two files; judged one file after the other, every match would
-arrive far outside the reorder window, and the sequence and hash-chain checks
-would report false gaps and skip the chain.
+Per-event rules and FR-FILING judge each event as it is read. With several
+inputs, each keeps its own order and the inputs are interleaved by event
+time, as a consumer reading several topics does, so FR-FILING counts a
+processor's subjects in time order whichever file holds them.
+
+AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK are judged once every input is read.
+The whole input is then at hand: each device's events, from any number of
+files of any kinds (an Avro container holds one kind, so a device's captures
+and matches are always in different files), are judged in ``device_seq``
+order, and only numbers missing from the whole input are gaps; no reorder
+window is needed. Until then only each event's envelope and payload hash are
+kept (``consumers.device_order``). When several events carry one
+``device_seq``, the first read is judged and the others are not: with the
+same ``event_id`` they are redeliveries; with another ``event_id`` they are
+not reported either, and which one counts follows the reading order above
+(across files the earlier event time, then the earlier input). These
+findings come after the per-event ones, device by device in sorted
+(processor_id, device_id) order, each device's in ``device_seq`` order.
 
 Violations are handed to a writer as they are found, so output starts at once
 and memory does not grow with them (except for the table, which sorts).
@@ -30,6 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final, TextIO
 
+from consumers.device_order import DeviceOrder
 from consumers.judge import Judge
 from consumers.readers import Item, OnBad, Source
 from consumers.registry import Registry
@@ -87,21 +100,24 @@ def check(
         stats.bad_records += 1
         on_bad(line)
 
-    judge = Judge(check_profile(profile), load_registry(sources), catalogue)
+    judge = Judge(check_profile(profile), load_registry(sources), catalogue, in_order=True)
+    order = DeviceOrder()
     latest: datetime | None = None
     for kind, record, payload_sha256 in _interleaved(sources, bad):
         stats.records += 1
         if kind in EVENT_KINDS:
             stats.events += 1
-            emit(judge.judge_event(kind, record, payload_sha256))
+            emit([violation for violation, _ in judge.judge_rules(kind, record)])
+            order.add(record, payload_sha256)
             event_time = record["event_time"]
             if latest is None or event_time > latest:
                 latest = event_time
         elif kind == "deletion":
             judge.observe_deletion(record)
+    for envelope, payload_sha256 in order.events():
+        emit([violation for violation, _ in judge.observe_sequence(envelope, payload_sha256)])
     if latest is not None:
         emit(judge.overdue(latest))
-    emit(judge.finish())
     stats.seconds = time.perf_counter() - started
     return stats
 

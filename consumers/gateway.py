@@ -28,8 +28,8 @@ class StoreGateway(Protocol):
         Also brings the statistics up to what those rows should have counted.
         """
 
-    def device_states(self, partition: int) -> list[tuple[str, int, str]]:
-        """(device, highest device_seq, its payload hash) of devices on `partition`."""
+    def device_states(self, partition: int) -> list[tuple[str, str, int, str]]:
+        """(processor, device, highest device_seq, its payload hash) of devices on `partition`."""
 
     def registry_offsets(self) -> dict[tuple[str, int], int]:
         """Highest stored offset of each registry partition."""
@@ -55,7 +55,7 @@ class ClickHouseGateway:
         stored_tail.heal_statistics(self._client, topic, partition, start)
         return stored_tail.load_stored_tail(self._client, topic, partition, start)
 
-    def device_states(self, partition: int) -> list[tuple[str, int, str]]:
+    def device_states(self, partition: int) -> list[tuple[str, str, int, str]]:
         return stored_tail.device_states(self._client, partition)
 
     def registry_offsets(self) -> dict[tuple[str, int], int]:

@@ -1,10 +1,13 @@
 """The one engine both paths share: per-event rules plus stream rules.
 
-The streaming validator and the offline checker (`faceaudit check`) feed it
-the same way: registry records into its `registry`, events in order to
-`judge_event`, deletions to `observe_deletion`; then `overdue` as event time
-moves on, and `finish` at the end of a finite input. Given the same input in
-the same order, both paths therefore report the same violations.
+The streaming validator feeds it registry records into its `registry`,
+events in order to `judge_rules` and `observe_sequence` (`judge_event` does
+both), deletions to `observe_deletion`; then `overdue` as event time moves on,
+and `finish` at the end of a finite input. The offline checker (`faceaudit
+check`) does the same, except that the sequence rule sees each device's events
+only once the whole input is read, in `device_seq` order (`in_order`). Kafka
+keeps a device's order, so both paths report the same violations for the same
+records.
 """
 
 from __future__ import annotations
@@ -26,14 +29,25 @@ class Judge:
     """Judges one stream of events under one profile."""
 
     def __init__(
-        self, profile: str, registry: Registry, catalogue: Catalogue | None = None
+        self,
+        profile: str,
+        registry: Registry,
+        catalogue: Catalogue | None = None,
+        *,
+        in_order: bool = False,
     ) -> None:
+        """Judge under `profile`; the catalogue's parameters set the windows.
+
+        `in_order`: each device's events reach `observe_sequence` in
+        `device_seq` order (the offline checker sorts them), so the sequence
+        rule needs no reorder window.
+        """
         self.engine = RuleEngine(profile, registry, catalogue or load_catalogue())
         self.registry = registry
         self.catalogue = self.engine.catalogue
         self.profile = profile
         params = self.catalogue.parameters(profile)
-        self.sequences = self.sequence_tracker()
+        self.sequences = SequenceTracker.in_order() if in_order else self.sequence_tracker()
         self.filings = FilingTracker(params.filing_threshold, params.filing_deadline_working_days)
         self.deletions = DeletionTracker(params.deletion_window_days)
         self._active = {rule.id for rule in self.catalogue.rules if self.engine.is_active(rule.id)}
@@ -66,18 +80,10 @@ class Judge:
         return found + self._violations(self.filings.observe(record, self.registry, anchor))
 
     def observe_sequence(
-        self,
-        record: Record,
-        payload_sha256: str | None,
-        anchor: Any = None,
-        arrival: float | None = None,
+        self, record: Record, payload_sha256: str | None, anchor: Any = None
     ) -> list[Anchored]:
-        """AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK: need no registry, so never wait.
-
-        `arrival` is when a streamed event arrived (monotonic seconds); the
-        reorder window is measured in it, else in event time.
-        """
-        return self._violations(self.sequences.observe(record, payload_sha256, anchor, arrival))
+        """AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK: need no registry, so never wait."""
+        return self._violations(self.sequences.observe(record, payload_sha256, anchor))
 
     def sequence_tracker(self) -> SequenceTracker:
         """A new tracker of device sequences with this profile's reorder window.

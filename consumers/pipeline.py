@@ -152,8 +152,8 @@ class Validator:
         settings = self.settings
         sequences = self.judge.sequence_tracker()
         for tp in commits:
-            for device, seq, digest in self._store.device_states(tp.partition):
-                sequences.resume(device, seq + 1, digest)
+            for processor, device, seq, digest in self._store.device_states(tp.partition):
+                sequences.resume((processor, device), seq + 1, digest)
         commit = CommitStep(self._reader.commit, commits)
         publish = PublishStep(commit, self._publisher, outbox)
         store = StoreStep(

@@ -82,19 +82,22 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def device_states(client: Client, partition: int) -> list[tuple[str, int, str]]:
+def device_states(client: Client, partition: int) -> list[tuple[str, str, int, str]]:
     """Where each device of an event partition stands: highest sequence number and its hash.
+
+    A device is the pair (processor_id, device_id), so each row is
+    (processor_id, device_id, highest device_seq, its payload hash).
 
     A device's captures and matches share its key, so both land on the same
     partition number of their two topics.
     """
     result = client.query(
-        f"SELECT device_id, max(device_seq), argMax(payload_sha256, device_seq) "
+        f"SELECT processor_id, device_id, max(device_seq), argMax(payload_sha256, device_seq) "
         f"FROM {DATABASE}.events WHERE partition = {{partition:UInt32}} "
-        "AND topic IN {topics:Array(String)} GROUP BY device_id",
+        "AND topic IN {topics:Array(String)} GROUP BY processor_id, device_id",
         parameters={"partition": partition, "topics": [TOPICS["capture"], TOPICS["match"]]},
     )
-    return [(device, seq, digest) for device, seq, digest in result.result_rows]
+    return [(p, device, seq, digest) for p, device, seq, digest in result.result_rows]
 
 
 # statistics table -> (source table, measure column, grouping columns)

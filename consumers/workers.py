@@ -66,7 +66,7 @@ class RemoteGateway:
     def stored_tail(self, topic: str, partition: int, start: int) -> StoredTail:
         return self._call("stored_tail", topic, partition, start)
 
-    def device_states(self, partition: int) -> list[tuple[str, int, str]]:
+    def device_states(self, partition: int) -> list[tuple[str, str, int, str]]:
         return self._call("device_states", partition)
 
     def registry_offsets(self) -> dict[tuple[str, int], int]:

@@ -418,10 +418,13 @@ def captures_and_matches(count: int, step: timedelta) -> list[tuple[str, dict[st
 REORDER_WINDOW = timedelta(seconds=CATALOGUE.parameters("cac-2025").reorder_window_seconds)
 
 
-def test_avro_files_of_one_device_are_interleaved_by_event_time(
+def test_avro_files_of_one_device_are_judged_as_one_sequence(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Captures and matches share one sequence but sit in two files; neither file is a gap."""
+    """Captures and matches share one sequence but sit in two files; neither file is a gap.
+
+    The events lie further apart than the stream's reorder window: offline no window applies.
+    """
     events = captures_and_matches(6, step=REORDER_WINDOW * 2)
     registry = write_jsonl(tmp_path / "registry.jsonl", REGISTRY)
     result = run(capsys, registry, *write_avro_by_kind(tmp_path, events))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from samples import sample
 
 from consumers.judge import Judge
 from consumers.registry import Registry
-from consumers.rules.stream import add_working_days
+from consumers.rules.stream import SequenceTracker, add_working_days
 from schemas import codec
 
 PROFILES = ("cac-2025", "cac-2023-draft")
@@ -23,14 +24,16 @@ def judge(profile: str = "cac-2025") -> Judge:
     return Judge(profile, registry)
 
 
-def chain(count: int, device: str = "dev-1") -> list[tuple[dict, str]]:
+def chain(count: int, device: str = "dev-1", processor: str = "p-1") -> list[tuple[dict, str]]:
     """`count` compliant captures of one device, chained as the producer SDK chains them."""
     events, previous = [], None
     start = sample("capture")["event_time"]
+    prefix = device if processor == "p-1" else f"{processor}-{device}"
     for seq in range(count):
         record = sample(
             "capture",
-            event_id=f"{device}-e{seq}",
+            event_id=f"{prefix}-e{seq}",
+            processor_id=processor,
             device_id=device,
             device_seq=seq,
             prev_hash=previous,
@@ -116,6 +119,81 @@ def test_violations_at_buffered_events_carry_their_whole_envelope() -> None:
             source["region_code"],
             source["event_time"],
         )
+
+
+def test_the_reorder_window_is_measured_in_event_time() -> None:
+    # Events one second apart, seq 1 missing: the gap waits until the device's
+    # event time is 30 s past the first event that came ahead of it (seq 2).
+    events = chain(40)
+    window = judge().catalogue.parameters("cac-2025").reorder_window_seconds
+    j = judge()
+    found_at = []
+    for record, digest in events[:1] + events[2:]:
+        if j.judge_event("capture", record, digest):
+            found_at.append(record["device_seq"])
+    assert found_at == [2 + window]
+
+
+def test_a_late_event_inside_the_event_time_window_is_not_a_gap() -> None:
+    events = chain(30)
+    late = [events[0], *events[2:25], events[1], *events[25:]]
+    assert rules_found(judge(), late) == []
+
+
+def test_the_sequence_rule_takes_no_arrival_time() -> None:
+    """Nothing outside the events moves the window: a backlog and a file are judged alike."""
+    assert "arrival" not in inspect.signature(Judge.observe_sequence).parameters
+    assert "arrival" not in inspect.signature(SequenceTracker.observe).parameters
+
+
+def interleave(*streams: list) -> list:
+    return [event for group in zip(*streams, strict=True) for event in group]
+
+
+def sequence_found(j: Judge, events: list[tuple[dict, str | None]]) -> list[tuple[str, str]]:
+    """Only the sequence rules (another processor's events break its consent rules)."""
+    found = [v for record, digest in events for v, _ in j.observe_sequence(record, digest)]
+    return [(v.rule_id, v.event_id) for v in [*found, *j.finish()]]
+
+
+def test_two_processors_with_the_same_device_id_do_not_interfere() -> None:
+    # Same device_id, different processors: each is its own device, so p-2's
+    # device (joined part way, at seq 10) neither continues nor breaks p-1's.
+    ours, theirs = chain(10), chain(20, processor="p-2")[10:]
+    assert sequence_found(judge(), interleave(ours, theirs)) == []
+
+
+def test_a_gap_and_a_chain_break_stay_with_their_processors_device() -> None:
+    ours = chain(10)
+    theirs = chain(10, processor="p-2")
+    record, digest = theirs[5]
+    theirs[5] = (dict(record, prev_hash="0" * 64), digest)
+    del ours[3]
+    found = sequence_found(judge(), interleave(ours, theirs[:9]))
+    assert sorted(found) == [("AUDIT-CHAIN-BREAK", "p-2-dev-1-e5"), ("AUDIT-SEQ-GAP", "dev-1-e4")]
+
+
+def test_resume_and_forget_take_the_processor_and_the_device() -> None:
+    ours, theirs = chain(8), chain(8, processor="p-2")
+    j = judge()
+    j.sequences.resume(("p-1", "dev-1"), 3, ours[2][1])  # the store holds p-1's 0 to 2
+    j.sequences.resume(("p-2", "dev-1"), 4, "0" * 64)
+    j.sequences.forget({("p-2", "dev-1")})
+    # p-1 continues from the store (seq 3 never came); p-2, forgotten, starts
+    # afresh from what comes first.
+    assert sequence_found(j, [*ours[4:], *theirs[6:]]) == [("AUDIT-SEQ-GAP", "dev-1-e4")]
+    j.sequences.resume(("p-1", "dev-1"), 100, None)  # already followed: keeps its state
+    assert sequence_found(j, chain(9)[8:]) == []
+
+
+def test_in_order_a_missing_number_is_a_gap_at_once() -> None:
+    tracker = SequenceTracker.in_order()
+    events = chain(6)
+    found = []
+    for record, digest in [*events[:2], *events[4:]]:
+        found.append([rule for rule, *_ in tracker.observe(record, digest, None)])
+    assert found == [[], [], ["AUDIT-SEQ-GAP"], []]
+    assert tracker.finish() == []
 
 
 def test_a_redelivered_event_is_not_a_violation() -> None:

@@ -1,13 +1,17 @@
 """Stream rules: state kept across events (rules.md, "Stream rules").
 
-- AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK follow each device's sequence. Events
-  may arrive out of order (a device's captures and matches travel on two
-  topics), so each device keeps the events that arrived ahead of the next
-  expected number in a reorder buffer, and declares a gap only when the
-  buffer holds `reorder_window_events` events or has waited
-  `reorder_window_seconds`. The streaming validator measures that wait in
-  arrival time (a backlog read at full speed must not look like a gap); a
-  finite input, which has no arrival time, measures it in event time.
+- AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK follow each device's sequence. A
+  device is the pair (processor_id, device_id), so one processor's records
+  never touch another's state. Kafka keeps a device's order (one topic, keyed
+  by device_id), but a device may still send a few events out of order, so
+  each device keeps the events that arrived ahead of the next expected number
+  in a reorder buffer, and declares a gap only when the buffer holds
+  `reorder_window_events` events or the device's event time has moved
+  `reorder_window_seconds` past the oldest of them. Both are measured in the
+  device's own events, never in arrival time, so a backlog read at full speed
+  and the same records read from a file are judged alike. The offline
+  checker, which has the whole input at hand, gives each device's events in
+  `device_seq` order to a tracker without a window (`SequenceTracker.in_order`).
 - FR-FILING counts each processor's distinct subjects.
 - FR-DELETION-OVERDUE looks for a deletion after each withdrawal.
 
@@ -27,6 +31,8 @@ from consumers.registry import Record, Registry
 from schemas.codec import ENVELOPE
 
 Finding = tuple[str, dict[str, Any], Record, Any]
+DeviceKey = tuple[str, str]
+"""A device: (processor_id, device_id)."""
 
 
 @dataclass(slots=True)
@@ -45,7 +51,7 @@ class _Device:
     latest_time: float | None = None
 
     def oldest_pending_time(self) -> float:
-        """Arrival (or event) time of the oldest event in the reorder buffer (not empty)."""
+        """Event time of the oldest event in the reorder buffer (not empty)."""
         while self.pending_times[0][1] not in self.pending:
             heapq.heappop(self.pending_times)
         return self.pending_times[0][0]
@@ -55,34 +61,40 @@ class SequenceTracker:
     """AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK for every device."""
 
     def __init__(self, window_events: int, window_seconds: float) -> None:
+        """A gap waits `window_events` of the device's events or `window_seconds` of its time."""
         self._window_events = window_events
         self._window = window_seconds
-        self._devices: dict[str, _Device] = {}
+        self._devices: dict[DeviceKey, _Device] = {}
 
-    def resume(self, device_id: str, next_seq: int, last_hash: str | None) -> None:
+    @classmethod
+    def in_order(cls) -> SequenceTracker:
+        """A tracker for events given in `device_seq` order: a missing number is a gap at once."""
+        return cls(window_events=1, window_seconds=0.0)
+
+    def resume(self, device: DeviceKey, next_seq: int, last_hash: str | None) -> None:
         """Continue a device from stored state (after a restart or a rebalance).
 
         A device already followed keeps its state: it is newer than the store's.
         """
-        if device_id not in self._devices:
-            self._devices[device_id] = _Device(next_seq=next_seq, last_hash=last_hash)
+        if device not in self._devices:
+            self._devices[device] = _Device(next_seq=next_seq, last_hash=last_hash)
 
-    def forget(self, device_ids: set[str]) -> None:
+    def forget(self, devices: set[DeviceKey]) -> None:
         """Stop following devices (their partition moved to another process)."""
-        for device_id in device_ids:
-            self._devices.pop(device_id, None)
+        for device in devices:
+            self._devices.pop(device, None)
 
-    def observe(
-        self,
-        record: Record,
-        payload_sha256: str | None,
-        anchor: Any,
-        arrival: float | None = None,
-    ) -> list[Finding]:
-        """Take one event; `arrival` (seconds, any clock) when it arrived, if known."""
-        device = self._devices.get(record["device_id"])
+    def observe(self, record: Record, payload_sha256: str | None, anchor: Any) -> list[Finding]:
+        """Take one event of any device; the findings it completes, at whichever events.
+
+        A `device_seq` seen before is not judged again: the same event_id is a
+        redelivery; another event_id under a number already taken is ignored
+        too, so the first event given a number is the one judged.
+        """
+        key = (record["processor_id"], record["device_id"])
+        device = self._devices.get(key)
         if device is None:
-            device = self._devices[record["device_id"]] = _Device()
+            device = self._devices[key] = _Device()
         seq = record["device_seq"]
         if seq == device.next_seq and not device.pending:
             # The common case, next in line with nothing buffered: judge it now.
@@ -90,15 +102,15 @@ class SequenceTracker:
             device.last_hash = payload_sha256
             device.next_seq = seq + 1
             return findings
-        time = record["event_time"].timestamp() if arrival is None else arrival
+        time = record["event_time"].timestamp()
         if device.latest_time is None or time > device.latest_time:
             device.latest_time = time
         already = device.pending.get(seq)
         if (device.next_seq is not None and seq < device.next_seq) or already is not None:
             return []  # a redelivery, or a number already judged
         # Only the envelope is kept, not the whole record: it is all a buffered
-        # event is judged and reported by, and a backlog read topic by topic can
-        # leave thousands of events waiting for their predecessors.
+        # event is judged and reported by, and up to `window_events` of each
+        # device's events can wait for their predecessors.
         envelope = {name: record[name] for name in ENVELOPE}
         device.pending[seq] = _Pending(envelope, payload_sha256, anchor)
         heapq.heappush(device.pending_times, (time, seq))
