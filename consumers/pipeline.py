@@ -44,7 +44,7 @@ from consumers.publisher import FindingsPublisher, Outbox
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
 from consumers.summary import RunSummary
-from faceaudit.errors import FaceauditError
+from core.errors import FaceauditError
 from faceaudit.settings import Settings
 from schemas.topics import DEAD_LETTER_TOPIC, TOPICS, VIOLATION_TOPIC
 

@@ -20,7 +20,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from kafka.errors import KafkaError
 
-from faceaudit.errors import FaceauditError
+from core.errors import FaceauditError
 from producers.event_producer import EventProducer, ProducerError
 from schemas.ddl import DATABASE
 

@@ -10,7 +10,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from faceaudit.errors import FaceauditError
+from core.errors import FaceauditError
 from faceaudit.settings import redact
 from schemas.ddl import DATABASE, migrate
 

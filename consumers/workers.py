@@ -32,7 +32,7 @@ from consumers.gateway import ClickHouseGateway, StoreGateway
 from consumers.sink import ClickHouseSink, write_native
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary
-from faceaudit.errors import FaceauditError
+from core.errors import FaceauditError
 from faceaudit.settings import Settings
 
 CHDB_SCHEME = "chdb://"

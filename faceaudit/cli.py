@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.errors import FaceauditError
 from faceaudit.commands_check import add_check_parser, add_rules_parser
 from faceaudit.commands_dashboard import add_dashboard_parser
 from faceaudit.commands_dead_letters import add_dead_letters_parser
-from faceaudit.errors import FaceauditError
 from faceaudit.settings import HOME, Settings
 
 EXIT_OK, EXIT_ERROR = 0, 1

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Final, NoReturn
 
 from consumers.rules.catalogue import PROFILES
+from core.errors import FaceauditError
 from dashboard.auth import check_region_prefix
-from faceaudit.errors import FaceauditError
 from faceaudit.settings import HOME, Settings, redact
 
 TOKENS_FILE: Final = "dashboard-tokens.jsonl"

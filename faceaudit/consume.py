@@ -12,7 +12,7 @@ from consumers.pipeline import Validator
 from consumers.store import open_store
 from consumers.summary import RunSummary, print_summary
 from consumers.workers import run_workers
-from faceaudit.errors import FaceauditError
+from core.errors import FaceauditError
 from faceaudit.settings import Settings, redact
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from consumers.rules.catalogue import PROFILES
-from faceaudit.errors import FaceauditError
+from core.errors import FaceauditError
 
 HOME = Path(".faceaudit")
 
