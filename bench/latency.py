@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 
-import clickhouse_connect
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
@@ -22,6 +21,7 @@ from bench.cluster import Cluster, stop
 from bench.load import live, start_group_at_end
 from bench.memory import PeakMemory
 from bench.pipeline import StoredWatch
+from core.clients import clickhouse_client
 
 WARMUP_SECONDS = 3.0
 JOIN_TIMEOUT = 120
@@ -95,7 +95,7 @@ def _stable(admin: KafkaAdminClient, group: str) -> bool:
 
 def _visibility(dsn: str, since: float) -> tuple[int, float, float, float]:
     """Count, p50, p99 and max of stored_at - event_time for events from `since` on."""
-    client = clickhouse_connect.get_client(dsn=dsn)
+    client = clickhouse_client(dsn)
     try:
         return client.query(_QUERY, parameters={"since": int(since * 1e6)}).result_rows[0]
     finally:

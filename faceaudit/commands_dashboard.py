@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Final, NoReturn
 
 from consumers.rules.catalogue import PROFILES
+from core.clients import redact
 from core.errors import FaceauditError
 from dashboard.auth import check_region_prefix
-from faceaudit.settings import HOME, Settings, redact
+from faceaudit.settings import HOME, Settings
 
 TOKENS_FILE: Final = "dashboard-tokens.jsonl"
 DEFAULT_PORT: Final = 8080

@@ -12,8 +12,9 @@ from consumers.pipeline import Validator
 from consumers.store import open_store
 from consumers.summary import RunSummary, print_summary
 from consumers.workers import run_workers
+from core.clients import redact
 from core.errors import FaceauditError
-from faceaudit.settings import Settings, redact
+from faceaudit.settings import Settings
 
 
 def consume(settings: Settings) -> int:

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from consumers.rules.catalogue import PROFILES
 from core.errors import FaceauditError
@@ -82,12 +81,3 @@ def _convert(name: str, raw: str, default: Any) -> Any:
         raise FaceauditError(
             f"FACEAUDIT_{name.upper()}={raw!r} is not a valid {kind.__name__}"
         ) from None
-
-
-def redact(dsn: str) -> str:
-    """The DSN with any password replaced, for messages and logs."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
