@@ -29,9 +29,9 @@ from consumers.pipeline import GROUP_TOPICS
 from consumers.processor import MessageProcessor
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
+from consumers.settings import Settings
 from consumers.sink import ClickHouseSink
 from consumers.store import open_store
-from faceaudit.settings import Settings
 from schemas import codec
 
 

@@ -43,9 +43,9 @@ from consumers.published import PublishedLog, decode_mark, encode_mark
 from consumers.publisher import FindingsPublisher, Outbox
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
+from consumers.settings import Settings
 from consumers.summary import RunSummary
 from core.errors import FaceauditError
-from faceaudit.settings import Settings
 from schemas.topics import DEAD_LETTER_TOPIC, TOPICS, VIOLATION_TOPIC
 
 log = logging.getLogger(__name__)

@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from consumers.settings import Settings
 from core.errors import FaceauditError
 from faceaudit.commands_check import add_check_parser, add_rules_parser
 from faceaudit.commands_dashboard import add_dashboard_parser
 from faceaudit.commands_dead_letters import add_dead_letters_parser
-from faceaudit.settings import HOME, Settings
+from faceaudit.home import home
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -55,10 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _home() -> Path:
-    return Path(os.environ.get("FACEAUDIT_HOME", str(HOME)))
-
-
 # -- broker -------------------------------------------------------------------
 
 
@@ -80,7 +75,7 @@ def _add_broker(commands: argparse._SubParsersAction) -> None:
 def _broker(args: argparse.Namespace) -> int:
     from faceaudit.broker import BrokerError, LocalBroker, ensure_topics
 
-    broker = LocalBroker(_home(), port=args.port, controller_port=args.controller_port)
+    broker = LocalBroker(home(), port=args.port, controller_port=args.controller_port)
     try:
         if args.action == "start":
             bootstrap = broker.start()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
-from faceaudit.settings import Settings
+from consumers.settings import Settings
 
 if TYPE_CHECKING:
     from consumers.replay import DeadLetter, Selection

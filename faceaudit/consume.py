@@ -9,12 +9,12 @@ from clickhouse_connect.driver.client import Client
 
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
+from consumers.settings import Settings
 from consumers.store import open_store
 from consumers.summary import RunSummary, print_summary
 from consumers.workers import run_workers
 from core.clients import redact
 from core.errors import FaceauditError
-from faceaudit.settings import Settings
 
 
 def consume(settings: Settings) -> int:

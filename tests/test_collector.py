@@ -14,8 +14,8 @@ from consumers.batch import Batch
 from consumers.collector import BATCH_THRESHOLDS, collecting_in_batches
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
+from consumers.settings import Settings
 from consumers.store import open_store
-from faceaudit.settings import Settings
 from producers.simulate import simulate
 
 

@@ -42,9 +42,9 @@ from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import GROUP_TOPICS, Validator, group_consumer
 from consumers.published import decode_mark
+from consumers.settings import Settings
 from consumers.store import open_store
 from faceaudit.broker import LocalBroker, ensure_topics, free_port
-from faceaudit.settings import Settings
 from producers.simulate import simulate
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
+from consumers.settings import Settings
 from consumers.store import open_store
-from faceaudit.settings import Settings
 from producers.simulate import simulate
 
 pytestmark = pytest.mark.integration

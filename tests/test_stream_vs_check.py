@@ -22,9 +22,9 @@ from samples import sample
 
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
+from consumers.settings import Settings
 from consumers.store import open_store
 from faceaudit.cli import main
-from faceaudit.settings import Settings
 from producers.event_producer import EventProducer
 from schemas import codec
 from schemas.topics import TOPICS

@@ -1,17 +1,14 @@
-"""One settings object: command-line flags override FACEAUDIT_* variables override defaults."""
+"""The validator's settings: command-line flags override FACEAUDIT_* variables override defaults."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from consumers.rules.catalogue import PROFILES
 from core.errors import FaceauditError
-
-HOME = Path(".faceaudit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +16,8 @@ class Settings:
     """Everything the consumer needs to run; built by `Settings.resolve`."""
 
     bootstrap: str = "127.0.0.1:9092"
-    clickhouse: str = f"chdb://{HOME / 'clickhouse'}"
+    # In the command line's state dir (`faceaudit.home.HOME`), which git ignores.
+    clickhouse: str = "chdb://.faceaudit/clickhouse"
     group: str = "faceaudit-validator"
     profile: str = "cac-2025"
     metrics_port: int = 0
