@@ -45,6 +45,7 @@ from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
 from consumers.settings import Settings
 from consumers.summary import RunSummary
+from core.clients import kafka_consumer
 from core.errors import FaceauditError
 from schemas.topics import DEAD_LETTER_TOPIC, TOPICS, VIOLATION_TOPIC
 
@@ -93,15 +94,15 @@ class Validator:
         _require_topics(self._consumer, settings.bootstrap)
         self._consumer.subscribe(list(GROUP_TOPICS), listener=_Rebalance(self))
         self._feed = RegistryFeed(
-            settings.bootstrap,
+            settings.kafka,
             self.judge,
             self.metrics,
             stored=store.registry_offsets(),
             max_message_bytes=settings.max_message_bytes,
         )
         self._outbox = Outbox()
-        self._publisher = FindingsPublisher(settings.bootstrap)
-        self._published_log = PublishedLog(settings.bootstrap)
+        self._publisher = FindingsPublisher(settings.kafka)
+        self._published_log = PublishedLog(settings.kafka)
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -460,28 +461,21 @@ def _require_topics(consumer: KafkaConsumer, bootstrap: str) -> None:
 
 def group_consumer(settings: Settings) -> KafkaConsumer:
     """The validator's group consumer (the benchmark's raw reader uses the same settings)."""
-    try:
-        return KafkaConsumer(
-            bootstrap_servers=settings.bootstrap,
-            group_id=settings.group,
-            client_id="faceaudit-validator",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.batch_size,
-            # A store outage is waited out without polling; stay in the group.
-            max_poll_interval_ms=int(settings.max_poll_interval * 1000),
-            session_timeout_ms=int(settings.session_timeout * 1000),
-            # A device's captures and matches travel on two topics; small
-            # per-partition fetches make the two interleave, so a device's
-            # events arrive well inside the reorder window of the sequence rule.
-            max_partition_fetch_bytes=256 * 1024,
-            # Range assignment gives one member partition N of every topic, so
-            # a device's capture and match partitions have the same owner.
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            bootstrap_timeout_ms=int(settings.kafka_timeout * 1000),
-        )
-    except KafkaError as exc:
-        raise FaceauditError(
-            f"cannot reach Kafka at {settings.bootstrap}: {exc.__class__.__name__}"
-            f" (no broker answered within {settings.kafka_timeout:g} s)"
-        ) from None
+    return kafka_consumer(
+        settings.kafka,
+        group_id=settings.group,
+        client_id="faceaudit-validator",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.batch_size,
+        # A store outage is waited out without polling; stay in the group.
+        max_poll_interval_ms=int(settings.max_poll_interval * 1000),
+        session_timeout_ms=int(settings.session_timeout * 1000),
+        # A device's captures and matches travel on two topics; small
+        # per-partition fetches make the two interleave, so a device's
+        # events arrive well inside the reorder window of the sequence rule.
+        max_partition_fetch_bytes=256 * 1024,
+        # Range assignment gives one member partition N of every topic, so
+        # a device's capture and match partitions have the same owner.
+        partition_assignment_strategy=(RangePartitionAssignor,),
+    )

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
-from kafka.errors import KafkaError
 
+from core.clients import KafkaConfig
 from core.errors import FaceauditError
 from producers.event_producer import EventProducer, ProducerError
 from schemas.ddl import DATABASE
@@ -152,27 +152,16 @@ def replay(letters: Iterable[DeadLetter], send: Send) -> Counter[str]:
     return sent
 
 
-def replay_to_kafka(
-    bootstrap: str, letters: Iterable[DeadLetter], kafka_timeout: float
-) -> Counter[str]:
+def replay_to_kafka(kafka: KafkaConfig, letters: Iterable[DeadLetter]) -> Counter[str]:
     """Replay through an idempotent producer and wait until every send is acknowledged.
 
     Raises FaceauditError if Kafka cannot be reached or any send failed; the
     rows stay in the table either way, so the replay can be run again (what
     was already sent would then be sent twice).
     """
-    try:
-        producer = EventProducer(
-            bootstrap,
-            client_id="faceaudit-replay",
-            max_request_size=MAX_REQUEST_BYTES,
-            bootstrap_timeout_ms=int(kafka_timeout * 1000),
-        )
-    except KafkaError as exc:
-        raise FaceauditError(
-            f"cannot reach Kafka at {bootstrap}: {exc.__class__.__name__}"
-            f" (no broker answered within {kafka_timeout:g} s)"
-        ) from None
+    producer = EventProducer(
+        kafka, client_id="faceaudit-replay", max_request_size=MAX_REQUEST_BYTES
+    )
     try:
         with producer:
             return replay(letters, producer.send_raw)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from consumers.rules.catalogue import PROFILES
+from core.clients import KafkaConfig
 from core.errors import FaceauditError
 
 
@@ -54,6 +55,11 @@ class Settings:
         settings = cls(**values)
         settings.validate()
         return settings
+
+    @property
+    def kafka(self) -> KafkaConfig:
+        """What every Kafka client the validator makes is built from."""
+        return KafkaConfig(self.bootstrap, self.kafka_timeout)
 
     def validate(self) -> None:
         if self.profile not in PROFILES:

@@ -8,13 +8,64 @@ reached is reported the same way by every command.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from core.errors import FaceauditError
+
+KafkaClient = TypeVar("KafkaClient", KafkaConsumer, KafkaProducer, KafkaAdminClient)
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    """How every Kafka client of the project reaches the brokers."""
+
+    bootstrap: str
+    timeout: float = 15.0  # seconds to wait for the first broker answer
+
+
+def kafka_consumer(config: KafkaConfig, **options: Any) -> KafkaConsumer:
+    """A consumer with kafka-python's `options`; FaceauditError if no broker answers."""
+    return _connect(KafkaConsumer, config, options)
+
+
+def kafka_producer(config: KafkaConfig, **options: Any) -> KafkaProducer:
+    """A producer with kafka-python's `options`; FaceauditError if no broker answers."""
+    return _connect(KafkaProducer, config, options)
+
+
+def kafka_admin(config: KafkaConfig, **options: Any) -> KafkaAdminClient:
+    """An admin client with kafka-python's `options`; FaceauditError if no broker answers."""
+    return _connect(KafkaAdminClient, config, options)
+
+
+def _connect(
+    make: Callable[..., KafkaClient], config: KafkaConfig, options: dict[str, Any]
+) -> KafkaClient:
+    """`make` the client; it asks a broker for its version before it returns.
+
+    The connection settings cannot be overridden by `options` (a repeated
+    keyword is a TypeError): they are this module's alone.
+    """
+    connection = {
+        "bootstrap_servers": config.bootstrap,
+        "bootstrap_timeout_ms": int(config.timeout * 1000),
+    }
+    try:
+        return make(**connection, **options)
+    except KafkaTimeoutError:
+        why = f"no broker answered within {config.timeout:g} s"
+    except KafkaError as exc:
+        why = f"{exc.__class__.__name__}: {exc}"
+    raise FaceauditError(f"cannot reach Kafka at {config.bootstrap} ({why})")
 
 
 def clickhouse_client(dsn: str) -> Client:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from consumers.settings import Settings
+from core.clients import KafkaConfig
 from core.errors import FaceauditError
 from faceaudit.commands_check import add_check_parser, add_rules_parser
 from faceaudit.commands_dashboard import add_dashboard_parser
@@ -79,7 +80,7 @@ def _broker(args: argparse.Namespace) -> int:
     try:
         if args.action == "start":
             bootstrap = broker.start()
-            ensure_topics(bootstrap)
+            ensure_topics(KafkaConfig(bootstrap))
             print(bootstrap)
         elif args.action == "stop":
             print("stopped" if broker.stop() else "not running")
@@ -121,9 +122,9 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
 def _simulate(args: argparse.Namespace) -> int:
     from producers.simulate import simulate
 
-    bootstrap = Settings.resolve({"bootstrap": args.bootstrap}).bootstrap
+    kafka = Settings.resolve({"bootstrap": args.bootstrap}).kafka
     report = simulate(
-        bootstrap,
+        kafka,
         events=args.events,
         devices=args.devices,
         seed=args.seed,
@@ -135,7 +136,7 @@ def _simulate(args: argparse.Namespace) -> int:
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.by_kind.items()))
     print(
         f"sent {report.events_sent} events ({kinds}) and {report.registry_records} registry "
-        f"records to {bootstrap} in {report.seconds:.1f} s ({rate:,.0f} events/s)"
+        f"records to {kafka.bootstrap} in {report.seconds:.1f} s ({rate:,.0f} events/s)"
     )
     broken = sum(report.intended_violations.values())
     print(f"{broken} events break a rule on purpose")

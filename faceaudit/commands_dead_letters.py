@@ -138,7 +138,7 @@ def _replay(args: argparse.Namespace) -> int:
         if args.dry_run:
             sent = replay(letters, lambda *_: None)
         else:
-            sent = replay_to_kafka(settings.bootstrap, letters, settings.kafka_timeout)
+            sent = replay_to_kafka(settings.kafka, letters)
     finally:
         client.close()
     print(_replay_report(sent, args.dry_run, settings.bootstrap))

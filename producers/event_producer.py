@@ -26,10 +26,10 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
+from core.clients import KafkaConfig, kafka_producer
 from schemas import codec
 from schemas.topics import EVENT_KINDS, KEY_FIELD, KINDS, TOPICS
 
@@ -126,14 +126,14 @@ class EventProducer:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConfig,
         *,
         client_id: str = "faceaudit-producer",
         linger_ms: int = 5,
         **kafka_overrides: Any,
     ) -> None:
-        config: dict[str, Any] = {
-            "bootstrap_servers": bootstrap,
+        """Raises FaceauditError if no broker answers; `kafka_overrides` are kafka-python's."""
+        options: dict[str, Any] = {
             "client_id": client_id,
             "linger_ms": linger_ms,
             "acks": "all",
@@ -142,7 +142,7 @@ class EventProducer:
             "max_in_flight_requests_per_connection": _MAX_IN_FLIGHT,
             **kafka_overrides,
         }
-        self._producer = KafkaProducer(**config)
+        self._producer = kafka_producer(kafka, **options)
         self._chains = DeviceChains()
         self._failures = _FailureLog()
         self._closed = False

@@ -16,6 +16,7 @@ from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
 from consumers.settings import Settings
 from consumers.store import open_store
+from core.clients import KafkaConfig
 from producers.simulate import simulate
 
 
@@ -59,7 +60,14 @@ def test_stored_batches_are_freed_without_the_cycle_collector(
     oldest generation on the way). With the collector off, every batch but
     the validator's current one must be gone once the run is over.
     """
-    simulate(kafka_bootstrap, events=3000, devices=6, seed=5, violation_rate=0.1, progress=False)
+    simulate(
+        KafkaConfig(kafka_bootstrap),
+        events=3000,
+        devices=6,
+        seed=5,
+        violation_rate=0.1,
+        progress=False,
+    )
     monkeypatch.setattr(pipeline, "Batch", _TrackedBatch)
     _TrackedBatch.made.clear()
     client = open_store(f"chdb://{tmp_path / 'ch'}")

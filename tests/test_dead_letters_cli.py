@@ -34,6 +34,7 @@ from consumers.replay import (
 )
 from consumers.sink import ClickHouseSink
 from consumers.store import open_store
+from core.clients import KafkaConfig
 from faceaudit.broker import free_port
 from producers.event_producer import EventProducer
 from schemas import codec
@@ -266,7 +267,7 @@ def send_events(bootstrap: str, tag: str, device: str, count: int) -> dict[str, 
     ids = {"deployment_id": f"d-{tag}", "processor_id": f"p-{tag}"}
     consent = sample("consent", consent_id=f"c-{tag}", processor_id=f"p-{tag}")
     sent: dict[str, str] = {}
-    with EventProducer(bootstrap) as producer:
+    with EventProducer(KafkaConfig(bootstrap)) as producer:
         producer.send_registry("deployment", sample("deployment", **ids))
         producer.send_registry("consent", consent)
         for _ in range(count):

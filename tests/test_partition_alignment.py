@@ -22,6 +22,7 @@ from kafka import KafkaConsumer
 from kafka.partitioner.default import murmur2
 from samples import sample
 
+from core.clients import KafkaConfig
 from producers.event_producer import EventProducer
 from schemas.topics import TOPICS
 
@@ -63,7 +64,7 @@ def backlog(kafka_bootstrap: str) -> tuple[list[str], str]:
     devices, group = same_partition_devices(kafka_bootstrap, tag), f"align-{tag}"
     for run in ("on", "off"):
         start_group_at_end(kafka_bootstrap, f"{group}-{run}")
-    with EventProducer(kafka_bootstrap, client_id="faceaudit-test-align") as producer:
+    with EventProducer(KafkaConfig(kafka_bootstrap), client_id="faceaudit-test-align") as producer:
         for kind in ("deployment", "consent"):
             producer.send_registry(kind, sample(kind))
         for n in range(EVENTS_PER_DEVICE):
