@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
+from kafka.errors import KafkaError
 
-from core.clients import KafkaConfig
+from core.clients import KafkaConfig, kafka_producer
+from core.delivery import DeliveryFailures
 from core.errors import FaceauditError
-from producers.event_producer import EventProducer, ProducerError
 from schemas.ddl import DATABASE
 
 # The broker takes up to 12 MiB (deploy/local); oversized dead letters are
@@ -159,13 +160,29 @@ def replay_to_kafka(kafka: KafkaConfig, letters: Iterable[DeadLetter]) -> Counte
     rows stay in the table either way, so the replay can be run again (what
     was already sent would then be sent twice).
     """
-    producer = EventProducer(
-        kafka, client_id="faceaudit-replay", max_request_size=MAX_REQUEST_BYTES
+    producer = kafka_producer(
+        kafka,
+        client_id="faceaudit-replay",
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=MAX_REQUEST_BYTES,
     )
+    failures = DeliveryFailures()
+
+    def send(topic: str, value: bytes, key: bytes | None) -> None:
+        producer.send(topic, value=value, key=key).add_errback(failures.record)
+
+    sent: Counter[str] = Counter()
     try:
-        with producer:
-            return replay(letters, producer.send_raw)
-    except ProducerError as exc:
+        sent = replay(letters, send)
+    except KafkaError as exc:  # refused at once: too large, or no metadata for its topic
+        failures.record(exc)
+    finally:
+        producer.close()  # after every send in flight is answered
+    failed, first = failures.take()
+    if first is not None:
         raise FaceauditError(
-            f"replay incomplete: {exc}; the dead letters are still in the table"
-        ) from None
+            f"replay incomplete: {failed} send(s) to Kafka failed; first error: {first!r}; "
+            "the dead letters are still in the table"
+        )
+    return sent

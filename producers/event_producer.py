@@ -30,6 +30,7 @@ from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
 from core.clients import KafkaConfig, kafka_producer
+from core.delivery import DeliveryFailures
 from schemas import codec
 from schemas.topics import EVENT_KINDS, KEY_FIELD, KINDS, TOPICS
 
@@ -144,7 +145,7 @@ class EventProducer:
         }
         self._producer = kafka_producer(kafka, **options)
         self._chains = DeviceChains()
-        self._failures = _FailureLog()
+        self._failures = DeliveryFailures()
         self._closed = False
 
     def send_event(self, kind: str, record: Mapping[str, Any]) -> FutureRecordMetadata:
@@ -187,7 +188,9 @@ class EventProducer:
         Each failure is reported once: a later flush only reports newer ones.
         """
         self._producer.flush(timeout=timeout)
-        self._failures.raise_if_any()
+        failed, first = self._failures.take()
+        if first is not None:
+            raise ProducerError(failed, first)
 
     def close(self, timeout: float | None = None) -> None:
         """Flush, then close the Kafka producer even if the flush raised."""
@@ -224,28 +227,6 @@ class EventProducer:
             raise ProducerError(1, exc) from exc
         future.add_errback(self._failures.record)
         return future
-
-
-class _FailureLog:
-    """Failed deliveries reported by Kafka's sender thread, until a flush reports them."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._count = 0
-        self._first: BaseException | None = None
-
-    def record(self, error: BaseException) -> None:
-        with self._lock:
-            self._count += 1
-            if self._first is None:
-                self._first = error
-
-    def raise_if_any(self) -> None:
-        with self._lock:
-            count, first = self._count, self._first
-            self._count, self._first = 0, None
-        if first is not None:
-            raise ProducerError(count, first)
 
 
 def _device_id(kind: str, record: Mapping[str, Any]) -> str:

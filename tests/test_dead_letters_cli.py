@@ -31,10 +31,12 @@ from consumers.replay import (
     dead_letters_to_replay,
     list_dead_letters,
     replay,
+    replay_to_kafka,
 )
 from consumers.sink import ClickHouseSink
 from consumers.store import open_store
 from core.clients import KafkaConfig
+from core.errors import FaceauditError
 from faceaudit.broker import free_port
 from producers.event_producer import EventProducer
 from schemas import codec
@@ -332,3 +334,25 @@ def test_replay_after_a_fix_stores_the_events_and_keeps_the_rows(
     assert [[(raw, reason) for raw, _, reason in rows] for rows in again] == [
         [(f"garbage-{tag}".encode(), "bad_magic")]
     ]
+
+
+def oversized_letter(size: int) -> DeadLetter:
+    return DeadLetter(CAPTURE, 0, 1, b"dev-big", size, "oversized", "", T0, bytes(size))
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(13 * 1024 * 1024, id="refused-by-the-broker-after-the-send"),  # over 12 MiB
+        pytest.param(17 * 1024 * 1024, id="refused-by-the-producer-at-the-send"),  # over 16 MiB
+    ],
+)
+def test_a_refused_replay_reports_how_many_sends_failed_and_the_first_error(
+    kafka_bootstrap: str, size: int
+) -> None:
+    with pytest.raises(FaceauditError) as raised:
+        replay_to_kafka(KafkaConfig(kafka_bootstrap), [oversized_letter(size)])
+    message = str(raised.value)
+    assert message.startswith("replay incomplete: 1 send(s) to Kafka failed; first error: ")
+    assert "MessageSizeTooLargeError" in message
+    assert message.endswith("the dead letters are still in the table")
