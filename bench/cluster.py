@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from bench import REPO_ROOT
+from core.clients import KafkaConfig
 from faceaudit.broker import LocalBroker, ensure_topics, free_port
 
 JAR_CACHE = REPO_ROOT / ".faceaudit" / "kafka-libs"
@@ -39,12 +40,13 @@ class Cluster:
             self.root / "kafka-home", port=port, controller_port=controller_port, libs_dir=JAR_CACHE
         )
         self.bootstrap = self.broker.bootstrap
+        self.kafka = KafkaConfig(self.bootstrap)
         self._children: list[subprocess.Popen] = []
 
     def __enter__(self) -> Cluster:
         try:
             self.broker.start()
-            ensure_topics(self.bootstrap)
+            ensure_topics(self.kafka)
         except BaseException:
             self.close()
             raise

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 
-import clickhouse_connect
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
@@ -22,6 +21,7 @@ from bench.cluster import Cluster, stop
 from bench.load import live, start_group_at_end
 from bench.memory import PeakMemory
 from bench.pipeline import StoredWatch
+from core.clients import KafkaConfig, clickhouse_client, kafka_admin
 
 WARMUP_SECONDS = 3.0
 JOIN_TIMEOUT = 120
@@ -39,16 +39,16 @@ def run_latency(cluster: Cluster, rate: float, seconds: float, seed: int = 2) ->
     """Stream `rate` events/s for `seconds` (after a warm-up) through a running validator."""
     name = "latency"
     group = cluster.group(name)
-    start_group_at_end(cluster.bootstrap, group)
+    start_group_at_end(cluster.kafka, group)
     store = cluster.store(name)
     watch = StoredWatch(1)
     args = ["consume", "--bootstrap", cluster.bootstrap, "--clickhouse", store, "--group", group]
     child = cluster.faceaudit(*args, "--metrics-port", str(watch.port), log_name=name)
     memory = PeakMemory(child.pid)
     try:
-        _wait_until_joined(cluster.bootstrap, group, child)
+        _wait_until_joined(cluster.kafka, group, child)
         print(f"  {rate:,.0f} events/s for {WARMUP_SECONDS:g} + {seconds:g} s", file=sys.stderr)
-        sent = live(cluster.bootstrap, rate, seconds, WARMUP_SECONDS, seed)
+        sent = live(cluster.kafka, rate, seconds, WARMUP_SECONDS, seed)
         for _ in watch.wait_for(sent.total, lambda: child.poll() is None, lambda _: None):
             pass
         stop(child)  # SIGTERM: judge what is held, store, commit, exit
@@ -70,9 +70,9 @@ def run_latency(cluster: Cluster, rate: float, seconds: float, seed: int = 2) ->
     }
 
 
-def _wait_until_joined(bootstrap: str, group: str, child: subprocess.Popen) -> None:
+def _wait_until_joined(kafka: KafkaConfig, group: str, child: subprocess.Popen) -> None:
     """Until the validator's group is stable with a member (its partitions assigned)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="faceaudit-bench")
+    admin = kafka_admin(kafka, client_id="faceaudit-bench")
     try:
         deadline = time.monotonic() + JOIN_TIMEOUT
         while not _stable(admin, group):
@@ -95,7 +95,7 @@ def _stable(admin: KafkaAdminClient, group: str) -> bool:
 
 def _visibility(dsn: str, since: float) -> tuple[int, float, float, float]:
     """Count, p50, p99 and max of stored_at - event_time for events from `since` on."""
-    client = clickhouse_connect.get_client(dsn=dsn)
+    client = clickhouse_client(dsn)
     try:
         return client.query(_QUERY, parameters={"since": int(since * 1e6)}).result_rows[0]
     finally:

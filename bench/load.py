@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from consumers.read import GROUP_TOPICS
+from core.clients import KafkaConfig, kafka_consumer
 from producers.event_producer import EventProducer
 from producers.fleet import Fleet
 from producers.simulate import SimulationReport, simulate
@@ -40,12 +41,12 @@ class Sent:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-def preload(bootstrap: str, events: int) -> SimulationReport:
+def preload(kafka: KafkaConfig, events: int) -> SimulationReport:
     """Registry, then `events` events from a fleet of DEVICES devices, as fast as possible."""
-    return simulate(bootstrap, events, DEVICES, PRELOAD_SEED, violation_rate=VIOLATION_RATE)
+    return simulate(kafka, events, DEVICES, PRELOAD_SEED, violation_rate=VIOLATION_RATE)
 
 
-def live(bootstrap: str, rate: float, seconds: float, warmup: float, seed: int) -> Sent:
+def live(kafka: KafkaConfig, rate: float, seconds: float, warmup: float, seed: int) -> Sent:
     """Send for `warmup` + `seconds` s at `rate` events/s; counts only what follows the warm-up.
 
     The fleet's events are made before the clock starts, so the send loop does
@@ -55,7 +56,7 @@ def live(bootstrap: str, rate: float, seconds: float, warmup: float, seed: int) 
     fleet = Fleet(DEVICES, seed, VIOLATION_RATE)
     events = [(kind, record) for kind, record, _ in fleet.events(int(rate * (warmup + seconds)))]
     with EventProducer(
-        bootstrap, client_id="faceaudit-bench-live", linger_ms=50, batch_size=1 << 20
+        kafka, client_id="faceaudit-bench-live", linger_ms=50, batch_size=1 << 20
     ) as producer:
         for kind, record in fleet.registry_records():
             producer.send_registry(kind, record)
@@ -75,9 +76,9 @@ def live(bootstrap: str, rate: float, seconds: float, warmup: float, seed: int) 
     return Sent(counted, len(events), time.monotonic() - measured_start, measured_from)
 
 
-def end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
+def end_offsets(kafka: KafkaConfig) -> dict[TopicPartition, int]:
     """The current end of every event-topic partition."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka_consumer(kafka, enable_auto_commit=False)
     try:
         partitions = [
             TopicPartition(topic, p)
@@ -89,10 +90,10 @@ def end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
         consumer.close()
 
 
-def start_group_at_end(bootstrap: str, group: str) -> None:
+def start_group_at_end(kafka: KafkaConfig, group: str) -> None:
     """Commit `group` at the end of the event topics, so it reads only what follows."""
-    ends = end_offsets(bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    ends = end_offsets(kafka)
+    consumer = kafka_consumer(kafka, group_id=group, enable_auto_commit=False)
     try:
         consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
     finally:

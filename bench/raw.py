@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bench import BenchError
 from consumers.read import GROUP_TOPICS, group_consumer
-from faceaudit.settings import Settings
+from consumers.settings import Settings
 
 STALL_SECONDS = 60
 

@@ -11,8 +11,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bench import REPO_ROOT
+from consumers.settings import Settings
 from faceaudit.broker import kafka_version
-from faceaudit.settings import Settings
 
 RESULTS = REPO_ROOT / "bench" / "results" / "latest.json"
 DOCS = REPO_ROOT / "docs" / "benchmarks.md"

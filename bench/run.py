@@ -69,18 +69,17 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
     """
     sample = min(events, QUICK_SAMPLE if quick else SAMPLE)
     seconds = 5.0 if quick else min(30.0, max(5.0, events / LATENCY_RATE))
-    bootstrap = cluster.bootstrap
     rate = "{:,.0f} events/s".format
 
     sent = _step(
         f"preload {events:,} events",
-        lambda: preload(bootstrap, events),
+        lambda: preload(cluster.kafka, events),
         lambda r: rate(r.events_per_second),
     )
-    expected = sum(end_offsets(bootstrap).values())
+    expected = sum(end_offsets(cluster.kafka).values())
     raw = _step(
         "raw consumer",
-        lambda: raw_consume(bootstrap, cluster.group("raw"), expected),
+        lambda: raw_consume(cluster.bootstrap, cluster.group("raw"), expected),
         lambda r: rate(r.events_per_second),
     )
     one = _step(
@@ -101,7 +100,7 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
         )
     stages = _step(
         f"stage costs on {sample:,} events",
-        lambda: stage_costs(bootstrap, cluster.store("stages"), sample),
+        lambda: stage_costs(cluster.bootstrap, cluster.store("stages"), sample),
         lambda r: ", ".join(f"{k} {v} µs" for k, v in r.items() if k != "sample"),
     )
     latency = _step(

@@ -20,7 +20,7 @@ import gc
 import hashlib
 import time
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from consumers.batch import Batch
 from consumers.chain.decode import DecodeStep
@@ -32,16 +32,17 @@ from consumers.metrics import PipelineMetrics
 from consumers.read import GROUP_TOPICS
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
+from consumers.settings import Settings
 from consumers.sink import ClickHouseSink
 from consumers.store import open_store
-from faceaudit.settings import Settings
+from core.clients import KafkaConfig, kafka_consumer
 from schemas import codec
 
 
 def stage_costs(bootstrap: str, dsn: str, sample: int) -> dict[str, float]:
     """Microseconds per event of each stage, over the first `sample` messages."""
     settings = Settings.resolve({"bootstrap": bootstrap})
-    messages = _read(bootstrap, sample)
+    messages = _read(settings.kafka, sample)
 
     gc.collect()
     started = time.perf_counter()
@@ -90,9 +91,9 @@ def stage_costs(bootstrap: str, dsn: str, sample: int) -> dict[str, float]:
     }
 
 
-def _read(bootstrap: str, sample: int) -> list:
+def _read(kafka: KafkaConfig, sample: int) -> list:
     """The first `sample` messages of the event topics, fetched as the validator fetches."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka_consumer(kafka, enable_auto_commit=False)
     try:
         partitions = [
             TopicPartition(topic, p)
@@ -132,7 +133,7 @@ def _decode_and_judge(settings: Settings) -> tuple[DecodeStep, Collect]:
 def _judge(settings: Settings) -> Judge:
     """A judge whose registry and deletions are read in full, as a validator's are."""
     judge = Judge(settings.profile, Registry())
-    feed = RegistryFeed(settings.bootstrap, judge, PipelineMetrics())
+    feed = RegistryFeed(settings.kafka, judge, PipelineMetrics())
     try:
         feed.catch_up(lambda batch: None)  # the registry, not its rows, is wanted
     finally:

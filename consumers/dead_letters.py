@@ -14,7 +14,7 @@ from collections import deque
 from kafka.consumer.fetcher import ConsumerRecord
 
 from consumers.batch import Row, now_utc
-from faceaudit.errors import FaceauditError
+from core.errors import FaceauditError
 
 
 class DeadLetterLimitExceeded(FaceauditError):

@@ -34,9 +34,9 @@ from consumers.publisher import FindingsPublisher, Outbox
 from consumers.read import GroupReader, Taken, group_consumer
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
+from consumers.settings import Settings
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary, RunTimer
-from faceaudit.settings import Settings
 
 
 class Validator:
@@ -66,14 +66,14 @@ class Validator:
         )
         self._reader = GroupReader(group_consumer(settings), settings.bootstrap, self._revoked)
         self._feed = RegistryFeed(
-            settings.bootstrap,
+            settings.kafka,
             self.judge,
             self.metrics,
             stored=store.registry_offsets(),
             max_message_bytes=settings.max_message_bytes,
         )
-        self._publisher = FindingsPublisher(settings.bootstrap)
-        self._published_log = PublishedLog(settings.bootstrap)
+        self._publisher = FindingsPublisher(settings.kafka)
+        self._published_log = PublishedLog(settings.kafka)
         self.chain = self._build_chain({}, {}, Outbox())
 
     def stop(self) -> None:

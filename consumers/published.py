@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
+from core.clients import KafkaConfig, kafka_consumer
 from schemas.topics import VIOLATION_TOPIC
 
 Mark = dict[int, int]
@@ -56,11 +57,9 @@ def source_headers(topic: str, partition: int, offset: int) -> list[tuple[str, b
 class PublishedLog:
     """Reads the violations topic (no consumer group) to find what was published."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self._reader = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            enable_auto_commit=False,
-            client_id="faceaudit-published-log",
+    def __init__(self, kafka: KafkaConfig) -> None:
+        self._reader = kafka_consumer(
+            kafka, enable_auto_commit=False, client_id="faceaudit-published-log"
         )
         numbers = sorted(self._reader.partitions_for_topic(VIOLATION_TOPIC) or ())
         self._partitions = [TopicPartition(VIOLATION_TOPIC, p) for p in numbers]

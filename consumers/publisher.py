@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from kafka import KafkaProducer
-
 from consumers.batch import Row
 from consumers.published import Mark, Source, source_headers
+from core.clients import KafkaConfig, kafka_producer
 from schemas import codec
 from schemas.topics import DEAD_LETTER_TOPIC, VIOLATION_TOPIC
 
@@ -37,10 +36,10 @@ class FindingsPublisher:
     now on lands at or after the mark.
     """
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, kafka: KafkaConfig) -> None:
         self.mark: Mark = {}
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap,
+        self._producer = kafka_producer(
+            kafka,
             enable_idempotence=True,
             acks="all",
             client_id="faceaudit-findings",

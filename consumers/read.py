@@ -19,9 +19,10 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers.batch import Batch
 from consumers.metrics import PipelineMetrics
+from consumers.settings import Settings
 from consumers.summary import RunTimer
-from faceaudit.errors import FaceauditError
-from faceaudit.settings import Settings
+from core.clients import kafka_consumer
+from core.errors import FaceauditError
 from schemas.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, INPUT_TOPICS, VIOLATION_TOPIC
 
 log = logging.getLogger(__name__)
@@ -227,21 +228,14 @@ def _require_topics(consumer: KafkaConsumer, bootstrap: str) -> None:
 
 def group_consumer(settings: Settings) -> KafkaConsumer:
     """The validator's group consumer (the benchmark's raw reader uses the same settings)."""
-    try:
-        return KafkaConsumer(
-            bootstrap_servers=settings.bootstrap,
-            group_id=settings.group,
-            client_id="faceaudit-validator",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.batch_size,
-            # A store outage is waited out without polling; stay in the group.
-            max_poll_interval_ms=int(settings.max_poll_interval * 1000),
-            session_timeout_ms=int(settings.session_timeout * 1000),
-            bootstrap_timeout_ms=int(settings.kafka_timeout * 1000),
-        )
-    except KafkaError as exc:
-        raise FaceauditError(
-            f"cannot reach Kafka at {settings.bootstrap}: {exc.__class__.__name__}"
-            f" (no broker answered within {settings.kafka_timeout:g} s)"
-        ) from None
+    return kafka_consumer(
+        settings.kafka,
+        group_id=settings.group,
+        client_id="faceaudit-validator",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.batch_size,
+        # A store outage is waited out without polling; stay in the group.
+        max_poll_interval_ms=int(settings.max_poll_interval * 1000),
+        session_timeout_ms=int(settings.session_timeout * 1000),
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from consumers.batch import Batch
@@ -19,6 +19,7 @@ from consumers.dead_letters import dead_letter_row
 from consumers.decoding import decode_message
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
+from core.clients import KafkaConfig, kafka_consumer
 from schemas.topics import TOPICS
 
 TABLE_FOR_KIND = {"consent": "consents", "deployment": "deployments", "deletion": "deletions"}
@@ -30,7 +31,7 @@ class RegistryFeed:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConfig,
         judge: Judge,
         metrics: PipelineMetrics,
         stored: Mapping[tuple[str, int], int] | None = None,
@@ -42,8 +43,8 @@ class RegistryFeed:
         self._metrics = metrics
         self._max_bytes = max_message_bytes
         self._stored = dict(stored or {})
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
+        self._consumer = kafka_consumer(
+            kafka,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -20,8 +20,9 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from kafka.errors import KafkaError
 
-from faceaudit.errors import FaceauditError
-from producers.event_producer import EventProducer, ProducerError
+from core.clients import KafkaConfig, kafka_producer
+from core.delivery import DeliveryFailures
+from core.errors import FaceauditError
 from schemas.ddl import DATABASE
 
 # The broker takes up to 12 MiB (deploy/local); oversized dead letters are
@@ -152,31 +153,36 @@ def replay(letters: Iterable[DeadLetter], send: Send) -> Counter[str]:
     return sent
 
 
-def replay_to_kafka(
-    bootstrap: str, letters: Iterable[DeadLetter], kafka_timeout: float
-) -> Counter[str]:
+def replay_to_kafka(kafka: KafkaConfig, letters: Iterable[DeadLetter]) -> Counter[str]:
     """Replay through an idempotent producer and wait until every send is acknowledged.
 
     Raises FaceauditError if Kafka cannot be reached or any send failed; the
     rows stay in the table either way, so the replay can be run again (what
     was already sent would then be sent twice).
     """
+    producer = kafka_producer(
+        kafka,
+        client_id="faceaudit-replay",
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=MAX_REQUEST_BYTES,
+    )
+    failures = DeliveryFailures()
+
+    def send(topic: str, value: bytes, key: bytes | None) -> None:
+        producer.send(topic, value=value, key=key).add_errback(failures.record)
+
+    sent: Counter[str] = Counter()
     try:
-        producer = EventProducer(
-            bootstrap,
-            client_id="faceaudit-replay",
-            max_request_size=MAX_REQUEST_BYTES,
-            bootstrap_timeout_ms=int(kafka_timeout * 1000),
+        sent = replay(letters, send)
+    except KafkaError as exc:  # refused at once: too large, or no metadata for its topic
+        failures.record(exc)
+    finally:
+        producer.close()  # after every send in flight is answered
+    failed, first = failures.take()
+    if first is not None:
+        raise FaceauditError(
+            f"replay incomplete: {failed} send(s) to Kafka failed; first error: {first!r}; "
+            "the dead letters are still in the table"
         )
-    except KafkaError as exc:
-        raise FaceauditError(
-            f"cannot reach Kafka at {bootstrap}: {exc.__class__.__name__}"
-            f" (no broker answered within {kafka_timeout:g} s)"
-        ) from None
-    try:
-        with producer:
-            return replay(letters, producer.send_raw)
-    except ProducerError as exc:
-        raise FaceauditError(
-            f"replay incomplete: {exc}; the dead letters are still in the table"
-        ) from None
+    return sent

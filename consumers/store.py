@@ -6,12 +6,11 @@ import os
 import sys
 from pathlib import Path
 
-import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from faceaudit.errors import FaceauditError
-from faceaudit.settings import redact
+from core.clients import clickhouse_client, redact
+from core.errors import FaceauditError
 from schemas.ddl import DATABASE, migrate
 
 CHDB_SCHEME = "chdb://"
@@ -31,7 +30,7 @@ _UNUSED_BY_ENGINE = "pyarrow"
 
 
 class StoreError(FaceauditError):
-    """The store cannot be opened or prepared."""
+    """The embedded store's directory or the schema cannot be prepared."""
 
 
 def open_store(dsn: str) -> Client:
@@ -43,12 +42,7 @@ def open_store(dsn: str) -> Client:
         dsn = f"{CHDB_SCHEME}{path}"
         os.environ.setdefault(*_ENGINE_ALLOCATOR)
         sys.modules.setdefault(_UNUSED_BY_ENGINE, None)  # None: `import` raises ImportError
-    try:
-        client = clickhouse_connect.get_client(dsn=dsn)
-    except ClickHouseError as exc:
-        raise StoreError(_explain(dsn, exc)) from None
-    except OSError as exc:
-        raise StoreError(f"cannot reach ClickHouse at {redact(dsn)}: {exc}") from None
+    client = clickhouse_client(dsn)
     try:
         migrate(client)
     except ClickHouseError as exc:
@@ -69,14 +63,3 @@ def _prepare_chdb_dir(path: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise StoreError(f"the data directory {path} is not writable: {exc.strerror}") from None
-
-
-def _explain(dsn: str, exc: Exception) -> str:
-    text = str(exc)
-    if "EmbeddedServer" in text or "already initialized" in text:
-        return (
-            f"the embedded store {redact(dsn)} is already open in another process: "
-            "chDB lets one process open a store; stop that process, or use a "
-            "ClickHouse server DSN (http://user:pass@host:8123/faceaudit)"
-        )
-    return f"cannot open ClickHouse at {redact(dsn)}: {text.splitlines()[0]}"

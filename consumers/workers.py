@@ -29,11 +29,11 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalErr
 
 from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway, StoreGateway
+from consumers.settings import Settings
 from consumers.sink import ClickHouseSink, write_native
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary
-from faceaudit.errors import FaceauditError
-from faceaudit.settings import Settings
+from core.errors import FaceauditError
 
 CHDB_SCHEME = "chdb://"
 

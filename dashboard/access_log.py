@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
-from faceaudit.errors import FaceauditError
+from core.errors import FaceauditError
 
 WHO: Final = "faceaudit.who"
 """WSGI environ key under which the app records the token holder's name."""

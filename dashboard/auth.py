@@ -23,8 +23,8 @@ from pathlib import Path
 from threading import Lock
 from typing import Any, Final
 
+from core.errors import FaceauditError
 from dashboard.scope import Scope
-from faceaudit.errors import FaceauditError
 
 TOKEN_PREFIX: Final = "fa_"
 _HEX64: Final = re.compile(r"^[0-9a-f]{64}$")

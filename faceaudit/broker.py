@@ -32,6 +32,7 @@ from typing import Any
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from core.clients import KafkaConfig, kafka_admin
 from schemas.topics import (
     COMPACTED_TOPICS,
     DEAD_LETTER_TOPIC,
@@ -297,23 +298,26 @@ class LocalBroker:
         )
 
 
-def ensure_topics(bootstrap: str, partitions: int = 6, timeout: float = 30) -> None:
+def ensure_topics(kafka: KafkaConfig, partitions: int = 6, timeout: float = 30) -> None:
     """Create the pipeline's topics if missing, and wait until every partition has a leader.
 
     Every topic gets ``partitions`` partitions; the consent and deployment
     registries are compacted (latest record per key is the current state); the
     events topic is stamped with broker time; the dead-letter and violation
     topics are created too.  Existing topics are left as they are.
+    ``timeout`` bounds each request; reaching a broker waits ``kafka.timeout``.
     """
     timeout_ms = int(timeout * 1000)
     specs = _topic_specs(partitions)
     try:
-        with _admin(bootstrap, timeout_ms) as admin:
+        with _admin(kafka, timeout_ms) as admin:
             response = admin.create_topics(specs, timeout_ms=timeout_ms, raise_errors=False)
             _raise_for_create_errors(response)
             admin.wait_for_topics(list(specs), timeout_ms=timeout_ms)
     except KafkaError as exc:
-        raise BrokerError(f"Could not create the topics on Kafka at {bootstrap}: {exc}") from exc
+        raise BrokerError(
+            f"Could not create the topics on Kafka at {kafka.bootstrap}: {exc}"
+        ) from exc
 
 
 def free_port() -> int:
@@ -361,13 +365,8 @@ def _topic_specs(partitions: int) -> dict[str, dict[str, object]]:
 
 
 @contextlib.contextmanager
-def _admin(bootstrap: str, timeout_ms: int) -> Iterator[KafkaAdminClient]:
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="faceaudit-admin",
-        request_timeout_ms=timeout_ms,
-        bootstrap_timeout_ms=timeout_ms,
-    )
+def _admin(kafka: KafkaConfig, timeout_ms: int) -> Iterator[KafkaAdminClient]:
+    admin = kafka_admin(kafka, client_id="faceaudit-admin", request_timeout_ms=timeout_ms)
     try:
         yield admin
     finally:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from consumers.settings import Settings
+from core.clients import KafkaConfig
+from core.errors import FaceauditError
 from faceaudit.commands_check import add_check_parser, add_rules_parser
 from faceaudit.commands_dashboard import add_dashboard_parser
 from faceaudit.commands_dead_letters import add_dead_letters_parser
-from faceaudit.errors import FaceauditError
-from faceaudit.settings import HOME, Settings
+from faceaudit.home import home
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -55,10 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _home() -> Path:
-    return Path(os.environ.get("FACEAUDIT_HOME", str(HOME)))
-
-
 # -- broker -------------------------------------------------------------------
 
 
@@ -80,11 +76,11 @@ def _add_broker(commands: argparse._SubParsersAction) -> None:
 def _broker(args: argparse.Namespace) -> int:
     from faceaudit.broker import BrokerError, LocalBroker, ensure_topics
 
-    broker = LocalBroker(_home(), port=args.port, controller_port=args.controller_port)
+    broker = LocalBroker(home(), port=args.port, controller_port=args.controller_port)
     try:
         if args.action == "start":
             bootstrap = broker.start()
-            ensure_topics(bootstrap)
+            ensure_topics(KafkaConfig(bootstrap))
             print(bootstrap)
         elif args.action == "stop":
             print("stopped" if broker.stop() else "not running")
@@ -126,9 +122,9 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
 def _simulate(args: argparse.Namespace) -> int:
     from producers.simulate import simulate
 
-    bootstrap = Settings.resolve({"bootstrap": args.bootstrap}).bootstrap
+    kafka = Settings.resolve({"bootstrap": args.bootstrap}).kafka
     report = simulate(
-        bootstrap,
+        kafka,
         events=args.events,
         devices=args.devices,
         seed=args.seed,
@@ -140,7 +136,7 @@ def _simulate(args: argparse.Namespace) -> int:
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.by_kind.items()))
     print(
         f"sent {report.events_sent} events ({kinds}) and {report.registry_records} registry "
-        f"records to {bootstrap} in {report.seconds:.1f} s ({rate:,.0f} events/s)"
+        f"records to {kafka.bootstrap} in {report.seconds:.1f} s ({rate:,.0f} events/s)"
     )
     broken = sum(report.intended_violations.values())
     print(f"{broken} events break a rule on purpose")

@@ -9,16 +9,17 @@ at a ClickHouse server to run them together.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from pathlib import Path
 from typing import Final, NoReturn
 
 from consumers.rules.catalogue import PROFILES
+from consumers.settings import Settings
+from core.clients import redact
+from core.errors import FaceauditError
 from dashboard.auth import check_region_prefix
-from faceaudit.errors import FaceauditError
-from faceaudit.settings import HOME, Settings, redact
+from faceaudit.home import HOME, home
 
 TOKENS_FILE: Final = "dashboard-tokens.jsonl"
 DEFAULT_PORT: Final = 8080
@@ -91,7 +92,7 @@ def add_dashboard_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    path = args.tokens or Path(os.environ.get("FACEAUDIT_HOME", str(HOME))) / TOKENS_FILE
+    path = args.tokens or home() / TOKENS_FILE
     if args.make_token is not None:
         return _make_token(path, args)
     if args.regions or args.processors or args.replace:

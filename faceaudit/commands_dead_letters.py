@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
-from faceaudit.settings import Settings
+from consumers.settings import Settings
 
 if TYPE_CHECKING:
     from consumers.replay import DeadLetter, Selection
@@ -138,7 +138,7 @@ def _replay(args: argparse.Namespace) -> int:
         if args.dry_run:
             sent = replay(letters, lambda *_: None)
         else:
-            sent = replay_to_kafka(settings.bootstrap, letters, settings.kafka_timeout)
+            sent = replay_to_kafka(settings.kafka, letters)
     finally:
         client.close()
     print(_replay_report(sent, args.dry_run, settings.bootstrap))

@@ -9,11 +9,12 @@ from clickhouse_connect.driver.client import Client
 
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
+from consumers.settings import Settings
 from consumers.store import open_store
 from consumers.summary import RunSummary, print_summary
 from consumers.workers import run_workers
-from faceaudit.errors import FaceauditError
-from faceaudit.settings import Settings, redact
+from core.clients import redact
+from core.errors import FaceauditError
 
 
 def consume(settings: Settings) -> int:

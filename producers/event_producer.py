@@ -26,10 +26,11 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
+from core.clients import KafkaConfig, kafka_producer
+from core.delivery import DeliveryFailures
 from schemas import codec
 from schemas.topics import EVENT_KINDS, KEY_FIELD, KINDS, TOPICS
 
@@ -126,14 +127,14 @@ class EventProducer:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConfig,
         *,
         client_id: str = "faceaudit-producer",
         linger_ms: int = 5,
         **kafka_overrides: Any,
     ) -> None:
-        config: dict[str, Any] = {
-            "bootstrap_servers": bootstrap,
+        """Raises FaceauditError if no broker answers; `kafka_overrides` are kafka-python's."""
+        options: dict[str, Any] = {
             "client_id": client_id,
             "linger_ms": linger_ms,
             "acks": "all",
@@ -142,9 +143,9 @@ class EventProducer:
             "max_in_flight_requests_per_connection": _MAX_IN_FLIGHT,
             **kafka_overrides,
         }
-        self._producer = KafkaProducer(**config)
+        self._producer = kafka_producer(kafka, **options)
         self._chains = DeviceChains()
-        self._failures = _FailureLog()
+        self._failures = DeliveryFailures()
         self._closed = False
 
     def send_event(self, kind: str, record: Mapping[str, Any]) -> FutureRecordMetadata:
@@ -187,7 +188,9 @@ class EventProducer:
         Each failure is reported once: a later flush only reports newer ones.
         """
         self._producer.flush(timeout=timeout)
-        self._failures.raise_if_any()
+        failed, first = self._failures.take()
+        if first is not None:
+            raise ProducerError(failed, first)
 
     def close(self, timeout: float | None = None) -> None:
         """Flush, then close the Kafka producer even if the flush raised."""
@@ -224,28 +227,6 @@ class EventProducer:
             raise ProducerError(1, exc) from exc
         future.add_errback(self._failures.record)
         return future
-
-
-class _FailureLog:
-    """Failed deliveries reported by Kafka's sender thread, until a flush reports them."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._count = 0
-        self._first: BaseException | None = None
-
-    def record(self, error: BaseException) -> None:
-        with self._lock:
-            self._count += 1
-            if self._first is None:
-                self._first = error
-
-    def raise_if_any(self) -> None:
-        with self._lock:
-            count, first = self._count, self._first
-            self._count, self._first = 0, None
-        if first is not None:
-            raise ProducerError(count, first)
 
 
 def _device_id(kind: str, record: Mapping[str, Any]) -> str:

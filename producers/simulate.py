@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from core.clients import KafkaConfig
 from producers.event_producer import EventProducer
 from producers.fleet import Fleet
 
@@ -67,7 +68,7 @@ class _Pacer:
 
 
 def simulate(
-    bootstrap: str,
+    kafka: KafkaConfig,
     events: int,
     devices: int,
     seed: int = 1,
@@ -75,7 +76,7 @@ def simulate(
     violation_rate: float = 0.05,
     progress: bool = True,
 ) -> SimulationReport:
-    """Send a seeded fleet's registry and ``events`` events to Kafka at ``bootstrap``.
+    """Send a seeded fleet's registry and ``events`` events to Kafka.
 
     Raises ProducerError if any send failed: a simulation that lost events
     must not look like one that found violations.
@@ -86,7 +87,7 @@ def simulate(
     by_kind: Counter[str] = Counter()
     intended: Counter[str] = Counter()
     with EventProducer(
-        bootstrap,
+        kafka,
         client_id="faceaudit-simulator",
         linger_ms=_BULK_LINGER_MS,
         batch_size=_BULK_BATCH_BYTES,

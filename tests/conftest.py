@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from core.clients import KafkaConfig
 from faceaudit.broker import LocalBroker, ensure_topics, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def kafka_bootstrap(
     """Bootstrap address of a broker with the pipeline's topics; stopped at session end."""
     external = os.environ.get(BOOTSTRAP_ENV)
     if external:
-        ensure_topics(external)
+        ensure_topics(KafkaConfig(external))
         yield external
         return
     port, controller_port = _distinct_free_ports()
@@ -55,7 +56,7 @@ def kafka_bootstrap(
     )
     try:
         bootstrap = broker.start()
-        ensure_topics(bootstrap)
+        ensure_topics(KafkaConfig(bootstrap))
         yield bootstrap
     finally:
         broker.stop()

@@ -18,6 +18,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, KafkaAdminClient
 
+from core.clients import KafkaConfig
 from faceaudit.broker import (
     BrokerError,
     BrokerStatus,
@@ -84,7 +85,7 @@ def test_broker_accepts_a_10_mib_message(kafka_bootstrap: str) -> None:
 
 
 def test_ensure_topics_is_idempotent(kafka_bootstrap: str, admin: KafkaAdminClient) -> None:
-    ensure_topics(kafka_bootstrap)
+    ensure_topics(KafkaConfig(kafka_bootstrap))
 
     described = {topic["name"]: topic for topic in admin.describe_topics(list(ALL_TOPICS))}
     assert {name: len(described[name]["partitions"]) for name in ALL_TOPICS} == dict.fromkeys(

@@ -14,8 +14,9 @@ from consumers.batch import Batch
 from consumers.collector import BATCH_THRESHOLDS, collecting_in_batches
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
+from consumers.settings import Settings
 from consumers.store import open_store
-from faceaudit.settings import Settings
+from core.clients import KafkaConfig
 from producers.simulate import simulate
 
 
@@ -60,7 +61,14 @@ def test_stored_rows_are_freed_without_the_cycle_collector(
     a row once the run is over: the store step lets go of the rows once
     stored, and the publish step of the findings once the outbox has them.
     """
-    simulate(kafka_bootstrap, events=3000, devices=6, seed=5, violation_rate=0.1, progress=False)
+    simulate(
+        KafkaConfig(kafka_bootstrap),
+        events=3000,
+        devices=6,
+        seed=5,
+        violation_rate=0.1,
+        progress=False,
+    )
     monkeypatch.setattr(read, "Batch", _TrackedBatch)
     _TrackedBatch.made.clear()
     client = open_store(f"chdb://{tmp_path / 'ch'}")

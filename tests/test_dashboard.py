@@ -32,6 +32,7 @@ from consumers.registry import Registry
 from consumers.rules.catalogue import load_catalogue
 from consumers.sink import ClickHouseSink
 from consumers.store import open_store
+from core.errors import FaceauditError
 from dashboard.access_log import open_access_log
 from dashboard.app import create_app
 from dashboard.auth import TokenFile, TokenFileError, add_token, hash_token
@@ -39,7 +40,6 @@ from dashboard.db import Database
 from dashboard.queries import Reports
 from dashboard.scope import Scope
 from faceaudit.commands_dashboard import add_dashboard_parser
-from faceaudit.errors import FaceauditError
 from producers.fleet import Fleet
 from schemas.topics import TOPICS
 

@@ -31,9 +31,12 @@ from consumers.replay import (
     dead_letters_to_replay,
     list_dead_letters,
     replay,
+    replay_to_kafka,
 )
 from consumers.sink import ClickHouseSink
 from consumers.store import open_store
+from core.clients import KafkaConfig
+from core.errors import FaceauditError
 from faceaudit.broker import free_port
 from producers.event_producer import EventProducer
 from schemas import codec
@@ -266,7 +269,7 @@ def send_events(bootstrap: str, tag: str, device: str, count: int) -> dict[str, 
     ids = {"deployment_id": f"d-{tag}", "processor_id": f"p-{tag}"}
     consent = sample("consent", consent_id=f"c-{tag}", processor_id=f"p-{tag}")
     sent: dict[str, str] = {}
-    with EventProducer(bootstrap) as producer:
+    with EventProducer(KafkaConfig(bootstrap)) as producer:
         producer.send_registry("deployment", sample("deployment", **ids))
         producer.send_registry("consent", consent)
         for _ in range(count):
@@ -331,3 +334,25 @@ def test_replay_after_a_fix_stores_the_events_and_keeps_the_rows(
     assert [[(raw, reason) for raw, _, reason in rows] for rows in again] == [
         [(f"garbage-{tag}".encode(), "bad_magic")]
     ]
+
+
+def oversized_letter(size: int) -> DeadLetter:
+    return DeadLetter(EVENTS, 0, 1, b"dev-big", size, "oversized", "", T0, bytes(size))
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(13 * 1024 * 1024, id="refused-by-the-broker-after-the-send"),  # over 12 MiB
+        pytest.param(17 * 1024 * 1024, id="refused-by-the-producer-at-the-send"),  # over 16 MiB
+    ],
+)
+def test_a_refused_replay_reports_how_many_sends_failed_and_the_first_error(
+    kafka_bootstrap: str, size: int
+) -> None:
+    with pytest.raises(FaceauditError) as raised:
+        replay_to_kafka(KafkaConfig(kafka_bootstrap), [oversized_letter(size)])
+    message = str(raised.value)
+    assert message.startswith("replay incomplete: 1 send(s) to Kafka failed; first error: ")
+    assert "MessageSizeTooLargeError" in message
+    assert message.endswith("the dead letters are still in the table")

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 from helpers import consume, scalar, start_group_at_end, store
-from kafka import KafkaConsumer
 from kafka.partitioner.default import murmur2
 from samples import sample
 
+from core.clients import KafkaConfig, kafka_consumer
 from producers.event_producer import EventProducer
 from schemas.topics import EVENTS_TOPIC
 
@@ -42,7 +42,7 @@ def same_partition_devices(bootstrap: str, tag: str) -> list[str]:
     The partition is the one kafka-python's default partitioner picks for the
     key (murmur2, as the Java client).
     """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = kafka_consumer(KafkaConfig(bootstrap))
     partitions = len(consumer.partitions_for_topic(EVENTS_TOPIC))
     consumer.close()
     by_partition: dict[int, list[str]] = {}
@@ -76,7 +76,9 @@ def backlog(kafka_bootstrap: str) -> tuple[list[str], str]:
     for run in ("small", "default"):
         start_group_at_end(kafka_bootstrap, f"{group}-{run}")
     skips = {(devices[i], sent): skipped for i, sent, skipped in GAPS}
-    with EventProducer(kafka_bootstrap, client_id="faceaudit-test-backlog") as producer:
+    with EventProducer(
+        KafkaConfig(kafka_bootstrap), client_id="faceaudit-test-backlog"
+    ) as producer:
         for kind in ("deployment", "consent"):
             producer.send_registry(kind, sample(kind))
         for n in range(EVENTS_PER_DEVICE):

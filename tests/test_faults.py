@@ -43,9 +43,10 @@ from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
 from consumers.published import decode_mark
 from consumers.read import GROUP_TOPICS, group_consumer
+from consumers.settings import Settings
 from consumers.store import open_store
+from core.clients import KafkaConfig
 from faceaudit.broker import LocalBroker, ensure_topics, free_port
-from faceaudit.settings import Settings
 from producers.simulate import simulate
 
 pytestmark = pytest.mark.integration
@@ -163,7 +164,7 @@ def fleet_for_a_validator_in_process(
     """Send a new fleet's events past the group's position; the seed and validator settings."""
     seed = fleet_seed()
     start_group_at_end(bootstrap, group)
-    simulate(bootstrap, events=events, devices=10, seed=seed, progress=False)
+    simulate(KafkaConfig(bootstrap), events=events, devices=10, seed=seed, progress=False)
     settings = Settings.resolve(
         {"bootstrap": bootstrap, "group": group, "until_idle": 3.0}, environ={}
     )
@@ -219,7 +220,7 @@ def test_broker_restart_mid_stream(tmp_path: Path, kafka_libs_dir: Path) -> None
     )
     bootstrap = broker.start()
     try:
-        ensure_topics(bootstrap)
+        ensure_topics(KafkaConfig(bootstrap))
         seed, events, data = fleet_seed(), 20_000, tmp_path / "ch"
         validator = start_faceaudit(
             "consume",
@@ -235,7 +236,12 @@ def test_broker_restart_mid_stream(tmp_path: Path, kafka_libs_dir: Path) -> None
         def produce() -> None:
             try:
                 result["report"] = simulate(
-                    bootstrap, events=events, devices=20, seed=seed, rate=2000, progress=False
+                    KafkaConfig(bootstrap),
+                    events=events,
+                    devices=20,
+                    seed=seed,
+                    rate=2000,
+                    progress=False,
                 )
             except Exception as exc:  # the test reports it below
                 result["error"] = exc

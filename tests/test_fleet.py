@@ -13,6 +13,7 @@ import pytest
 from consumers.registry import Registry
 from consumers.rules.catalogue import PROFILES
 from consumers.rules.engine import RuleEngine
+from core.clients import KafkaConfig
 from producers.event_producer import DeviceChain
 from producers.fleet import FAULTS, MATCH_FOLLOWS_CAPTURE, Fleet
 from producers.simulate import simulate
@@ -172,12 +173,17 @@ def test_invalid_fleet_arguments_are_refused(
 
 def test_simulate_refuses_a_non_positive_rate_before_connecting() -> None:
     with pytest.raises(ValueError, match="rate"):
-        simulate("127.0.0.1:9", events=1, devices=1, rate=0, progress=False)
+        simulate(KafkaConfig("127.0.0.1:9"), events=1, devices=1, rate=0, progress=False)
 
 
 def test_simulate_sends_registry_and_events(kafka_bootstrap: str) -> None:
     report = simulate(
-        kafka_bootstrap, events=300, devices=20, seed=4, violation_rate=0.2, progress=False
+        KafkaConfig(kafka_bootstrap),
+        events=300,
+        devices=20,
+        seed=4,
+        violation_rate=0.2,
+        progress=False,
     )
     assert report.events_sent == 300 == sum(report.by_kind.values())
     assert set(report.by_kind) == {"capture", "match"}
@@ -187,5 +193,7 @@ def test_simulate_sends_registry_and_events(kafka_bootstrap: str) -> None:
 
 
 def test_simulate_holds_the_requested_rate(kafka_bootstrap: str) -> None:
-    report = simulate(kafka_bootstrap, events=100, devices=5, rate=200.0, progress=False)
+    report = simulate(
+        KafkaConfig(kafka_bootstrap), events=100, devices=5, rate=200.0, progress=False
+    )
     assert report.seconds >= 99 / 200

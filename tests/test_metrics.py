@@ -10,8 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
+from consumers.settings import Settings
 from consumers.store import open_store
-from faceaudit.settings import Settings
+from core.clients import KafkaConfig
 from producers.simulate import simulate
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,14 @@ def samples(port: int) -> dict[tuple[str, tuple], float]:
 def test_metrics_endpoint_reports_the_run(
     kafka_bootstrap: str, unique_group: str, tmp_path: Path
 ) -> None:
-    simulate(kafka_bootstrap, events=300, devices=4, seed=11, violation_rate=0.3, progress=False)
+    simulate(
+        KafkaConfig(kafka_bootstrap),
+        events=300,
+        devices=4,
+        seed=11,
+        violation_rate=0.3,
+        progress=False,
+    )
     client = open_store(f"chdb://{tmp_path / 'ch'}")
     try:
         settings = Settings.resolve(

@@ -25,6 +25,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from samples import sample
 
+from core.clients import KafkaConfig
 from producers.event_producer import EventProducer
 from schemas import codec
 from schemas.topics import DEAD_LETTER_TOPIC, TOPICS
@@ -162,7 +163,7 @@ def poison_corpus(device: str, rng: random.Random) -> list[Poison]:
 
 def send_poison(bootstrap: str, corpus: list[Poison]) -> list[Position]:
     """Send the corpus in order; return where each message landed."""
-    with EventProducer(bootstrap, max_request_size=PRODUCER_MAX_REQUEST) as producer:
+    with EventProducer(KafkaConfig(bootstrap), max_request_size=PRODUCER_MAX_REQUEST) as producer:
         futures = [producer.send_raw(CAPTURE, poison.value, poison.key) for poison in corpus]
         producer.flush(timeout=60)
         metadata = [future.get(timeout=60) for future in futures]
@@ -172,7 +173,7 @@ def send_poison(bootstrap: str, corpus: list[Poison]) -> list[Position]:
 def send_valid_events(bootstrap: str, devices: list[str], tag: str) -> dict[str, Position]:
     """A deployment, a consent and two captures per device; positions by event_id."""
     ids = {"deployment_id": f"d-{tag}", "processor_id": f"p-{tag}"}
-    with EventProducer(bootstrap) as producer:
+    with EventProducer(KafkaConfig(bootstrap)) as producer:
         producer.send_registry("deployment", sample("deployment", **ids))
         producer.send_registry(
             "consent", sample("consent", consent_id=f"c-{tag}", processor_id=f"p-{tag}")
@@ -266,7 +267,7 @@ def test_dead_letter_limit_stops_the_validator_without_committing(
     start_group_at_end(kafka_bootstrap, unique_group)
     garbage = [f"garbage-{n}-{uuid.uuid4().hex}".encode() for n in range(30)]
     key = f"garbage-{unique_group}".encode()  # one key: one partition, 30 in a row
-    with EventProducer(kafka_bootstrap) as producer:
+    with EventProducer(KafkaConfig(kafka_bootstrap)) as producer:
         futures = [producer.send_raw(CAPTURE, value, key) for value in garbage]
         producer.flush(timeout=60)
         metadata = [future.get(timeout=60) for future in futures]

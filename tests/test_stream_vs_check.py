@@ -22,9 +22,10 @@ from samples import sample
 
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
+from consumers.settings import Settings
 from consumers.store import open_store
+from core.clients import KafkaConfig
 from faceaudit.cli import main
-from faceaudit.settings import Settings
 from producers.event_producer import EventProducer
 from schemas import codec
 from schemas.topics import TOPICS
@@ -116,7 +117,7 @@ def stream_violations(
 ) -> set[tuple]:
     group = f"stream-vs-check-{tag}"
     start_group_at_end(bootstrap, group)
-    with EventProducer(bootstrap) as producer:
+    with EventProducer(KafkaConfig(bootstrap)) as producer:
         for kind, record in registry:
             producer.send_registry(kind, record)
         producer.flush()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import consume, fleet_events, fleet_seed, fleet_violation_rules, start_group_at_end
 
+from core.clients import KafkaConfig
 from producers.simulate import simulate
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,7 @@ def test_two_workers_store_and_find_what_one_process_does(
     one, two = f"{unique_group}-one", f"{unique_group}-two"
     for group in (one, two):
         start_group_at_end(kafka_bootstrap, group)
-    simulate(kafka_bootstrap, events=events, devices=30, seed=seed, progress=False)
+    simulate(KafkaConfig(kafka_bootstrap), events=events, devices=30, seed=seed, progress=False)
 
     single = consume(kafka_bootstrap, tmp_path / "one", one)
     assert single.returncode == 0, single.stderr

@@ -24,7 +24,7 @@ from consumers.gateway import StoreGateway
 from consumers.metrics import PipelineMetrics
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary, RunTimer
-from faceaudit.errors import FaceauditError
+from core.errors import FaceauditError
 
 log = logging.getLogger(__name__)
 

@@ -1,18 +1,15 @@
-"""One settings object: command-line flags override FACEAUDIT_* variables override defaults."""
+"""The validator's settings: command-line flags override FACEAUDIT_* variables override defaults."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from consumers.rules.catalogue import PROFILES
-from faceaudit.errors import FaceauditError
-
-HOME = Path(".faceaudit")
+from core.clients import KafkaConfig
+from core.errors import FaceauditError
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +17,8 @@ class Settings:
     """Everything the consumer needs to run; built by `Settings.resolve`."""
 
     bootstrap: str = "127.0.0.1:9092"
-    clickhouse: str = f"chdb://{HOME / 'clickhouse'}"
+    # In the command line's state dir (`faceaudit.home.HOME`), which git ignores.
+    clickhouse: str = "chdb://.faceaudit/clickhouse"
     group: str = "faceaudit-validator"
     profile: str = "cac-2025"
     metrics_port: int = 0
@@ -57,6 +55,11 @@ class Settings:
         settings.validate()
         return settings
 
+    @property
+    def kafka(self) -> KafkaConfig:
+        """What every Kafka client the validator makes is built from."""
+        return KafkaConfig(self.bootstrap, self.kafka_timeout)
+
     def validate(self) -> None:
         if self.profile not in PROFILES:
             raise FaceauditError(
@@ -79,12 +82,3 @@ def _convert(name: str, raw: str, default: Any) -> Any:
         raise FaceauditError(
             f"FACEAUDIT_{name.upper()}={raw!r} is not a valid {kind.__name__}"
         ) from None
-
-
-def redact(dsn: str) -> str:
-    """The DSN with any password replaced, for messages and logs."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
