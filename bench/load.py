@@ -24,6 +24,7 @@ from producers.simulate import SimulationReport, simulate
 
 DEVICES = 200
 VIOLATION_RATE = 0.05
+GAP_RATE = 0.001  # events sent after their device lost one: AUDIT-SEQ-GAP on purpose
 PRELOAD_SEED = 1
 
 
@@ -43,7 +44,9 @@ class Sent:
 
 def preload(kafka: KafkaConfig, events: int) -> SimulationReport:
     """Registry, then `events` events from a fleet of DEVICES devices, as fast as possible."""
-    return simulate(kafka, events, DEVICES, PRELOAD_SEED, violation_rate=VIOLATION_RATE)
+    return simulate(
+        kafka, events, DEVICES, PRELOAD_SEED, violation_rate=VIOLATION_RATE, gap_rate=GAP_RATE
+    )
 
 
 def live(kafka: KafkaConfig, rate: float, seconds: float, warmup: float, seed: int) -> Sent:

@@ -65,16 +65,24 @@ class StoredWatch:
 
 
 def run_pipeline(
-    cluster: Cluster, name: str, expected: int, workers: int = 1, profile_to: Path | None = None
+    cluster: Cluster,
+    name: str,
+    expected: int,
+    workers: int = 1,
+    profile_to: Path | None = None,
+    batch_size: int | None = None,
 ) -> dict:
     """Drain `expected` events with `consume --workers N --until-idle 5` (new group, new store).
 
     `profile_to`: run the validator under pyinstrument and write its text report there.
+    `batch_size`: `--batch-size` (default: the validator's).
     """
     watch = StoredWatch(workers)
     args = ["consume", "--bootstrap", cluster.bootstrap, "--clickhouse", cluster.store(name)]
     args += ["--group", cluster.group(name), "--until-idle", str(IDLE_SECONDS)]
     args += ["--workers", str(workers), "--metrics-port", str(watch.port)]
+    if batch_size is not None:
+        args += ["--batch-size", str(batch_size)]
     started = time.monotonic()
     child = cluster.faceaudit(*args, log_name=name, profile_to=profile_to)
     memory = PeakMemory(child.pid)

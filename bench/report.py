@@ -57,6 +57,7 @@ def update_docs(results: dict, path: Path = DOCS) -> None:
 def table(r: dict) -> str:
     """The results as markdown: each figure, its target, and whether it met it."""
     m, latency, low = r["machine"], r["latency"], r["details"]["latency_low_rate"]
+    gaps = r["sequence_gaps"]
     rows = [
         ("preload (simulator, 1 producer)", _rate(r["preload_events_per_s"]), ""),
         ("raw consumer (poll and discard)", _rate(r["raw_events_per_s"]), ""),
@@ -64,6 +65,14 @@ def table(r: dict) -> str:
          _target(r["pipeline_events_per_s"], ">=", 50_000, "{:,}")),
         ("pipeline / raw", f"{r['ratio_pipeline_to_raw']:.2f}",
          _target(r["ratio_pipeline_to_raw"], ">=", 0.5)),
+        (f"pipeline, 1 process, batches of {r['details']['small_batch']:,}",
+         _rate(r["pipeline_small_batch_events_per_s"]), ""),
+        ("AUDIT-SEQ-GAP found / injected, default batch",
+         f"{gaps['found_default_batch']:,} / {gaps['injected']:,}",
+         _exact(gaps["found_default_batch"], gaps["injected"])),
+        (f"AUDIT-SEQ-GAP found / injected, batches of {r['details']['small_batch']:,}",
+         f"{gaps['found_small_batch']:,} / {gaps['injected']:,}",
+         _exact(gaps["found_small_batch"], gaps["injected"])),
         ("pipeline, 2 workers", _rate(r["pipeline_2w_events_per_s"]), ""),
         ("2 workers / 1", f"{r['ratio_2w_to_1w']:.2f}", _target(r["ratio_2w_to_1w"], ">=", 1.6)),
         (f"latency p50 at {_rate(latency['rate_sent'])}", _secs(r["latency_p50_s"]), ""),
@@ -115,6 +124,10 @@ def _largest(peaks: dict[str, float]) -> float:
 def _target(value: float, op: str, target: float, fmt: str = "{}") -> str:
     met = value >= target if op == ">=" else value <= target
     return f"{'≥' if op == '>=' else '≤'} {fmt.format(target)}: {'met' if met else '**missed**'}"
+
+
+def _exact(found: int, injected: int) -> str:
+    return f"= injected: {'met' if found == injected else '**missed**'}"
 
 
 def _cpu_model() -> str:

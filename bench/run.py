@@ -3,7 +3,9 @@
     python -m bench.run [--events N] [--quick] [--profile] [--output FILE]
 
 N (default 1,000,000, or BENCH_EVENTS) events are preloaded, then read by the
-plain client, by the validator (1 process, then 2 workers), costed per stage,
+plain client, by the validator (1 process, 1 process with batches of 2,000,
+whose sequence gaps are counted against those the fleet injected, then 2
+workers), costed per stage,
 streamed live for the latency, and exported for the offline checker. The
 results go to bench/results/latest.json and the table in docs/benchmarks.md
 (`--quick`: smaller samples, bench/results/quick.json, docs untouched).
@@ -24,17 +26,20 @@ from typing import TypeVar
 
 from bench import REPO_ROOT, BenchError, report
 from bench.cluster import Cluster
+from bench.findings import violations_by_rule
 from bench.latency import run_latency
 from bench.load import end_offsets, preload
 from bench.offline import run_check
 from bench.pipeline import run_pipeline
 from bench.raw import raw_consume
 from bench.stages import stage_costs
+from producers.fleet import SEQUENCE_GAP
 
 T = TypeVar("T")
 DEFAULT_EVENTS = 1_000_000
 LATENCY_RATE = 10_000
 LOW_RATE = 2_000  # well under capacity: the latency of batching alone
+SMALL_BATCH = 2_000  # small batches: where two-topic streams once raised false gaps
 SAMPLE = 100_000  # events in the stage-cost sample and the checker's export
 QUICK_SAMPLE = 20_000
 
@@ -87,6 +92,16 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
         lambda: run_pipeline(cluster, "pipeline-1w", expected),
         lambda r: rate(r["events_per_s"]),
     )
+    small = _step(
+        f"pipeline, 1 process, batches of {SMALL_BATCH:,}",
+        lambda: run_pipeline(cluster, "pipeline-small", expected, batch_size=SMALL_BATCH),
+        lambda r: rate(r["events_per_s"]),
+    )
+    gaps = _step(
+        "sequence gaps found against those the fleet was made to leave",
+        lambda: _gaps(cluster, sent.intended_violations[SEQUENCE_GAP]),
+        lambda r: ", ".join(f"{k} {v:,}" for k, v in r.items()),
+    )
     two = _step(
         "pipeline, 2 workers",
         lambda: run_pipeline(cluster, "pipeline-2w", expected, workers=2),
@@ -125,12 +140,15 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
         "pipeline_2w_events_per_s": two["events_per_s"],
         "ratio_pipeline_to_raw": round(one["events_per_s"] / raw.events_per_second, 3),
         "ratio_2w_to_1w": round(two["events_per_s"] / one["events_per_s"], 3),
+        "pipeline_small_batch_events_per_s": small["events_per_s"],
+        "sequence_gaps": gaps,
         "latency_p50_s": latency["p50_s"],
         "latency_p99_s": latency["p99_s"],
         "latency_max_s": latency["max_s"],
         "peak_rss_mib": {
             "pipeline_1w": one.pop("peak_rss_mib"),
             "pipeline_2w": two.pop("peak_rss_mib"),
+            "pipeline_small_batch": small.pop("peak_rss_mib"),
             "latency_1w": latency.pop("peak_rss_mib"),
             "check": check.pop("peak_rss_mib"),
         },
@@ -145,9 +163,24 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
             },
             "pipeline_1w": one,
             "pipeline_2w": two,
+            "pipeline_small_batch": small,
+            "small_batch": SMALL_BATCH,
             "latency_low_rate": latency_low,
             "check": check,
         },
+    }
+
+
+def _gaps(cluster: Cluster, injected: int) -> dict[str, int]:
+    """AUDIT-SEQ-GAP violations each drain stored, beside the number the fleet injected."""
+    found = {
+        name: violations_by_rule(cluster.store(name))[SEQUENCE_GAP]
+        for name in ("pipeline-1w", "pipeline-small")
+    }
+    return {
+        "injected": injected,
+        "found_default_batch": found["pipeline-1w"],
+        "found_small_batch": found["pipeline-small"],
     }
 
 

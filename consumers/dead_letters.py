@@ -13,7 +13,7 @@ from collections import deque
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from consumers.batch import Row, now_utc
+from consumers.batch import Position, Row, now_utc
 from core.errors import FaceauditError
 
 
@@ -35,7 +35,7 @@ class DeadLetterPolicy:
         self._dead_in_window = 0
         self._consecutive = 0
 
-    def record(self, dead: bool, position: tuple[str, int, int]) -> None:
+    def record(self, dead: bool, position: Position) -> None:
         if len(self._recent) == self._recent.maxlen:
             self._dead_in_window -= self._recent[0]
         self._recent.append(dead)
@@ -55,8 +55,8 @@ class DeadLetterPolicy:
             )
 
 
-def _where(position: tuple[str, int, int]) -> str:
-    return f"{position[0]}[{position[1]}]@{position[2]}"
+def _where(position: Position) -> str:
+    return f"{position.topic}[{position.partition}]@{position.offset}"
 
 
 def dead_letter_row(message: ConsumerRecord, reason: str, detail: str) -> Row:

@@ -214,7 +214,7 @@ class Validator:
             partition: min(mark.get(partition, 0) for mark in marked.values())
             for partition in set().union(*marked.values())
         }
-        sources = {(tp.topic, tp.partition): commits[tp] for tp in marked}
+        sources = {tp: commits[tp] for tp in marked}
         return self._published_log.published_since(start, ends, sources)
 
     def _revoked(self, partitions: set[TopicPartition], closing: bool) -> None:

@@ -21,14 +21,9 @@ from collections.abc import Mapping
 
 from kafka import TopicPartition
 
+from consumers.batch import Mark
 from core.clients import KafkaConfig, kafka_consumer
 from schemas.topics import VIOLATION_TOPIC
-
-Mark = dict[int, int]
-"""Offset per partition of the violations topic."""
-
-Source = tuple[str, int]
-"""A partition of the event topics, (topic, partition)."""
 
 SOURCE_HEADERS = ("faceaudit.source.topic", "faceaudit.source.partition", "faceaudit.source.offset")
 _MARK_KEY = "violations_topic_mark"
@@ -70,14 +65,14 @@ class PublishedLog:
         return {tp.partition: offset for tp, offset in ends.items()}
 
     def published_since(
-        self, mark: Mark, ends: Mark, commits: Mapping[Source, int]
-    ) -> dict[Source, set[str]]:
+        self, mark: Mark, ends: Mark, commits: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, set[str]]:
         """Ids of violations published from `mark` up to `ends`, per source partition in `commits`.
 
         Only violations found at or after the source partition's committed
         offset count: they are the ones its next owner judges again.
         """
-        found: dict[Source, set[str]] = {source: set() for source in commits}
+        found: dict[TopicPartition, set[str]] = {source: set() for source in commits}
         todo = {
             tp: ends[tp.partition]
             for tp in self._partitions
@@ -101,11 +96,13 @@ class PublishedLog:
         self._reader.close()
 
 
-def _collect(message, commits: Mapping[Source, int], found: dict[Source, set[str]]) -> None:
+def _collect(
+    message, commits: Mapping[TopicPartition, int], found: dict[TopicPartition, set[str]]
+) -> None:
     headers = dict(message.headers or ())
     try:
         topic, partition, offset = (headers[name].decode() for name in SOURCE_HEADERS)
-        source, offset = (topic, int(partition)), int(offset)
+        source, offset = TopicPartition(topic, int(partition)), int(offset)
     except (KeyError, ValueError, UnicodeDecodeError):
         return  # not a violation found at an event
     if source in commits and offset >= commits[source]:

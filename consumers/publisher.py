@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from consumers.batch import Row
-from consumers.published import Mark, Source, source_headers
+from kafka import TopicPartition
+
+from consumers.batch import Mark, Row
+from consumers.published import source_headers
 from core.clients import KafkaConfig, kafka_producer
 from schemas import codec
 from schemas.topics import DEAD_LETTER_TOPIC, VIOLATION_TOPIC
@@ -114,9 +116,9 @@ class Outbox:
 
     def __init__(self) -> None:
         self._waiting: dict[str, list[Row]] = {table: [] for table in self.TABLES}
-        self._published: dict[Source, set[str]] = {}
+        self._published: dict[TopicPartition, set[str]] = {}
 
-    def already_published(self, published: dict[Source, set[str]]) -> None:
+    def already_published(self, published: dict[TopicPartition, set[str]]) -> None:
         """Violations of newly taken partitions that their last owner had published."""
         self._published.update(published)
 
@@ -124,7 +126,7 @@ class Outbox:
         for table in self.TABLES:
             self._waiting[table].extend(findings[table])
 
-    def take_due(self, committed: Mapping[Source, int]) -> dict[str, list[Row]]:
+    def take_due(self, committed: Mapping[TopicPartition, int]) -> dict[str, list[Row]]:
         """Remove and return the findings whose event lies before the partition's commit.
 
         Violations already published leave without being returned.
@@ -134,7 +136,7 @@ class Outbox:
             keep = []
             due[table] = []
             for row in rows:
-                source = (row["topic"], row["partition"])
+                source = TopicPartition(row["topic"], row["partition"])
                 end = committed.get(source)
                 if end is not None and row["offset"] >= end:
                     keep.append(row)
@@ -143,6 +145,6 @@ class Outbox:
             self._waiting[table] = keep
         return due
 
-    def _is_published(self, source: Source, row: Row) -> bool:
+    def _is_published(self, source: TopicPartition, row: Row) -> bool:
         published = self._published.get(source)
         return published is not None and row["violation_id"] in published

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from clickhouse_connect.driver.client import Client
 
 from schemas.ddl import DATABASE
-from schemas.topics import TOPICS
+from schemas.topics import EVENTS_TOPIC
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,16 +86,14 @@ def device_states(client: Client, partition: int) -> list[tuple[str, str, int, s
     """Where each device of an event partition stands: highest sequence number and its hash.
 
     A device is the pair (processor_id, device_id), so each row is
-    (processor_id, device_id, highest device_seq, its payload hash).
-
-    A device's captures and matches share its key, so both land on the same
-    partition number of their two topics.
+    (processor_id, device_id, highest device_seq, its payload hash). A
+    device's captures and matches share one topic and key, so one partition.
     """
     result = client.query(
         f"SELECT processor_id, device_id, max(device_seq), argMax(payload_sha256, device_seq) "
         f"FROM {DATABASE}.events WHERE partition = {{partition:UInt32}} "
-        "AND topic IN {topics:Array(String)} GROUP BY processor_id, device_id",
-        parameters={"partition": partition, "topics": [TOPICS["capture"], TOPICS["match"]]},
+        "AND topic = {topic:String} GROUP BY processor_id, device_id",
+        parameters={"partition": partition, "topic": EVENTS_TOPIC},
     )
     return [(p, device, seq, digest) for p, device, seq, digest in result.result_rows]
 

@@ -115,6 +115,13 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
         default=0.05,
         help="share of events that break a rule on purpose, 0..1 (default 0.05)",
     )
+    sim.add_argument(
+        "--gap-rate",
+        type=_share,
+        default=0.0,
+        help="share of events sent after their device lost one (AUDIT-SEQ-GAP), 0..1 "
+        "(default 0)",
+    )
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(handler=_simulate)
 
@@ -131,6 +138,7 @@ def _simulate(args: argparse.Namespace) -> int:
         rate=args.rate,
         violation_rate=args.violation_rate,
         progress=not args.no_progress,
+        gap_rate=args.gap_rate,
     )
     rate = report.events_sent / report.seconds if report.seconds else 0.0
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.by_kind.items()))

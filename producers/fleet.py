@@ -65,6 +65,10 @@ FAULTS: Final = (
 )
 """The rules the fleet can break on purpose, one per faulty event."""
 
+SEQUENCE_GAP: Final = "AUDIT-SEQ-GAP"
+"""Also on purpose, at ``gap_rate``: an event lost before it reached Kafka, so the
+device's next event follows a gap in its sequence (the simulator skips the number)."""
+
 # 6-digit administrative division codes (GB/T 2260) of the districts sites are in.
 DISTRICTS: Final[dict[str, str]] = {
     "310104": "Shanghai Xuhui",
@@ -316,15 +320,26 @@ class Fleet:
         seed: int,
         violation_rate: float,
         start: datetime | None = None,
+        gap_rate: float = 0.0,
     ) -> None:
-        """Build the world; ``start`` (aware; default now) is when the events begin."""
+        """Build the world; ``start`` (aware; default now) is when the events begin.
+
+        ``gap_rate``: the share of events that come after a lost one
+        (SEQUENCE_GAP), drawn apart from the rest, so a fleet with gaps sends
+        the same events as the one without.
+        """
         if devices < 1:
             raise ValueError(f"a fleet needs at least one device, got {devices}")
         if not 0.0 <= violation_rate <= 1.0:
             raise ValueError(f"violation_rate must be within [0, 1], got {violation_rate}")
+        if not 0.0 <= gap_rate <= 1.0:
+            raise ValueError(f"gap_rate must be within [0, 1], got {gap_rate}")
         if start is not None and start.utcoffset() is None:
             raise ValueError("start must be timezone-aware")
         self.violation_rate = violation_rate
+        self.gap_rate = gap_rate
+        self._gaps = random.Random(f"{seed}-gaps")
+        self._emitted: set[str] = set()  # devices that sent an event: only they can lose one
         self.start = (start or datetime.now(UTC)).astimezone(UTC)
         # Ids carry the seed: fleets of different seeds streamed into one
         # pipeline never share a device, processor or deployment.
@@ -348,6 +363,9 @@ class Fleet:
     def events(self, n: int) -> Iterator[tuple[str, Record, list[str]]]:
         """The next ``n`` events as ``(kind, record, intended rule ids)``.
 
+        An event whose rule ids include SEQUENCE_GAP is to be sent after its
+        device's sequence skips a number (see ``producers.simulate``).
+
         Records lack ``device_seq`` and ``prev_hash``: the EventProducer sets them.
         Successive calls continue one stream (clock and pending captures).
         A fault is only chosen if the fleet has a device for it: private-space
@@ -359,10 +377,22 @@ class Fleet:
             if faults and self._rng.random() < self.violation_rate:
                 rule = self._rng.choice(faults)
                 kind, record = self._faulty(rule)
-                yield kind, record, [rule]
+                broken = [rule]
             else:
                 kind, record = self._compliant(self._rng.choice(self._regular))
-                yield kind, record, []
+                broken = []
+            if self.gap_rate and self._lost_before(record["device_id"]):
+                broken.append(SEQUENCE_GAP)
+            self._emitted.add(record["device_id"])
+            yield kind, record, broken
+
+    def _lost_before(self, device_id: str) -> bool:
+        """Whether the event the device sent before this one is to be lost.
+
+        A device's very first event cannot follow a gap: the audit side takes
+        a device it has not seen from wherever it starts.
+        """
+        return device_id in self._emitted and self._gaps.random() < self.gap_rate
 
     # ------------------------------------------------------ building the world
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from core.clients import KafkaConfig
 from producers.event_producer import EventProducer
-from producers.fleet import Fleet
+from producers.fleet import SEQUENCE_GAP, Fleet
 
 # Fewer, larger batches: each new batch wakes kafka-python's sender thread, and
 # that hand-off (GIL contention) dominated the send loop at the SDK's defaults
@@ -40,6 +40,12 @@ class SimulationReport:
     @property
     def events_per_second(self) -> float:
         return self.events_sent / self.seconds if self.seconds > 0 else 0.0
+
+
+def _lose_one(producer: EventProducer, device_id: str) -> None:
+    """Skip the device's next sequence number, as if that event never reached Kafka."""
+    chain = producer.chain(device_id)
+    producer.resume(device_id, chain.next_seq + 1, chain.last_payload_sha256)
 
 
 class _Pacer:
@@ -75,14 +81,18 @@ def simulate(
     rate: float | None = None,
     violation_rate: float = 0.05,
     progress: bool = True,
+    gap_rate: float = 0.0,
 ) -> SimulationReport:
     """Send a seeded fleet's registry and ``events`` events to Kafka.
+
+    ``gap_rate``: the share of events sent after their device lost one
+    (AUDIT-SEQ-GAP), counted in the report like the other intended findings.
 
     Raises ProducerError if any send failed: a simulation that lost events
     must not look like one that found violations.
     """
     pacer = _Pacer(rate)
-    fleet = Fleet(devices, seed, violation_rate)
+    fleet = Fleet(devices, seed, violation_rate, gap_rate=gap_rate)
     registry = fleet.registry_records()
     by_kind: Counter[str] = Counter()
     intended: Counter[str] = Counter()
@@ -100,6 +110,8 @@ def simulate(
         with bar:
             for kind, record, broken in fleet.events(events):
                 pacer.wait()
+                if SEQUENCE_GAP in broken:
+                    _lose_one(producer, record["device_id"])
                 producer.send_event(kind, record)
                 by_kind[kind] += 1
                 intended.update(broken)

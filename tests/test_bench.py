@@ -79,8 +79,14 @@ def test_a_quick_bench_writes_every_figure_the_benchmark_promises(quick_run) -> 
 @pytest.mark.integration
 def test_each_pipeline_run_stores_every_preloaded_event(quick_run) -> None:
     results, _, _ = quick_run
-    for run in ("pipeline_1w", "pipeline_2w"):
+    for run in ("pipeline_1w", "pipeline_2w", "pipeline_small_batch"):
         assert results["details"][run]["stored_events"] == QUICK_EVENTS, run
+
+
+@pytest.mark.integration
+def test_the_drains_find_exactly_the_sequence_gaps_the_fleet_injected(quick_run) -> None:
+    gaps = quick_run[0]["sequence_gaps"]
+    assert gaps["found_default_batch"] == gaps["injected"] == gaps["found_small_batch"]
 
 
 @pytest.mark.integration

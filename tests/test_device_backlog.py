@@ -14,15 +14,25 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import consume, scalar, start_group_at_end, store
+from helpers import (
+    consume,
+    fleet_seed,
+    fleet_violation_rules,
+    scalar,
+    start_group_at_end,
+    store,
+)
 from kafka.partitioner.default import murmur2
 from samples import sample
 
 from core.clients import KafkaConfig, kafka_consumer
 from producers.event_producer import EventProducer
+from producers.fleet import SEQUENCE_GAP
+from producers.simulate import simulate
 from schemas.topics import EVENTS_TOPIC
 
 pytestmark = pytest.mark.integration
@@ -139,3 +149,26 @@ def test_a_flushed_backlog_is_judged_exactly(
     device, sent = devices[BREAK[0]], BREAK[1]
     skipped_before = sum(s for i, before, s in GAPS if i == BREAK[0] and before <= sent)
     assert breaks == [(device, sent + skipped_before)]
+
+
+def test_a_fleet_backlog_raises_exactly_the_gaps_the_fleet_was_made_to(
+    kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    """Counted against the simulator's own record of the events it made its devices lose."""
+    seed = fleet_seed()
+    start_group_at_end(kafka_bootstrap, unique_group)
+    report = simulate(
+        KafkaConfig(kafka_bootstrap),
+        events=6_000,
+        devices=12,
+        seed=seed,
+        gap_rate=0.01,
+        progress=False,
+    )
+    run = consume(kafka_bootstrap, tmp_path / "ch", unique_group, "--batch-size", "2000")
+    assert run.returncode == 0, run.stderr
+    found = Counter(fleet_violation_rules(tmp_path / "ch", seed).values())
+    injected = report.intended_violations[SEQUENCE_GAP]
+    assert injected > 20
+    assert found[SEQUENCE_GAP] == injected
+    assert found == report.intended_violations

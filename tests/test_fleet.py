@@ -15,7 +15,7 @@ from consumers.rules.catalogue import PROFILES
 from consumers.rules.engine import RuleEngine
 from core.clients import KafkaConfig
 from producers.event_producer import DeviceChain
-from producers.fleet import FAULTS, MATCH_FOLLOWS_CAPTURE, Fleet
+from producers.fleet import FAULTS, MATCH_FOLLOWS_CAPTURE, SEQUENCE_GAP, Fleet
 from producers.simulate import simulate
 from schemas import codec
 
@@ -86,6 +86,23 @@ def test_every_record_encodes_once_the_sdk_has_chained_it() -> None:
     for kind, record, _ in fleet.events(1_000):
         assert "device_seq" not in record and "prev_hash" not in record
         codec.encode(kind, DeviceChain().stamp(record))
+
+
+def test_gaps_follow_a_device_s_first_event_and_leave_the_events_as_they_were() -> None:
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    plain = list(Fleet(10, 7, 0.05, start).events(4000))
+    gappy = list(Fleet(10, 7, 0.05, start, gap_rate=0.05).events(4000))
+    assert [(kind, record) for kind, record, _ in plain] == [(k, r) for k, r, _ in gappy]
+    seen: set[str] = set()
+    gaps = 0
+    for (_, record, plain_broken), (_, _, broken) in zip(plain, gappy, strict=True):
+        device = record["device_id"]
+        if SEQUENCE_GAP in broken:
+            assert device in seen, "a device's first event cannot follow a gap"
+            gaps += 1
+        assert [rule for rule in broken if rule != SEQUENCE_GAP] == plain_broken
+        seen.add(device)
+    assert 120 < gaps < 280
 
 
 def test_region_codes_are_six_digits() -> None:

@@ -173,14 +173,12 @@ def test_a_gap_and_a_chain_break_stay_with_their_processors_device() -> None:
     assert sorted(found) == [("AUDIT-CHAIN-BREAK", "p-2-dev-1-e5"), ("AUDIT-SEQ-GAP", "dev-1-e4")]
 
 
-def test_resume_and_forget_take_the_processor_and_the_device() -> None:
+def test_resume_takes_the_processor_and_the_device() -> None:
     ours, theirs = chain(8), chain(8, processor="p-2")
     j = judge()
     j.sequences.resume(("p-1", "dev-1"), 3, ours[2][1])  # the store holds p-1's 0 to 2
-    j.sequences.resume(("p-2", "dev-1"), 4, "0" * 64)
-    j.sequences.forget({("p-2", "dev-1")})
-    # p-1 continues from the store (seq 3 never came); p-2, forgotten, starts
-    # afresh from what comes first.
+    # p-1 continues from the store (seq 3 never came); p-2, never resumed,
+    # starts afresh from what comes first.
     assert sequence_found(j, [*ours[4:], *theirs[6:]]) == [("AUDIT-SEQ-GAP", "dev-1-e4")]
     j.sequences.resume(("p-1", "dev-1"), 100, None)  # already followed: keeps its state
     assert sequence_found(j, chain(9)[8:]) == []

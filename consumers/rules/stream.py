@@ -79,11 +79,6 @@ class SequenceTracker:
         if device not in self._devices:
             self._devices[device] = _Device(next_seq=next_seq, last_hash=last_hash)
 
-    def forget(self, devices: set[DeviceKey]) -> None:
-        """Stop following devices (their partition moved to another process)."""
-        for device in devices:
-            self._devices.pop(device, None)
-
     def observe(self, record: Record, payload_sha256: str | None, anchor: Any) -> list[Finding]:
         """Take one event of any device; the findings it completes, at whichever events.
 
