@@ -29,7 +29,7 @@ from consumers.chain.step import Collect
 from consumers.dead_letters import DeadLetterPolicy
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
-from consumers.read import GROUP_TOPICS
+from consumers.read import FETCH_BYTES, GROUP_TOPICS
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
 from consumers.settings import Settings
@@ -64,7 +64,7 @@ def stage_costs(bootstrap: str, dsn: str, sample: int) -> dict[str, float]:
     for first in range(0, len(messages), settings.batch_size):
         batch = Batch()
         for message in messages[first : first + settings.batch_size]:
-            batch.read(message)
+            batch.read(TopicPartition(message.topic, message.partition), [message])
         steps.submit(batch)
     process = time.perf_counter() - started
     batches = collected.batches
@@ -93,7 +93,9 @@ def stage_costs(bootstrap: str, dsn: str, sample: int) -> dict[str, float]:
 
 def _read(kafka: KafkaConfig, sample: int) -> list:
     """The first `sample` messages of the event topics, fetched as the validator fetches."""
-    consumer = kafka_consumer(kafka, enable_auto_commit=False)
+    consumer = kafka_consumer(
+        kafka, enable_auto_commit=False, max_partition_fetch_bytes=FETCH_BYTES
+    )
     try:
         partitions = [
             TopicPartition(topic, p)

@@ -80,10 +80,11 @@ class Batch:
     mark: Mark = field(default_factory=dict)
     _token: str | None = None
 
-    def read(self, message: ConsumerRecord) -> None:
-        """A message of the group's partitions, in the order the partition holds it."""
-        self.messages.append(message)
-        self.read_to[TopicPartition(message.topic, message.partition)] = message.offset + 1
+    def read(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> None:
+        """Messages of one of the group's partitions, in the order the partition holds them."""
+        if messages:
+            self.messages += messages
+            self.read_to[tp] = messages[-1].offset + 1
 
     def add(self, table: str, row: Row, topic: str, partition: int, offset: int) -> None:
         row["topic"] = topic

@@ -28,6 +28,7 @@ from schemas.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, INPUT_TOPICS, VIOLAT
 log = logging.getLogger(__name__)
 
 GROUP_TOPICS = (EVENTS_TOPIC,)
+FETCH_BYTES = 256 * 1024
 
 Taken = dict[TopicPartition, OffsetAndMetadata | None]
 """Partitions newly assigned, with their last commit (None: never committed)."""
@@ -84,8 +85,7 @@ class GroupReader:
         for tp, messages in polled.items():
             if tp in self._assigned:
                 continue  # read from the old position: read again once taken
-            for message in self._in_order(tp, messages):
-                self._batch.read(message)
+            self._batch.read(tp, self._in_order(tp, messages))
 
     @property
     def assigned(self) -> bool:
@@ -238,4 +238,8 @@ def group_consumer(settings: Settings) -> KafkaConsumer:
         # A store outage is waited out without polling; stay in the group.
         max_poll_interval_ms=int(settings.max_poll_interval * 1000),
         session_timeout_ms=int(settings.session_timeout * 1000),
+        # Memory, not order: the client's default 1 MiB per partition and
+        # fetch drained no faster and peaked about 15-50 MiB higher
+        # (docs/benchmarks.md).
+        max_partition_fetch_bytes=FETCH_BYTES,
     )

@@ -24,6 +24,10 @@ class StoredTail:
     dead_letters: frozenset[int] = field(default_factory=frozenset)
     violations: frozenset[str] = field(default_factory=frozenset)
 
+    def __bool__(self) -> bool:
+        """Whether the store holds anything of the partition past its commit."""
+        return bool(self.events or self.dead_letters or self.violations)
+
 
 def load_stored_tail(client: Client, topic: str, partition: int, start: int) -> StoredTail:
     """Query each table for rows from the partition at offsets >= `start`."""

@@ -53,7 +53,7 @@ def chained(*fields: dict):
 def read(*messages) -> Batch:
     batch = Batch()
     for message in messages:
-        batch.read(message)
+        batch.read(TopicPartition(message.topic, message.partition), [message])
     return batch
 
 

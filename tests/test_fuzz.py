@@ -29,6 +29,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.structs import TopicPartition
 from samples import sample
 
 from consumers.batch import Batch, Row
@@ -352,7 +353,8 @@ def test_every_generated_input_ends_as_exactly_one_row() -> None:
         for index in range(first, first + PER_BATCH):
             case, offset = inputs.case(index), next(offsets)
             partition = offset % PARTITIONS
-            batch.read(consumer_record(case.topic, partition, offset, case.key, case.value))
+            record = consumer_record(case.topic, partition, offset, case.key, case.value)
+            batch.read(TopicPartition(case.topic, partition), [record])
             cases[offset] = case
         steps.submit(batch)
         if first + PER_BATCH >= MESSAGES:
@@ -413,7 +415,7 @@ def test_arbitrary_bytes_and_keys_end_as_exactly_one_row(
     topic: str, key: bytes | None, value: bytes | None
 ) -> None:
     steps, batch, offset = shared_steps(), Batch(), next(_hypothesis_offsets)
-    batch.read(consumer_record(topic, 0, offset, key, value))
+    batch.read(TopicPartition(topic, 0), [consumer_record(topic, 0, offset, key, value)])
     steps.submit(batch)
     found = rows_by_offset(batch)
     assert found.keys() == {offset}

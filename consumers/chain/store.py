@@ -49,7 +49,7 @@ class StoreStep(Forwarding):
         """`tails`: what the store holds of each assigned partition past its commit."""
         super().__init__(next_step)
         self._store = store
-        self._tails = tails
+        self._tails = {tp: tail for tp, tail in tails.items() if tail}  # the usual case: none
         self._metrics = metrics
         self._summary = summary
         self._timer = timer
