@@ -24,11 +24,12 @@ from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
 from consumers.published import decode_mark
 from consumers.publisher import Outbox
+from consumers.read import GroupReader
 from consumers.registry import Registry
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary, RunTimer
 from schemas import codec
-from schemas.topics import EVENTS_TOPIC
+from schemas.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, INPUT_TOPICS, VIOLATION_TOPIC
 
 TP = TopicPartition(EVENTS_TOPIC, 0)
 
@@ -287,3 +288,88 @@ def test_the_event_clock_only_moves_forward() -> None:
     clock.advance(start)
     clock.advance(start - timedelta(days=1))
     assert clock.latest == start
+
+
+# -- read -------------------------------------------------------------------------------
+
+
+class FakeConsumer:
+    """A group consumer that hands out scripted polls and records seeks and commits."""
+
+    def __init__(self, polls: list[dict]) -> None:
+        self.polls = polls
+        self.seeks: list[tuple[TopicPartition, int]] = []
+        self.listener = None
+        self.on_poll = None
+
+    def topics(self) -> set[str]:
+        return set(INPUT_TOPICS) | {DEAD_LETTER_TOPIC, VIOLATION_TOPIC}
+
+    def subscribe(self, topics: list[str], listener) -> None:
+        self.listener = listener
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict:
+        if self.on_poll is not None:
+            self.on_poll()
+            self.on_poll = None
+        return self.polls.pop(0) if self.polls else {}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+    def committed(self, tp: TopicPartition, metadata: bool) -> None:
+        return None
+
+    def beginning_offsets(self, partitions: list[TopicPartition]) -> dict:
+        return dict.fromkeys(partitions, 0)
+
+
+def messages_at(*offsets: int) -> list:
+    return [consumer_record(EVENTS_TOPIC, 0, n, b"dev-1", b"x") for n in offsets]
+
+
+def reader(consumer: FakeConsumer) -> GroupReader:
+    return GroupReader(consumer, "test", lambda partitions, closing: None)
+
+
+def test_read_fills_a_batch_up_to_its_size_and_notes_how_far_each_partition_was_read() -> None:
+    consumer = FakeConsumer(
+        [{TP: messages_at(0, 1)}, {TP: messages_at(2, 3)}, {TP: messages_at(4)}]
+    )
+    batch = reader(consumer).read(4, 5.0, threading.Event(), RunTimer())
+    assert [m.offset for m in batch.messages] == [0, 1, 2, 3]
+    assert batch.read_to == {TP: 4}
+
+
+def test_a_partition_assigned_during_a_poll_is_read_only_once_taken_from_its_commit() -> None:
+    consumer = FakeConsumer([{TP: messages_at(7, 8)}, {TP: messages_at(3, 4, 5)}])
+    read_step = reader(consumer)
+    consumer.on_poll = lambda: consumer.listener.on_partitions_assigned([TP])
+    first = read_step.read(100, 5.0, threading.Event(), RunTimer())
+    assert first.messages == [], "read from the old position: dropped"
+    assert read_step.assigned
+    assert read_step.take() == {TP: None}
+    read_step.rewind({TP: 4})
+    assert consumer.seeks == [(TP, 4)]
+    again = read_step.read(100, 0.05, threading.Event(), RunTimer())
+    assert [m.offset for m in again.messages] == [4, 5], "offset 3 was committed already"
+
+
+def test_revoking_a_partition_mid_read_drops_what_was_read_of_it() -> None:
+    revoked: list[set] = []
+    consumer = FakeConsumer([{TP: messages_at(0, 1)}])
+    read_step = GroupReader(
+        consumer, "test", lambda partitions, closing: revoked.append(partitions)
+    )
+    original = consumer.poll
+
+    def poll_then_revoke(timeout_ms: int, max_records: int) -> dict:
+        polled = original(timeout_ms, max_records)
+        if not polled and not revoked:
+            consumer.listener.on_partitions_revoked([TP])
+        return polled
+
+    consumer.poll = poll_then_revoke
+    batch = read_step.read(100, 0.05, threading.Event(), RunTimer())
+    assert batch.messages == [] and batch.read_to == {}
+    assert revoked == [{TP}]
