@@ -46,7 +46,8 @@ install: prereqs $(STAMP)
 
 demo: install dashboard-stop
 	$(BIN)/faceaudit broker start
-	$(BIN)/faceaudit simulate --events $(DEMO_EVENTS) --devices $(DEMO_DEVICES) --seed $$(date +%s)
+	$(BIN)/faceaudit simulate --events $(DEMO_EVENTS) --devices $(DEMO_DEVICES) --seed $$(date +%s) \
+	  --gap-rate 0.002
 	$(BIN)/faceaudit consume --until-idle 5
 	@$(MAKE) --no-print-directory dashboard-start
 
