@@ -1,10 +1,16 @@
 # faceaudit: `make demo` and `make test` set everything up on a fresh machine.
-# Needs Python 3.11+, Java 17+ and Maven (installed with apt-get when missing).
+# Needs Python 3.11+, Java 17+ and Maven (installed with apt-get when missing),
+# and a Rust toolchain (cargo, Rust >= 1.88) for the native decoder.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+NATIVE_STAMP := $(VENV)/.native-stamp
+NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock native/pyproject.toml \
+  native/faceaudit_native.pyi $(wildcard native/src/*.rs)
+# rustup puts cargo in ~/.cargo/bin, which a non-login shell may lack on PATH.
+CARGO := $(or $(shell command -v cargo),$(wildcard $(HOME)/.cargo/bin/cargo))
 DEMO_EVENTS ?= 20000
 DEMO_DEVICES ?= 40
 DASHBOARD_PORT ?= 8080
@@ -42,7 +48,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-install: prereqs $(STAMP)
+# The Rust extension (native/): rebuilt whenever its sources change; cargo
+# keeps its build under native/target, so a rebuild compiles only our crate.
+$(NATIVE_STAMP): $(STAMP) $(NATIVE_SOURCES)
+	@test -n "$(CARGO)" || { echo "make install: the native decoder needs a Rust toolchain (cargo, Rust >= 1.88); install it with rustup (https://rustup.rs) and run make again"; exit 1; }
+	@echo "building the native decoder (faceaudit_native); the first build takes a minute or so"
+	PATH="$(dir $(CARGO)):$$PATH" $(BIN)/pip install -q ./native
+	touch $@
+
+install: prereqs $(STAMP) $(NATIVE_STAMP)
 
 demo: install dashboard-stop
 	$(BIN)/faceaudit broker start

@@ -66,9 +66,9 @@ DecodeReason = Literal[
 #: Every value ``DecodeError.reason`` can take (a closed set: it is a metrics label).
 DECODE_REASONS: Final[tuple[str, ...]] = get_args(DecodeReason)
 
-# Fields that are counts or sequence numbers: Avro types them as int/long, the
-# contract needs them >= 0. Nullable ones are checked only when set.
-_NON_NEGATIVE: Final[dict[str, tuple[str, ...]]] = {
+#: Fields that are counts or sequence numbers: Avro types them as int/long, the
+#: contract needs them >= 0. Nullable ones are checked only when set.
+NON_NEGATIVE: Final[dict[str, tuple[str, ...]]] = {
     "capture": ("device_seq", "retention_days", "subject_age"),
     "match": ("device_seq", "gallery_size", "subject_age"),
     "deployment": ("declared_retention_days",),
@@ -225,7 +225,7 @@ def _load(kind: str) -> _Kind:
         types=types,
         timestamps=frozenset(name for name, declared in types.items() if _is_timestamp(declared)),
         int32=tuple(name for name, declared in types.items() if "int" in _branches(declared)),
-        non_negative=_NON_NEGATIVE.get(kind, ()),
+        non_negative=NON_NEGATIVE.get(kind, ()),
         names=tuple(types),
         required=frozenset(field["name"] for field in raw["fields"] if "default" not in field),
         json_keys=frozenset(types) | {"type"},

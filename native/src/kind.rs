@@ -1,0 +1,178 @@
+//! One record kind: its writer schema, fingerprint, checks, and the Arrow
+//! batch of its good messages.
+
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow_avro::codec::Tz;
+use arrow_avro::reader::{DecoderMode, ReaderBuilder};
+use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
+use arrow_schema::{DataType, Field as ArrowField, Schema};
+use sha2::{Digest, Sha256};
+
+use crate::check::{Problem, check};
+use crate::frame::{Failure, HEADER_SIZE, Reason, push_hex};
+use crate::shape::{self, Field};
+
+/// The columns added after the record's fields.
+pub const MESSAGE_INDEX: &str = "message_index";
+pub const PAYLOAD_SHA256: &str = "payload_sha256";
+
+/// A message that passed every check, waiting for arrow-avro.
+pub struct Good<'m> {
+    pub index: u32,
+    /// The bytes after the header, as received: what the hash covers.
+    pub payload: &'m [u8],
+    /// The same record in plain Avro, when the received bytes are not.
+    pub plain: Option<Vec<u8>>,
+}
+
+pub struct Kind {
+    pub name: String,
+    pub fingerprint: [u8; 8],
+    schema: AvroSchema,
+    fields: Vec<Field>,
+    non_negative: Vec<usize>,
+}
+
+impl Kind {
+    /// `non_negative` names the integer fields that must not be negative.
+    pub fn new(name: &str, schema_json: &str, non_negative: &[String]) -> Result<Self, String> {
+        let fields = shape::parse(schema_json)?;
+        if let Some(clash) = fields
+            .iter()
+            .find(|f| [MESSAGE_INDEX, PAYLOAD_SHA256].contains(&f.name.as_str()))
+        {
+            return Err(format!(
+                "field {} clashes with a column the decoder adds",
+                clash.name
+            ));
+        }
+        let non_negative = non_negative
+            .iter()
+            .map(|wanted| {
+                fields
+                    .iter()
+                    .position(|f| f.name == *wanted && f.shape.is_integer())
+                    .ok_or_else(|| format!("{wanted} is not an int or long field"))
+            })
+            .collect::<Result<_, _>>()?;
+        let schema = AvroSchema::new(schema_json.to_string());
+        // CRC-64-AVRO of the parsing canonical form; the header carries it little-endian.
+        let fingerprint = match schema.fingerprint(FingerprintAlgorithm::Rabin) {
+            Ok(Fingerprint::Rabin(crc)) => crc.to_le_bytes(),
+            Ok(other) => return Err(format!("unexpected fingerprint {other:?}")),
+            Err(e) => return Err(e.to_string()),
+        };
+        let kind = Self {
+            name: name.to_string(),
+            fingerprint,
+            schema,
+            fields,
+            non_negative,
+        };
+        kind.arrow_decoder(1)?; // refuse now a schema arrow-avro cannot read
+        Ok(kind)
+    }
+
+    /// Check one payload: the message's plain bytes if it is good.
+    pub fn check<'m>(&self, index: u32, payload: &'m [u8]) -> Result<Good<'m>, Failure> {
+        let plain =
+            check(&self.fields, &self.non_negative, payload).map_err(|p| self.failure(&p))?;
+        Ok(Good {
+            index,
+            payload,
+            plain,
+        })
+    }
+
+    fn failure(&self, problem: &Problem) -> Failure {
+        let kind = &self.name;
+        match problem {
+            Problem::Unreadable { at, field, what } => Failure::new(
+                Reason::InvalidPayload,
+                format!(
+                    "{kind} payload does not decode (stopped near message byte {}): \
+                     {kind}.{field}: {what}",
+                    HEADER_SIZE + at
+                ),
+            ),
+            Problem::Trailing { end, left } => Failure::new(
+                Reason::TrailingBytes,
+                format!(
+                    "{kind} record ends at message byte {}, {left} bytes left over",
+                    HEADER_SIZE + end
+                ),
+            ),
+            Problem::NotInt32 { field, value } => Failure::new(
+                Reason::InvalidPayload,
+                format!("{kind}.{field} = {value} is not a 32-bit int"),
+            ),
+            Problem::Negative { field, value } => Failure::new(
+                Reason::SchemaInvalid,
+                format!("{kind}.{field} is {value}; it must be >= 0"),
+            ),
+        }
+    }
+
+    fn arrow_decoder(&self, rows: usize) -> Result<arrow_avro::reader::Decoder, String> {
+        let mut store = SchemaStore::new();
+        let fingerprint = store
+            .register(self.schema.clone())
+            .map_err(|e| e.to_string())?;
+        ReaderBuilder::new()
+            .with_writer_schema_store(store)
+            .with_active_fingerprint(fingerprint)
+            .with_decoder_mode(DecoderMode::UnframedDatum)
+            .with_batch_size(rows)
+            .with_tz(Tz::Utc)
+            .build_decoder()
+            .map_err(|e| format!("arrow-avro cannot read the {} schema: {e}", self.name))
+    }
+
+    /// One batch of `good` (never empty): every field as arrow-avro maps it,
+    /// then the message indexes and the payload hashes.
+    pub fn batch(&self, good: &[Good<'_>]) -> Result<RecordBatch, String> {
+        let mut decoder = self.arrow_decoder(good.len())?;
+        let mut hashes = StringBuilder::with_capacity(good.len(), good.len() * 64);
+        let mut hash = String::with_capacity(64);
+        for message in good {
+            let bytes = message.plain.as_deref().unwrap_or(message.payload);
+            // The checker accepted these bytes, so arrow-avro must read them whole;
+            // anything else is a bug, and the whole call fails rather than misalign rows.
+            match decoder.decode(bytes) {
+                Ok(used) if used == bytes.len() => {}
+                outcome => {
+                    return Err(format!(
+                        "arrow-avro disagrees with the checker on message {} ({}): {outcome:?}",
+                        message.index, self.name
+                    ));
+                }
+            }
+            hash.clear();
+            push_hex(&mut hash, &Sha256::digest(message.payload));
+            hashes.append_value(&hash);
+        }
+        let records = decoder
+            .flush()
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("arrow-avro returned no {} rows", self.name))?;
+        let indexes: UInt32Array = good.iter().map(|message| message.index).collect();
+        let mut fields = records.schema().fields().to_vec();
+        fields.push(Arc::new(ArrowField::new(
+            MESSAGE_INDEX,
+            DataType::UInt32,
+            false,
+        )));
+        fields.push(Arc::new(ArrowField::new(
+            PAYLOAD_SHA256,
+            DataType::Utf8,
+            false,
+        )));
+        let schema = Schema::new_with_metadata(fields, records.schema().metadata().clone());
+        let mut columns = records.columns().to_vec();
+        columns.extend([Arc::new(indexes) as ArrayRef, Arc::new(hashes.finish())]);
+        RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| e.to_string())
+    }
+}
