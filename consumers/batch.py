@@ -78,6 +78,7 @@ class Batch:
     )
     commit: dict[TopicPartition, int] = field(default_factory=dict)
     mark: Mark = field(default_factory=dict)
+    size: int = 0  # messages of the group read into it, however many batches it gathers
     _token: str | None = None
 
     def read(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> None:
@@ -85,6 +86,7 @@ class Batch:
         if messages:
             self.messages += messages
             self.read_to[tp] = messages[-1].offset + 1
+            self.size += len(messages)
 
     def add(self, table: str, row: Row, topic: str, partition: int, offset: int) -> None:
         row["topic"] = topic
@@ -141,6 +143,25 @@ class Batch:
             spans = ",".join(f"{t}-{p}-{a}-{b}" for (t, p), (a, b) in sorted(self.ranges.items()))
             self._token = hashlib.sha256(spans.encode()).hexdigest()[:32]
         return self._token
+
+    def merge(self, later: Batch) -> None:
+        """Take in a later, decoded and judged batch: its rows, findings and offsets.
+
+        Its commit offsets replace these: the judge sets them for all it has
+        judged so far. The later batch is left without rows or findings.
+        """
+        for table, rows in later.rows.items():
+            self.rows[table] += rows
+        for table, rows in later.outbox.items():
+            self.outbox[table] += rows
+        for (topic, partition), (first, last) in later.ranges.items():
+            self.saw(topic, partition, first)
+            self.saw(topic, partition, last)
+        self.read_to.update(later.read_to)
+        self.commit = later.commit
+        self.size += later.size
+        later.free_rows()
+        later.free_findings()
 
     def free_rows(self) -> None:
         """Let go of the rows once stored: a frame that outlives the batch's turn

@@ -36,7 +36,7 @@ class PipelineMetrics:
         )
         self.batch_seconds = Histogram(
             "faceaudit_batch_duration_seconds",
-            "Time to decode, judge, store and commit one batch",
+            "Time to store, publish and commit one batch",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )

@@ -1,8 +1,8 @@
 """The validator: a read loop in front of a chain of batch steps.
 
 Each turn reads the registry feed (the side input), reads one batch from the
-consumer group, and submits it to the chain: decode → judge → store →
-publish → commit (`consumers.chain`). When the group assigns partitions, the
+consumer group, and submits it to the chain: decode → judge → gather →
+store → publish → commit (`consumers.chain`). When the group assigns partitions, the
 chain is built for them: what the store already holds past their commits,
 where their devices' sequences stand, and what the violations topic already
 carries of them. `docs/reliability.md` explains why that gives exactly-once
@@ -20,6 +20,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from consumers.batch import Batch
 from consumers.chain.commit import CommitStep
 from consumers.chain.decode import DecodeStep
+from consumers.chain.gather import GatherStep
 from consumers.chain.judge import EventClock, JudgeStep
 from consumers.chain.publish import PublishStep
 from consumers.chain.step import Step
@@ -37,6 +38,10 @@ from consumers.registry_feed import RegistryFeed
 from consumers.settings import Settings
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary, RunTimer
+
+READ_SECONDS = 0.1
+"""The longest a turn reads before its messages are decoded and judged; the
+gather step stores them together by `--batch-size` and `--batch-seconds`."""
 
 
 class Validator:
@@ -75,6 +80,10 @@ class Validator:
         self._publisher = FindingsPublisher(settings.kafka)
         self._published_log = PublishedLog(settings.kafka)
         self.chain = self._build_chain({}, {}, Outbox())
+        # The registry rows' path ends without a commit: they have no offsets in the group.
+        nothing_to_commit = CommitStep(self._reader.commit, {})
+        publish = PublishStep(nothing_to_commit, self._publisher, Outbox())
+        self._registry_path = self._store_step(publish, {})
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -94,7 +103,7 @@ class Validator:
         return self.summary
 
     def _run(self) -> None:
-        self._feed.catch_up(self._submit, limit=self.settings.batch_size)
+        self._feed.catch_up(self._registry_path.submit, limit=self.settings.batch_size)
         self._last_message = time.monotonic()
         while not self._stop.is_set():
             self._turn()
@@ -114,18 +123,30 @@ class Validator:
         or in the caller (`GroupReader.read`).
         """
         settings = self.settings
-        fetched = self._feed.fetch()
-        batch = self._reader.read(
-            settings.batch_size, settings.batch_seconds, self._stop, self._timer
-        )
-        read = self._feed.apply(fetched, batch) + len(batch.messages)
+        registry = self._store_registry()
+        seconds = min(settings.batch_seconds, READ_SECONDS)
+        batch = self._reader.read(settings.batch_size, seconds, self._stop, self._timer)
         if self._reader.assigned:
             self._take()
-        if read or not self._reader.owns_partitions():
+        if registry or batch.messages or not self._reader.owns_partitions():
             # Not idle while still joining the group: members killed
             # earlier hold the rebalance until their sessions expire.
             self._last_message = time.monotonic()
-        self._submit(batch)
+        self.chain.submit(batch)
+        self.chain.poll()
+
+    def _store_registry(self) -> int:
+        """The side input: apply the registry records that arrived, and store their rows.
+
+        They have a path of their own (store, then publish their dead
+        letters), as they belong to no partition of the group: a rebalance
+        does not drop them, and no commit waits for them.
+        """
+        rows = Batch()
+        read = self._feed.apply(self._feed.fetch(), rows)
+        if read:
+            self._registry_path.submit(rows)
+        return read
 
     def _drained(self) -> bool:
         """Quiet for `--until-idle` seconds, and every owned partition read to its end."""
@@ -133,12 +154,6 @@ class Validator:
         if idle is None or time.monotonic() - self._last_message < idle:
             return False
         return self._reader.read_to_the_end()
-
-    def _submit(self, batch: Batch) -> None:
-        started, work = time.monotonic(), bool(batch.messages) or len(batch) > 0
-        self.chain.submit(batch)
-        if work:
-            self.metrics.batch_seconds.observe(time.monotonic() - started)
 
     # -- building the chain ---------------------------------------------------
 
@@ -156,18 +171,10 @@ class Validator:
                 sequences.resume((processor, device), seq + 1, digest)
         commit = CommitStep(self._reader.commit, commits)
         publish = PublishStep(commit, self._publisher, outbox)
-        store = StoreStep(
-            publish,
-            self._store,
-            tails,
-            metrics=self.metrics,
-            summary=self.summary,
-            timer=self._timer,
-            stop=self._stop,
-            backoff_max=settings.insert_backoff_max,
-        )
+        store = self._store_step(publish, tails)
+        gather = GatherStep(store, settings.batch_size, settings.batch_seconds)
         judge = JudgeStep(
-            store,
+            gather,
             self.judge,
             sequences,
             self._clock,
@@ -178,6 +185,18 @@ class Validator:
             held_gauge=self.metrics.held,
         )
         return DecodeStep(judge, self._policy, settings.max_message_bytes)
+
+    def _store_step(self, publish: Step, tails: dict[TopicPartition, StoredTail]) -> StoreStep:
+        return StoreStep(
+            publish,
+            self._store,
+            tails,
+            metrics=self.metrics,
+            summary=self.summary,
+            timer=self._timer,
+            stop=self._stop,
+            backoff_max=self.settings.insert_backoff_max,
+        )
 
     def _take(self) -> None:
         """Build the chain for the partitions just assigned, and read them from their commits."""

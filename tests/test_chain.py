@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from test_fuzz import consumer_record
 from consumers.batch import Batch
 from consumers.chain.commit import CommitStep
 from consumers.chain.decode import DecodeStep
+from consumers.chain.gather import GatherStep
 from consumers.chain.judge import EventClock, JudgeStep
 from consumers.chain.publish import PublishStep
 from consumers.chain.step import Collect
@@ -373,3 +375,48 @@ def test_revoking_a_partition_mid_read_drops_what_was_read_of_it() -> None:
     batch = read_step.read(100, 0.05, threading.Event(), RunTimer())
     assert batch.messages == [] and batch.read_to == {}
     assert revoked == [{TP}]
+
+
+# -- gather -----------------------------------------------------------------------------
+
+
+def judged_part(offset: int, commit: int) -> Batch:
+    """A decoded and judged batch of one message, as the judge step hands it on."""
+    batch = read(event_message(offset, offset))
+    batch.add("events", {"offset": offset}, EVENTS_TOPIC, 0, offset)
+    batch.messages, batch.commit = [], {TP: commit}
+    return batch
+
+
+def test_gather_hands_on_one_batch_once_it_holds_enough_messages() -> None:
+    handed = Collect()
+    step = GatherStep(handed, size=3, seconds=60)
+    for offset in range(5):
+        step.submit(judged_part(offset, offset + 1))
+    [whole] = handed.batches
+    assert [row["offset"] for row in whole.rows["events"]] == [0, 1, 2]
+    assert whole.commit == {TP: 3}, "the latest part's commit covers all it gathered"
+    assert whole.ranges == {TP: (0, 2)}
+    step.join(end_of_input=True)
+    assert [row["offset"] for row in handed.batches[-1].rows["events"]] == [3, 4]
+    assert handed.joined == [True]
+
+
+def test_gather_hands_on_what_it_holds_once_its_window_has_passed() -> None:
+    handed = Collect()
+    step = GatherStep(handed, size=100, seconds=0.05)
+    step.submit(judged_part(0, 1))
+    step.poll()
+    assert handed.batches == []
+    time.sleep(0.06)
+    step.poll()
+    assert len(handed.batches) == 1
+
+
+def test_closing_the_gather_drops_what_it_holds() -> None:
+    handed = Collect()
+    step = GatherStep(handed, size=100, seconds=60)
+    step.submit(judged_part(0, 1))
+    step.close()
+    step.join(end_of_input=False)
+    assert handed.batches == [] and handed.closed

@@ -37,8 +37,11 @@ class CommitStep:
         if self._commit(offsets):
             self._committed.update(batch.commit)
 
-    def join(self, end_of_input: bool) -> None:
+    def poll(self) -> None:
         """Nothing is kept here: every batch was committed as it came."""
+
+    def join(self, end_of_input: bool) -> None:
+        """Nothing is kept here."""
 
     def close(self) -> None:
         """Nothing is kept here."""

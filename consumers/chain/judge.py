@@ -88,6 +88,9 @@ class JudgeStep:
         self._release(batch, now, force=False)
         self._pass_on(batch)
 
+    def poll(self) -> None:
+        self.next_step.poll()
+
     def join(self, end_of_input: bool) -> None:
         """Judge every held event with what is known; at the end, report open gaps too."""
         batch = Batch()

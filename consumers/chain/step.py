@@ -1,8 +1,8 @@
 """The interface every step of the chain offers, after getsentry/arroyo's ProcessingStrategy.
 
 The chain is synchronous: the validator submits one batch per turn of its
-loop, empty when nothing was read, so work that falls due with time (held
-events whose grace ran out) is done in `submit` and needs no separate poll.
+loop, empty when nothing was read, and then polls the chain, so that a
+step holding work can hand it on once it is due (`GatherStep`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from consumers.batch import Batch
 class Step(Protocol):
     def submit(self, batch: Batch) -> None:
         """Do this step's work on the batch and hand it to the next step."""
+
+    def poll(self) -> None:
+        """Hand on what has become due with time (a gathered batch whose window closed)."""
 
     def join(self, end_of_input: bool) -> None:
         """Finish the work in hand and pass it on (a clean stop).
@@ -32,6 +35,9 @@ class Forwarding:
 
     def __init__(self, next_step: Step) -> None:
         self.next_step = next_step
+
+    def poll(self) -> None:
+        self.next_step.poll()
 
     def join(self, end_of_input: bool) -> None:
         self.next_step.join(end_of_input)
@@ -54,6 +60,9 @@ class Collect:
 
     def submit(self, batch: Batch) -> None:
         self.batches.append(batch)
+
+    def poll(self) -> None:
+        """Nothing is due here."""
 
     def join(self, end_of_input: bool) -> None:
         self.joined.append(end_of_input)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
@@ -57,12 +58,16 @@ class StoreStep(Forwarding):
         self._backoff_max = backoff_max
 
     def submit(self, batch: Batch) -> None:
+        started = time.monotonic()
         self._leave_out_stored(batch)
-        if len(batch):
+        stored = len(batch)
+        if stored:
             self._write_with_retry(batch)
             self._count(batch)
             batch.free_rows()
         self.next_step.submit(batch)
+        if stored:
+            self._metrics.batch_seconds.observe(time.monotonic() - started)
 
     def _leave_out_stored(self, batch: Batch) -> None:
         """Take out of the insert the rows the store already holds (the outbox keeps them)."""
