@@ -79,6 +79,7 @@ class Batch:
     commit: dict[TopicPartition, int] = field(default_factory=dict)
     mark: Mark = field(default_factory=dict)
     size: int = 0  # messages of the group read into it, however many batches it gathers
+    started: float = 0.0  # monotonic time its reading began
     _token: str | None = None
 
     def read(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> None:

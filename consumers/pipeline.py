@@ -39,7 +39,7 @@ from consumers.settings import Settings
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary, RunTimer
 
-READ_SECONDS = 0.1
+READ_SECONDS = 0.05
 """The longest a turn reads before its messages are decoded and judged; the
 gather step stores them together by `--batch-size` and `--batch-seconds`."""
 

@@ -66,8 +66,9 @@ class GroupReader:
         nothing, and through its traceback every frame on the stack with its
         locals, until its next fetch returns and the cycle collector runs.
         """
-        deadline = time.monotonic() + seconds
-        self._batch = Batch()
+        started = time.monotonic()
+        deadline = started + seconds
+        self._batch = Batch(started=started)
         try:
             while len(self._batch.messages) < size and not stop.is_set() and not self._assigned:
                 remaining = deadline - time.monotonic()

@@ -33,8 +33,8 @@ class _TrackedBatch(Batch):
 
     made: ClassVar[list[weakref.ref]] = []
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, **fields: object) -> None:
+        super().__init__(**fields)
         _TrackedBatch.made.append(weakref.ref(self))
 
 

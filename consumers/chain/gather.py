@@ -28,7 +28,8 @@ class GatherStep:
 
     def submit(self, batch: Batch) -> None:
         if self._gathered is None:
-            self._gathered, self._since = batch, time.monotonic()
+            # The window opens when its first messages were being read.
+            self._gathered, self._since = batch, batch.started or time.monotonic()
         else:
             self._gathered.merge(batch)
         if self._gathered.size >= self._size:
