@@ -50,6 +50,7 @@ class GroupReader:
         self._on_revoked = on_revoked
         self._assigned: set[TopicPartition] = set()  # assigned, not taken yet
         self._expected: dict[TopicPartition, int] = {}  # taken: the offset reading starts at
+        self._next: dict[TopicPartition, int] = {}  # taken: the next offset to read
         self._batch: Batch | None = None
         self._take_failing = False
         self._closing = False
@@ -86,7 +87,10 @@ class GroupReader:
         for tp, messages in polled.items():
             if tp in self._assigned:
                 continue  # read from the old position: read again once taken
-            self._batch.read(tp, self._in_order(tp, messages))
+            messages = self._in_order(tp, messages)
+            if messages:
+                self._batch.read(tp, messages)
+                self._next[tp] = messages[-1].offset + 1
 
     @property
     def assigned(self) -> bool:
@@ -120,7 +124,7 @@ class GroupReader:
         arrives: after the last record of a stream none would come.
         """
         for tp, offset in commits.items():
-            self._expected[tp] = offset
+            self._expected[tp] = self._next[tp] = offset
             self._consumer.seek(tp, offset)
 
     def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
@@ -150,18 +154,21 @@ class GroupReader:
             ends = self._consumer.end_offsets(list(self._consumer.assignment()))
         except KafkaError:
             return False
-        return all(self._consumer.position(tp) >= end for tp, end in ends.items())
+        return all(self._next.get(tp, -1) >= end for tp, end in ends.items())
 
     def owns_partitions(self) -> bool:
         return bool(self._consumer.assignment())
 
     def report_lag(self, metrics: PipelineMetrics) -> None:
-        """Messages behind the end of each partition read here."""
-        for tp in self._consumer.assignment() - self._assigned:
+        """Messages behind the end of each partition read here, as the last fetch reported.
+
+        From what this reader has read, not the client's position, which can
+        ask the broker (and fail while it restarts).
+        """
+        for tp, next_offset in self._next.items():
             end = self._consumer.highwater(tp)
             if end is not None:
-                behind = end - self._consumer.position(tp)
-                metrics.lag.labels(tp.topic, str(tp.partition)).set(behind)
+                metrics.lag.labels(tp.topic, str(tp.partition)).set(end - next_offset)
 
     def close(self) -> None:
         self._closing = True
@@ -200,6 +207,7 @@ class GroupReader:
         self._assigned -= gone
         for tp in gone:
             self._expected.pop(tp, None)
+            self._next.pop(tp, None)
         if self._batch is not None:
             self._batch.drop(gone)
         self._on_revoked(gone, self._closing)
