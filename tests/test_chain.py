@@ -420,3 +420,14 @@ def test_closing_the_gather_drops_what_it_holds() -> None:
     step.close()
     step.join(end_of_input=False)
     assert handed.batches == [] and handed.closed
+
+
+def test_gather_never_joins_more_than_its_size_into_one_insert() -> None:
+    handed = Collect()
+    step = GatherStep(handed, size=4, seconds=60)
+    for offsets in ((0, 1, 2), (3, 4), (5,)):
+        part = read(*(event_message(offset, offset) for offset in offsets))
+        part.messages = []
+        step.submit(part)
+    step.join(end_of_input=False)
+    assert [batch.size for batch in handed.batches] == [3, 3]

@@ -27,6 +27,8 @@ class GatherStep:
         self._since = 0.0
 
     def submit(self, batch: Batch) -> None:
+        if self._gathered is not None and self._gathered.size + batch.size > self._size:
+            self._hand_on()  # an insert holds at most `size` messages (one turn alone aside)
         if self._gathered is None:
             # The window opens when its first messages were being read.
             self._gathered, self._since = batch, batch.started or time.monotonic()
