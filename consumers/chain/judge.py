@@ -109,7 +109,8 @@ class JudgeStep:
         batch.add("events", record, *event.position)
         self._clock.advance(record["event_time"])
         found = self._sequences.observe(record, record["payload_sha256"], event.position)
-        self._stage(self._judge.violations(found), batch)
+        if found:  # the common case has none: no call to build none
+            self._stage(self._judge.violations(found), batch)
         if self._awaits_registry(record):
             self._hold(Held(event, now), batch)
         else:
