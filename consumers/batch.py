@@ -1,15 +1,15 @@
 """One batch of work as it travels the validator's chain of steps.
 
 The read step fills `messages` and `read_to`; the decode step turns messages
-into `events` and dead letters; the judge step adds the rows of every table,
-the findings to publish and `commit`, how far each partition may be
-committed; the publish step sets `mark`. So a batch carries its own offsets
-from the read step to the commit step, and no step keeps a table of
-positions beside it.
+into `events` (one Arrow table per kind) and dead letters; the judge step
+adds the event tables to store, the rows of the other tables, the findings
+to publish and `commit`, how far each partition may be committed; the
+publish step sets `mark`. So a batch carries its own offsets from the read
+step to the commit step, and no step keeps a table of positions beside it.
 
-Rows are plain dicts whose keys are the table's column names; decoded Avro
-records are used as rows directly (with their Kafka position added), so an
-event is not copied on its way to ClickHouse.
+Events stay Arrow columns from the decoder to ClickHouse. The other rows
+(violations, dead letters, registry records: few) are plain dicts whose keys
+are the table's column names.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import pyarrow as pa
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import TopicPartition
 
@@ -31,7 +32,8 @@ Mark = dict[int, int]
 
 # Insert order: the events table goes last, so that a crash part-way through a
 # batch never leaves stored events whose violations were not stored.
-TABLES = ("dead_letters", "violations", "consents", "deployments", "deletions", "events")
+ROW_TABLES = ("dead_letters", "violations", "consents", "deployments", "deletions")
+TABLES = (*ROW_TABLES, "events")
 
 
 class Position(NamedTuple):
@@ -50,14 +52,6 @@ NO_POSITION = Position("", 0, 0)
 """The anchor of a finding that belongs to no event (FR-DELETION-OVERDUE)."""
 
 
-class Event(NamedTuple):
-    """A decoded capture or match, its record already carrying `kind` and `payload_sha256`."""
-
-    kind: str
-    record: Row
-    position: Position
-
-
 @dataclass(slots=True)
 class Batch:
     """Messages read, what they became, and how far they let each partition be committed.
@@ -70,8 +64,9 @@ class Batch:
 
     messages: list[ConsumerRecord] = field(default_factory=list)
     read_to: dict[TopicPartition, int] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-    rows: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in TABLES})
+    events: dict[str, pa.Table] = field(default_factory=dict)
+    event_tables: list[pa.Table] = field(default_factory=list)
+    rows: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in ROW_TABLES})
     ranges: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
     outbox: dict[str, list[Row]] = field(
         default_factory=lambda: {"violations": [], "dead_letters": []}
@@ -95,6 +90,18 @@ class Batch:
         row["offset"] = offset
         self.rows[table].append(row)
         self.saw(topic, partition, offset)
+
+    def add_events(self, table: pa.Table) -> None:
+        """Events to store: an Arrow table with `kind` and the Kafka position of each row."""
+        if table.num_rows:
+            self.event_tables.append(table)
+            for (topic, partition), (first, last) in _offset_spans(table).items():
+                self.saw(topic, partition, first)
+                self.saw(topic, partition, last)
+
+    @property
+    def event_count(self) -> int:
+        return sum(table.num_rows for table in self.event_tables)
 
     def add_finding(self, table: str, row: Row, topic: str, partition: int, offset: int) -> None:
         """A violation or dead-letter row: stored (unless the store holds it) and published."""
@@ -130,7 +137,8 @@ class Batch:
         self.ranges[key] = (min(first, offset), offset)
 
     def __len__(self) -> int:
-        return sum(len(rows) for rows in self.rows.values())
+        """Rows to store, of every table."""
+        return self.event_count + sum(len(rows) for rows in self.rows.values())
 
     @property
     def token(self) -> str:
@@ -153,6 +161,7 @@ class Batch:
         """
         for table, rows in later.rows.items():
             self.rows[table] += rows
+        self.event_tables += later.event_tables
         for table, rows in later.outbox.items():
             self.outbox[table] += rows
         for (topic, partition), (first, last) in later.ranges.items():
@@ -167,7 +176,8 @@ class Batch:
     def free_rows(self) -> None:
         """Let go of the rows once stored: a frame that outlives the batch's turn
         (`GroupReader.read`) then keeps only an empty shell."""
-        self.rows = {table: [] for table in TABLES}
+        self.rows = {table: [] for table in ROW_TABLES}
+        self.event_tables = []
 
     def free_findings(self) -> None:
         """Let go of the findings once the outbox has taken them."""
@@ -179,6 +189,14 @@ class Batch:
         for tp in partitions:
             self.read_to.pop(tp, None)
             self.ranges.pop(tp, None)
+
+
+def _offset_spans(table: pa.Table) -> dict[tuple[str, int], tuple[int, int]]:
+    """The lowest and highest offset of each (topic, partition) in `table`."""
+    spans = table.group_by(["topic", "partition"]).aggregate([("offset", "min"), ("offset", "max")])
+    names = ("topic", "partition", "offset_min", "offset_max")
+    columns = [spans.column(name).to_pylist() for name in names]
+    return {(t, p): (low, high) for t, p, low, high in zip(*columns, strict=True)}
 
 
 def now_utc() -> datetime:

@@ -9,6 +9,7 @@ deploy halts the pipeline instead of sending the whole stream aside.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 from kafka.consumer.fetcher import ConsumerRecord
@@ -33,6 +34,15 @@ class DeadLetterPolicy:
         self._max_ratio = max_ratio
         self._recent: deque[bool] = deque(maxlen=window)
         self._dead_in_window = 0
+        self._consecutive = 0
+
+    def record_clean(self, count: int) -> None:
+        """`count` messages in a row that were all good: what `record` does for each, at once."""
+        if count <= 0:
+            return
+        dropped = max(0, len(self._recent) + count - self._recent.maxlen)
+        self._dead_in_window -= sum(itertools.islice(self._recent, dropped))
+        self._recent.extend(itertools.repeat(False, min(count, self._recent.maxlen)))
         self._consecutive = 0
 
     def record(self, dead: bool, position: Position) -> None:

@@ -15,14 +15,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from consumers.event_columns import ENVELOPE_COLUMNS, POSITION_COLUMNS, positions
 from consumers.registry import Record, Registry
 from consumers.rules.catalogue import Catalogue, load_catalogue
 from consumers.rules.engine import RuleEngine
+from consumers.rules.filing_columns import observe_filings
 from consumers.rules.stream import DeletionTracker, FilingTracker, Finding, SequenceTracker
 from consumers.violation import Violation
 
+Tables = dict[str, pa.Table]
+"""Events of one batch: a table per kind, as the decode step makes them."""
 Anchored = tuple[Violation, Any]
 """A violation and the anchor of the event it was found at (None for no event)."""
+
+
+_FILING_COLUMNS = (*ENVELOPE_COLUMNS, "subject_ref", "message_index", *POSITION_COLUMNS)
 
 
 class Judge:
@@ -79,6 +89,31 @@ class Judge:
         ]
         return found + self._violations(self.filings.observe(record, self.registry, anchor))
 
+    def judge_tables(self, tables: Tables) -> list[Anchored]:
+        """The per-event rules and FR-FILING for the events of one batch, a table per kind.
+
+        Anchored at each event's position. FR-FILING counts the subjects in
+        the order the events were read (`message_index`), across kinds.
+        """
+        found: list[Anchored] = []
+        for kind, table in tables.items():
+            for record, anchor in zip(table.to_pylist(), positions(table), strict=True):
+                found += [(violation, anchor) for violation in self.engine.evaluate(kind, record)]
+        arrived = pa.concat_tables(
+            [table.select(_FILING_COLUMNS) for table in tables.values()]
+        ).sort_by("message_index")
+        return found + self._violations(observe_filings(self.filings, arrived, self.registry))
+
+    def awaiting_registry(self, table: pa.Table) -> pa.Array:
+        """Per event: whether it names a deployment, or a consent, the registry lacks."""
+        registry = self.registry
+        deployment_known = _known(table.column("deployment_id"), registry.deployment)
+        consent_known = _known(table.column("consent_id"), registry.consent)
+        consent_named = pc.is_valid(table.column("consent_id"))
+        return pc.or_(
+            pc.invert(deployment_known), pc.and_(consent_named, pc.invert(consent_known))
+        ).combine_chunks()
+
     def observe_sequence(
         self, record: Record, payload_sha256: str | None, anchor: Any = None
     ) -> list[Anchored]:
@@ -117,3 +152,12 @@ class Judge:
             for rule_id, details, event, anchor in findings
             if rule_id in self._active
         ]
+
+
+def _known(ids: pa.ChunkedArray, lookup: Any) -> pa.Array:
+    """Per row, whether `lookup` finds its id (each distinct id looked up once); null ids: False."""
+    encoded = pc.dictionary_encode(ids).combine_chunks()
+    found = pa.array(
+        [lookup(value) is not None for value in encoded.dictionary.to_pylist()], pa.bool_()
+    )
+    return pc.take(found, encoded.indices).fill_null(False)

@@ -1,9 +1,16 @@
 """The ClickHouse sink: one columnar insert per table per batch, deduplicated on retry.
 
-Turning a batch into columns (`to_columns`), and columns into files in
-ClickHouse's Native format (`write_native`), is separate from inserting them,
-so a worker process can do that work and hand only the files to the process
-that owns an embedded store (`ClickHouseSink.insert_native`).
+Events arrive as Arrow tables and are inserted as Arrow: in an embedded
+store through chDB's in-process `Python()` table function, which reads the
+table where it lies; on a server through clickhouse-connect's Arrow insert.
+The few rows of the other tables are plain dicts, turned into columns
+(`to_columns`).
+
+Preparing a batch (columns, the events' Arrow table) and writing it to
+files (`write_files`: Native format for the row tables, an Arrow IPC stream
+for the events) is separate from inserting them, so a worker process can do
+that work and hand only the files to the process that owns an embedded store
+(`ClickHouseSink.insert_files`).
 """
 
 from __future__ import annotations
@@ -15,19 +22,24 @@ from datetime import UTC
 from pathlib import Path
 from typing import NamedTuple
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.datatypes.registry import get_from_name
 from clickhouse_connect.driver import options
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.insert import InsertContext
 from clickhouse_connect.driver.transform import NativeTransform
 
-from consumers.batch import TABLES, Batch
+from consumers.batch import ROW_TABLES, TABLES, Batch
+from core.clients import is_embedded
 from schemas.ddl import DATABASE
 
-# Every insert here is plain Python lists, never a DataFrame or an array.
-# Without this clickhouse-connect imports pandas (about 30 MiB resident) and
-# numpy (about 15 MiB) at the first insert, only to check that the data is
-# neither; None is what it records when they are not installed.
+EVENTS = "events"
+
+# Row inserts here are plain Python lists and events are Arrow tables, never
+# a DataFrame. Without this clickhouse-connect imports pandas (about 30 MiB
+# resident) at the first insert, only to check that the data is not one;
+# None is what it records when pandas is not installed.
 options.pd = None
 options.pd_time_test = None
 options.np = None
@@ -54,22 +66,50 @@ class ColumnarBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class NativeBatch:
-    """A batch in ClickHouse's Native format: (table, column names, file) per table."""
+class BatchFiles:
+    """A batch written to files: (table, column names, file) per row table, in
+    ClickHouse's Native format, and the events as an Arrow IPC stream (or None)."""
 
     token: str
     tables: tuple[tuple[str, list[str], Path], ...]
+    events: Path | None
 
     def remove(self) -> None:
         """Delete the files (once inserted, or abandoned)."""
         for _, _, path in self.tables:
             path.unlink(missing_ok=True)
+        if self.events is not None:
+            self.events.unlink(missing_ok=True)
+
+
+def events_table(batch: Batch, layout: Layout) -> pa.Table | None:
+    """The batch's events as one Arrow table of the events table's columns, or None.
+
+    Captures and matches carry different fields: a column one kind lacks is
+    NULL for it, or an empty array (ClickHouse arrays cannot be NULL).
+    """
+    parts = [table for table in batch.event_tables if table.num_rows]
+    if not parts:
+        return None
+    events = pa.concat_tables(parts, promote_options="permissive")
+    names = [column.name for column in layout[EVENTS] if column.name in events.column_names]
+    events = events.select(names)
+    events = events.cast(pa.schema([field.with_nullable(True) for field in events.schema]))
+    for column in layout[EVENTS]:
+        if column.is_array and column.name in names:
+            index = events.schema.get_field_index(column.name)
+            values = events.column(index)
+            events = events.set_column(
+                index, column.name, pc.fill_null(values, pa.scalar([], values.type))
+            )
+    # One dictionary per column for all chunks, as Arrow's IPC formats require.
+    return events.unify_dictionaries()
 
 
 def to_columns(batch: Batch, layout: Layout) -> ColumnarBatch:
-    """The batch's non-empty tables as columns, in the insert order of `TABLES`."""
+    """The batch's non-empty row tables as columns, in the insert order of `TABLES`."""
     tables = []
-    for table in TABLES:
+    for table in ROW_TABLES:
         rows = batch.rows[table]
         if not rows:
             continue
@@ -84,7 +124,7 @@ def to_columns(batch: Batch, layout: Layout) -> ColumnarBatch:
     return ColumnarBatch(batch.token, tuple(tables))
 
 
-def write_native(batch: Batch, layout: Layout, directory: Path) -> NativeBatch:
+def write_files(batch: Batch, layout: Layout, directory: Path) -> BatchFiles:
     """Write the batch's non-empty tables to files in `directory`, as the bodies of their inserts.
 
     The same encoder clickhouse-connect uses for `Client.insert`, run without
@@ -112,17 +152,36 @@ def write_native(batch: Batch, layout: Layout, directory: Path) -> NativeBatch:
                     file.write(
                         memoryview(block)[block.index(b"\n") + 1 :] if number == 0 else block
                     )
+        events = _write_events(batch, layout, directory)
     except BaseException:
-        NativeBatch(columnar.token, tuple(tables)).remove()
+        BatchFiles(columnar.token, tuple(tables), None).remove()
         raise
-    return NativeBatch(columnar.token, tuple(tables))
+    return BatchFiles(columnar.token, tuple(tables), events)
+
+
+def _write_events(batch: Batch, layout: Layout, directory: Path) -> Path | None:
+    events = events_table(batch, layout)
+    if events is None:
+        return None
+    handle, name = tempfile.mkstemp(prefix="events-", suffix=".arrows", dir=directory)
+    path = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as file, pa.ipc.new_stream(file, events.schema) as writer:
+            writer.write_table(events)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
 class ClickHouseSink:
     """Writes batches; the column lists come from the tables themselves, not a second copy."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, embedded: bool | None = None) -> None:
+        """`embedded`: insert events through chDB's `Python()` table function
+        (default: when `client` is an embedded store) or as a server would."""
         self._client = client
+        self._embedded = is_embedded(client) if embedded is None else embedded
         self.layout: Layout = {table: self._insertable_columns(table) for table in TABLES}
 
     def _insertable_columns(self, table: str) -> tuple[Column, ...]:
@@ -138,15 +197,32 @@ class ClickHouseSink:
         )
 
     def write(self, batch: Batch) -> None:
-        self.insert(to_columns(batch, self.layout))
-
-    def insert(self, columnar: ColumnarBatch) -> None:
-        """Insert every table of the batch.
+        """Insert every table of the batch, the events last (`TABLES`).
 
         The deduplication token names the table and the batch's offset ranges,
         so a retry of the same batch (after a failed insert) is stored once,
         and the statistics views fed by it count it once.
         """
+        self._insert_rows(to_columns(batch, self.layout))
+        events = events_table(batch, self.layout)
+        if events is not None:
+            self.insert_events(events, batch.token)
+
+    def insert_events(self, events: pa.Table, token: str) -> None:
+        """Insert an Arrow table of events, deduplicated by `token` as the other tables."""
+        settings = _deduplicated(EVENTS, token)
+        if not self._embedded:
+            self._client.insert_arrow(EVENTS, events, database=DATABASE, settings=settings)
+            return
+        names = ", ".join(f"`{name}`" for name in events.column_names)
+        faceaudit_events = events  # noqa: F841 -- the name the query's Python() reads
+        self._client.command(
+            f"INSERT INTO {DATABASE}.{EVENTS} ({names}) "
+            f"SELECT {names} FROM Python(faceaudit_events)",
+            settings=settings,
+        )
+
+    def _insert_rows(self, columnar: ColumnarBatch) -> None:
         for table, names, data in columnar.tables:
             self._client.insert(
                 table,
@@ -157,17 +233,21 @@ class ClickHouseSink:
                 settings=_deduplicated(table, columnar.token),
             )
 
-    def insert_native(self, native: NativeBatch) -> None:
-        """Insert every table of a batch written by `write_native`, deduplicated as `insert`."""
-        for table, names, path in native.tables:
+    def insert_files(self, files: BatchFiles) -> None:
+        """Insert every table of a batch written by `write_files`, deduplicated as `write`."""
+        for table, names, path in files.tables:
             with path.open("rb") as body:
                 self._client.raw_insert(
                     f"{DATABASE}.{table}",
                     names,
                     insert_block=body,
-                    settings=_deduplicated(table, native.token),
+                    settings=_deduplicated(table, files.token),
                     fmt="Native",
                 )
+        if files.events is not None:
+            with pa.memory_map(str(files.events)) as source:
+                events = pa.ipc.open_stream(source).read_all()
+            self.insert_events(events, files.token)
 
 
 def _deduplicated(table: str, token: str) -> dict[str, object]:

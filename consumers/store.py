@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
@@ -21,13 +20,6 @@ CHDB_SCHEME = "chdb://"
 # Read when the engine is loaded; an operator's own JE_MALLOC_CONF wins.
 _ENGINE_ALLOCATOR = ("JE_MALLOC_CONF", "dirty_decay_ms:0")
 
-# chDB imports pyarrow, and with it numpy, as it loads: only for its Arrow
-# result formats, which neither this project nor clickhouse-connect's chDB
-# driver asks for; its connection module treats pyarrow as optional. Marking
-# pyarrow as absent saves about 40 MiB in every process that opens an
-# embedded store. A process that has already imported pyarrow keeps it.
-_UNUSED_BY_ENGINE = "pyarrow"
-
 
 class StoreError(FaceauditError):
     """The embedded store's directory or the schema cannot be prepared."""
@@ -41,7 +33,6 @@ def open_store(dsn: str) -> Client:
         _prepare_chdb_dir(path)
         dsn = f"{CHDB_SCHEME}{path}"
         os.environ.setdefault(*_ENGINE_ALLOCATOR)
-        sys.modules.setdefault(_UNUSED_BY_ENGINE, None)  # None: `import` raises ImportError
     client = clickhouse_client(dsn)
     try:
         migrate(client)

@@ -4,8 +4,8 @@ Each worker is a full validator (its own Kafka consumer, registry and rule
 engine) and shares the CPU work. Only the store differs:
 
 - an embedded chDB store can be opened by one process only, so the parent
-  owns it. Every worker writes its batches to files in ClickHouse's Native
-  format, hands their names (and its few start-up queries) to the parent
+  owns it. Every worker writes its batches to files (ClickHouse's Native
+  format, and Arrow for the events), hands their names (and its few start-up queries) to the parent
   over a pipe, and commits only after the parent has confirmed the insert;
 - a ClickHouse server is reached by each worker directly.
 
@@ -30,7 +30,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalErr
 from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway, StoreGateway
 from consumers.settings import Settings
-from consumers.sink import ClickHouseSink, write_native
+from consumers.sink import ClickHouseSink, write_files
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary
 from core.errors import FaceauditError
@@ -57,11 +57,11 @@ class RemoteGateway:
 
     def write(self, batch: Batch) -> None:
         # Encoded here, so the store owner only hands the files to the engine.
-        native = write_native(batch, self._layout, self._spool)
+        files = write_files(batch, self._layout, self._spool)
         try:
-            self._call("insert", native)
+            self._call("insert", files)
         finally:
-            native.remove()
+            files.remove()
 
     def stored_tail(self, topic: str, partition: int, start: int) -> StoredTail:
         return self._call("stored_tail", topic, partition, start)
@@ -134,7 +134,7 @@ class _StoreOwner:
             if method == "layout":
                 return self._sink.layout
             if method == "insert":
-                return self._sink.insert_native(*args)
+                return self._sink.insert_files(*args)
             return getattr(self._gateway, method)(*args)
 
 

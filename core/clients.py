@@ -78,6 +78,15 @@ def clickhouse_client(dsn: str) -> Client:
         raise FaceauditError(f"cannot reach ClickHouse at {redact(dsn)}: {exc}") from None
 
 
+def is_embedded(client: Client) -> bool:
+    """Whether `client` drives an in-process chDB engine rather than a ClickHouse server."""
+    # clickhouse-connect builds its chDB client in a private module; the class
+    # is what tells the two apart.
+    from clickhouse_connect.driver._chdbclient import ChdbClient
+
+    return isinstance(client, ChdbClient)
+
+
 def redact(dsn: str) -> str:
     """The DSN with any password replaced, for messages and logs."""
     parts = urlsplit(dsn)

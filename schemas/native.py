@@ -10,11 +10,6 @@ from importlib.resources import files
 
 import faceaudit_native
 
-# The decoder hands its batches over as pyarrow objects. Importing pyarrow here
-# keeps it loaded in a process that goes on to open an embedded store, which
-# marks pyarrow absent when nothing has loaded it (consumers/store.py).
-import pyarrow  # noqa: F401
-
 from schemas.codec import NON_NEGATIVE
 from schemas.topics import KINDS, OUTPUT_KINDS
 

@@ -205,6 +205,8 @@ def exposed_metrics() -> dict[str, frozenset[str] | None]:
     Names come from the registry's families (a labelled counter has no sample
     until its first increment, so the family type gives the suffixes); labels
     from the metric objects. An Info's labels are its values, set at run time.
+    A collector of the pipeline's own (`ColumnHistogram`) always has every
+    sample, so its names and labels are read from them.
     """
     metrics = PipelineMetrics()
     labels = {
@@ -214,6 +216,10 @@ def exposed_metrics() -> dict[str, frozenset[str] | None]:
     }
     exposed: dict[str, frozenset[str] | None] = {}
     for family in metrics.registry.collect():
+        if family.name not in labels:  # a collector of its own: its samples are all there is
+            for sample in family.samples:
+                exposed[sample.name] = frozenset(sample.labels)
+            continue
         for suffix in _SUFFIXES[family.type]:
             names = labels[family.name] | ({"le"} if suffix == "_bucket" else set())
             exposed[family.name + suffix] = None if family.type == "info" else names
@@ -237,6 +243,7 @@ def test_exposed_metrics_are_the_documented_names() -> None:
     assert exposed["faceaudit_consumer_lag"] == {"topic", "partition"}
     assert exposed["faceaudit_insert_failures_total"] == frozenset()
     assert "faceaudit_batch_duration_seconds_bucket" in exposed
+    assert exposed["faceaudit_event_to_stored_seconds_bucket"] == {"le"}
     assert "faceaudit_rules_info" in exposed
 
 

@@ -69,13 +69,47 @@ def test_decode_turns_messages_into_events_and_dead_letters() -> None:
     garbage = consumer_record(EVENTS_TOPIC, 0, 1, b"dev-1", b"\x00junk")
     step.submit(read(event_message(0, 0), garbage))
     [batch] = handed.batches
-    [event] = batch.events
-    assert (event.kind, event.position) == ("capture", (EVENTS_TOPIC, 0, 0))
-    assert len(event.record["payload_sha256"]) == 64
+    [(kind, events)] = batch.events.items()
+    [event] = events.to_pylist()
+    assert (kind, event["topic"], event["partition"], event["offset"]) == (
+        "capture",
+        EVENTS_TOPIC,
+        0,
+        0,
+    )
+    assert len(event["payload_sha256"]) == 64
     [dead] = batch.rows["dead_letters"]
     assert (dead["offset"], dead["reason"], dead["raw"]) == (1, "bad_magic", b"\x00junk")
     assert batch.outbox["dead_letters"] == [dead]
     assert batch.messages == [], "the raw messages are freed once decoded"
+
+
+def test_decode_keeps_an_event_under_another_key_as_a_dead_letter() -> None:
+    handed = Collect()
+    step = DecodeStep(handed, DeadLetterPolicy(10, 1.0), 1 << 20)
+    good, misplaced = event_message(0, 0), event_message(1, 1)
+    misplaced = misplaced._replace(key=b"dev-2")
+    step.submit(read(good, misplaced))
+    [batch] = handed.batches
+    assert event_offsets(batch.events["capture"]) == [0]
+    [dead] = batch.rows["dead_letters"]
+    assert (dead["offset"], dead["reason"]) == (1, "wrong_key")
+    assert "key b'dev-2', but the record's device_id is 'dev-1'" in dead["detail"]
+
+
+def test_decode_keeps_a_registry_record_on_the_events_topic_as_a_dead_letter() -> None:
+    handed = Collect()
+    step = DecodeStep(handed, DeadLetterPolicy(10, 1.0), 1 << 20)
+    consent = sample("consent")
+    message = consumer_record(
+        EVENTS_TOPIC, 0, 0, consent["consent_id"].encode(), codec.encode("consent", consent)
+    )
+    step.submit(read(message))
+    [batch] = handed.batches
+    assert batch.events == {}
+    [dead] = batch.rows["dead_letters"]
+    assert dead["reason"] == "wrong_topic"
+    assert dead["detail"].endswith(f"a consent record on topic {EVENTS_TOPIC}")
 
 
 def test_decode_stops_the_batch_at_the_dead_letter_limit() -> None:
@@ -88,6 +122,14 @@ def test_decode_stops_the_batch_at_the_dead_letter_limit() -> None:
 
 
 # -- judge --------------------------------------------------------------------------
+
+
+def event_offsets(table) -> list[int]:
+    return table.column("offset").to_pylist()
+
+
+def stored_offsets(batch: Batch) -> list[int]:
+    return [offset for table in batch.event_tables for offset in event_offsets(table)]
 
 
 def judge_step(registry: Registry, commits=None, grace: float = 30.0) -> tuple[JudgeStep, Collect]:
@@ -125,7 +167,7 @@ def test_judge_stores_every_event_and_commits_past_it() -> None:
     step, handed = judge_step(full_registry())
     step.submit(decoded(*chained({}, {"location_type": "toilet"})))
     [batch] = handed.batches
-    assert [row["offset"] for row in batch.rows["events"]] == [0, 1]
+    assert stored_offsets(batch) == [0, 1]
     assert [v["rule_id"] for v in batch.rows["violations"]] == ["FR-PRIVATE-SPACE"]
     assert batch.outbox["violations"] == batch.rows["violations"]
     assert batch.commit == {TP: 2}
@@ -137,7 +179,7 @@ def test_judge_holds_an_event_until_its_deployment_arrives_and_commits_before_it
     step.submit(decoded(*chained({}, {})))
     assert handed.batches[-1].commit == {TP: 0}, "held at offset 0: the commit waits"
     assert handed.batches[-1].rows["violations"] == []
-    assert len(step.held) == 2
+    assert step.held_events == 2
     registry.apply("deployment", sample("deployment"))
     registry.apply("consent", sample("consent"))
     step.submit(Batch())
@@ -186,7 +228,8 @@ class FlakyStore:
         if self.failures:
             self.failures -= 1
             raise OperationalError("the store is down")
-        self.written.append((batch.token, {t: list(rows) for t, rows in batch.rows.items()}))
+        rows = {t: list(rows) for t, rows in batch.rows.items()}
+        self.written.append((batch.token, rows | {"events": stored_offsets(batch)}))
 
 
 def store_step(store: FlakyStore, tails=None) -> tuple[StoreStep, Collect, RunSummary]:
@@ -218,7 +261,7 @@ def test_store_leaves_out_what_the_store_holds_but_passes_it_on_to_publish() -> 
     step, handed, summary = store_step(store, {TP: tail})
     step.submit(batch)
     [(_, rows)] = store.written
-    assert [row["offset"] for row in rows["events"]] == [1]
+    assert rows["events"] == [1]
     assert rows["violations"] == []
     assert len(handed.batches[0].outbox["violations"]) == 1, "still published"
     assert summary.events == {"capture": 1}
@@ -382,9 +425,11 @@ def test_revoking_a_partition_mid_read_drops_what_was_read_of_it() -> None:
 
 def judged_part(offset: int, commit: int) -> Batch:
     """A decoded and judged batch of one message, as the judge step hands it on."""
-    batch = read(event_message(offset, offset))
-    batch.add("events", {"offset": offset}, EVENTS_TOPIC, 0, offset)
-    batch.messages, batch.commit = [], {TP: commit}
+    batch = decoded(event_message(offset, offset))
+    [events] = batch.events.values()
+    batch.events = {}
+    batch.add_events(events)
+    batch.commit = {TP: commit}
     return batch
 
 
@@ -394,11 +439,11 @@ def test_gather_hands_on_one_batch_once_it_holds_enough_messages() -> None:
     for offset in range(5):
         step.submit(judged_part(offset, offset + 1))
     [whole] = handed.batches
-    assert [row["offset"] for row in whole.rows["events"]] == [0, 1, 2]
+    assert stored_offsets(whole) == [0, 1, 2]
     assert whole.commit == {TP: 3}, "the latest part's commit covers all it gathered"
     assert whole.ranges == {TP: (0, 2)}
     step.join(end_of_input=True)
-    assert [row["offset"] for row in handed.batches[-1].rows["events"]] == [3, 4]
+    assert stored_offsets(handed.batches[-1]) == [3, 4]
     assert handed.joined == [True]
 
 

@@ -308,9 +308,11 @@ NO_EVENT = ("", 0, 0)  # where a violation with no event (FR-DELETION-OVERDUE) i
 
 def rows_by_offset(batch: Batch) -> dict[int, list[tuple[str, Row]]]:
     found: dict[int, list[tuple[str, Row]]] = {}
-    for table in ("events", "dead_letters"):
-        for row in batch.rows[table]:
-            found.setdefault(row["offset"], []).append((table, row))
+    for events in batch.event_tables:
+        for row in events.to_pylist():
+            found.setdefault(row["offset"], []).append(("events", row))
+    for row in batch.rows["dead_letters"]:
+        found.setdefault(row["offset"], []).append(("dead_letters", row))
     return found
 
 
@@ -366,7 +368,11 @@ def test_every_generated_input_ends_as_exactly_one_row() -> None:
         for offset, case in cases.items():
             outcomes[check_outcome(case, offset, found.get(offset))] += 1
         violations += len(batch.rows["violations"])
-        events_seen |= {(r["topic"], r["partition"], r["offset"]) for r in batch.rows["events"]}
+        events_seen |= {
+            (r["topic"], r["partition"], r["offset"])
+            for events in batch.event_tables
+            for r in events.select(["topic", "partition", "offset"]).to_pylist()
+        }
         check_anchors(batch, events_seen)
     assert sum(outcomes.values()) == MESSAGES
     # The generator reached every corner it aims at: events and every dead-letter reason.

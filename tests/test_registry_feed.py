@@ -47,9 +47,7 @@ def test_the_catch_up_hands_over_batches_of_the_limit_and_loses_no_row(
     assert len(handed) >= 5, "the rows were handed over on the way"
     assert all(LIMIT <= len(batch) < 2 * LIMIT for batch in handed[:-1])
     assert len(handed[-1]) < 2 * LIMIT
-    read = [
-        (row["partition"], row["offset"]) for batch in handed for row in batch.rows["consents"]
-    ]
+    read = [(row["partition"], row["offset"]) for batch in handed for row in batch.rows["consents"]]
     everything = [(r["partition"], r["offset"]) for b in whole for r in b.rows["consents"]]
     assert sorted(read) == sorted(everything)
     assert sum(map(len, handed)) == sum(map(len, whole))

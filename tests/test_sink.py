@@ -1,8 +1,11 @@
-"""The sink's two insert paths store the same rows, deduplicated the same way (real chDB).
+"""The sink's insert paths store the same rows, deduplicated the same way (real chDB).
 
-A worker of `consume --workers N` encodes its batch in the Native format and
-the store owner inserts the bytes (`insert_native`); a single process inserts
-its columns directly (`write`). Both must store exactly the same rows.
+A worker of `consume --workers N` writes its batch to files (Native format,
+and Arrow for the events) and the store owner inserts them (`insert_files`);
+a single process inserts its columns and Arrow tables directly (`write`);
+with a ClickHouse server the events go through clickhouse-connect's Arrow
+insert, run here against the embedded engine. All must store exactly the
+same rows.
 """
 
 from __future__ import annotations
@@ -13,17 +16,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from arrow_events import event_table
 from clickhouse_connect.driver.client import Client
 from kafka.consumer.fetcher import ConsumerRecord
 
-from consumers.batch import TABLES, Batch
+from consumers.batch import ROW_TABLES, TABLES, Batch
 from consumers.dead_letters import dead_letter_row
 from consumers.judge import Judge
 from consumers.registry import Registry
-from consumers.sink import ClickHouseSink, write_native
+from consumers.sink import ClickHouseSink, write_files
 from consumers.store import open_store
 from producers.fleet import Fleet
-from schemas.topics import DEAD_LETTER_TOPIC, TOPICS
+from schemas.topics import DEAD_LETTER_TOPIC, EVENT_KINDS, EVENTS_TOPIC, TOPICS
 
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 REGISTRY_TABLES = {"deployment": "deployments", "consent": "consents", "deletion": "deletions"}
@@ -59,14 +63,20 @@ def fleet_batch(partition: int, events: int = 300) -> Batch:
         add(REGISTRY_TABLES[kind], TOPICS[kind], record)
     judge = Judge("cac-2025", registry)
     sequence: Counter[str] = Counter()
+    by_kind: dict[str, tuple[list[dict], list[int]]] = {kind: ([], []) for kind in EVENT_KINDS}
     for kind, record, _ in fleet.events(events):
         record["device_seq"] = sequence[record["device_id"]]  # as the producer numbers them
         record["prev_hash"] = None
         sequence[record["device_id"]] += 1
         found = judge.judge_event(kind, record, None)
-        offset = add("events", TOPICS[kind], {**record, "kind": kind, "payload_sha256": "ab" * 32})
+        offset = offsets[EVENTS_TOPIC]
+        offsets[EVENTS_TOPIC] += 1
+        by_kind[kind][0].append(record)
+        by_kind[kind][1].append(offset)
         for violation in found:
-            batch.add_violation(violation, TOPICS[kind], partition, offset, T0)
+            batch.add_violation(violation, EVENTS_TOPIC, partition, offset, T0)
+    for kind, (records, kind_offsets) in by_kind.items():
+        batch.add_events(event_table(kind, records, EVENTS_TOPIC, partition, kind_offsets))
     raw = b"\x00garbage\xff"
     poison = ConsumerRecord(
         TOPICS["capture"], 0, 0, 9_999, 0, 0, b"key", raw, [("trace", b"t-1")], None, 3, len(raw), 6
@@ -102,27 +112,47 @@ def test_a_batch_encoded_by_a_worker_is_stored_as_a_direct_insert_stores_it(
 ) -> None:
     sink = ClickHouseSink(client)
     direct, encoded = fleet_batch(partition=1), fleet_batch(partition=2)
-    assert all(encoded.rows[t] for t in TABLES), "the batch fills every table"
-    native = write_native(encoded, sink.layout, tmp_path)
-    assert {path.parent for _, _, path in native.tables} == {tmp_path}
+    assert all(encoded.rows[t] for t in ROW_TABLES), "the batch fills every table"
+    assert encoded.event_tables
+    files = write_files(encoded, sink.layout, tmp_path)
+    assert {path.parent for _, _, path in files.tables} | {files.events.parent} == {tmp_path}
     first = stored_by(client, sink, lambda: sink.write(direct), 1)
-    second = stored_by(client, sink, lambda: sink.insert_native(native), 2)
+    second = stored_by(client, sink, lambda: sink.insert_files(files), 2)
     for table in TABLES:
         assert second[table], table
-        assert first[table] == second[table], f"{table}: the Native path stores different values"
+        assert first[table] == second[table], f"{table}: the files path stores different values"
+
+
+def test_the_server_insert_path_stores_what_the_embedded_one_stores(client: Client) -> None:
+    embedded, server = ClickHouseSink(client), ClickHouseSink(client, embedded=False)
+    first = stored_by(client, embedded, lambda: embedded.write(fleet_batch(partition=4)), 4)
+    second = stored_by(client, server, lambda: server.write(fleet_batch(partition=5)), 5)
+    assert first["events"]
+    assert first == second
 
 
 def test_an_encoded_batch_inserted_twice_is_stored_once(client: Client, tmp_path: Path) -> None:
     sink = ClickHouseSink(client)
-    native = write_native(fleet_batch(partition=3, events=100), sink.layout, tmp_path)
-    sink.insert_native(native)
-    sink.insert_native(native)
+    native = write_files(fleet_batch(partition=3, events=100), sink.layout, tmp_path)
+    sink.insert_files(native)
+    sink.insert_files(native)
     native.remove()
     assert not list(tmp_path.iterdir()), "remove() deletes the batch files"
-    for table, _, _ in native.tables:
-        count = client.query(f"SELECT count() FROM {table} WHERE partition = 3").result_rows[0][0]
+    assert_stored_once(client, partition=3)
+
+
+def test_a_batch_written_twice_by_the_server_path_is_stored_once(client: Client) -> None:
+    server = ClickHouseSink(client, embedded=False)
+    batch = fleet_batch(partition=6, events=100)
+    server.write(batch)
+    server.write(batch)
+    assert_stored_once(client, partition=6)
+
+
+def assert_stored_once(client: Client, partition: int) -> None:
+    for table in TABLES:
+        where = f"FROM {table} WHERE partition = {partition}"
+        count = client.query(f"SELECT count() {where}").result_rows[0][0]
         assert count > 0, table
-        distinct = client.query(
-            f"SELECT uniqExact(topic, offset) FROM {table} WHERE partition = 3"
-        ).result_rows[0][0]
+        distinct = client.query(f"SELECT uniqExact(topic, offset) {where}").result_rows[0][0]
         assert count == distinct, f"{table}: a retried insert was stored twice"

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from arrow_events import event_table
 from samples import sample
 
 from consumers.batch import Batch
@@ -21,15 +22,16 @@ def test_rows_the_view_missed_are_counted_once(tmp_path: Path) -> None:
     try:
         batch = Batch()
         start = sample("capture")["event_time"]
-        for offset in range(40):
-            record = sample(
+        records = [
+            sample(
                 "capture",
                 event_id=f"e{offset}",
                 device_seq=offset,
                 event_time=start + timedelta(seconds=offset * 7),
             )
-            record.update(kind="capture", payload_sha256="00")
-            batch.add("events", record, "faceaudit.events.v1", 3, offset)
+            for offset in range(40)
+        ]
+        batch.add_events(event_table("capture", records, "faceaudit.events.v1", 3, range(40)))
         ClickHouseGateway(client).write(batch)
 
         def counted() -> int:

@@ -1,4 +1,4 @@
-"""The judge step: every rule of the profile on every event of the batch.
+"""The judge step: every rule of the profile on every event of the batch, over its columns.
 
 Events whose consent or deployment record has not arrived are stored at once
 but judged later, when the record arrives or the registry grace window runs
@@ -14,20 +14,51 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from kafka.structs import TopicPartition
 
-from consumers.batch import NO_POSITION, Batch, Event, Row, now_utc
+from consumers.batch import NO_POSITION, Batch, now_utc
 from consumers.chain.step import Step
-from consumers.judge import Anchored, Judge
+from consumers.event_columns import first_offsets
+from consumers.judge import Anchored, Judge, Tables
+from consumers.rules.sequence_columns import observe_tables
 from consumers.rules.stream import SequenceTracker
+
+Mask = dict[str, pa.Array]
+"""Per kind, a boolean per row of its table."""
 
 
 @dataclass(slots=True)
 class Held:
-    """An event waiting for its consent or deployment record, since `since` (monotonic s)."""
+    """Events of one batch (a table per kind) waiting for their consent or deployment
+    record, since `since` (monotonic s)."""
 
-    event: Event
+    tables: Tables
     since: float
+
+    @property
+    def count(self) -> int:
+        return sum(table.num_rows for table in self.tables.values())
+
+    def split(self, mask: Mapping[str, pa.Array]) -> tuple[Tables, Tables]:
+        """(the rows where `mask` is true, the others), per kind, empty tables left out."""
+        chosen = {kind: table.filter(mask[kind]) for kind, table in self.tables.items()}
+        rest = {kind: table.filter(pc.invert(mask[kind])) for kind, table in self.tables.items()}
+        return _nonempty(chosen), _nonempty(rest)
+
+    def oldest(self, count: int) -> Mask:
+        """Per kind, whether each row is among the `count` read first."""
+        arrival = pa.chunked_array(
+            [chunk for table in self.tables.values() for chunk in table["message_index"].chunks],
+            pa.uint32(),
+        )
+        cutoff = pc.sort_indices(arrival).to_pylist()[count - 1]
+        last = arrival[cutoff]
+        return {
+            kind: pc.less_equal(table.column("message_index"), last).combine_chunks()
+            for kind, table in self.tables.items()
+        }
 
 
 class EventClock:
@@ -81,9 +112,18 @@ class JudgeStep:
 
     def submit(self, batch: Batch) -> None:
         now = time.monotonic()
-        for event in batch.events:
-            self._judge_event(event, now, batch)
-        batch.events = []
+        tables, batch.events = batch.events, {}
+        for kind, table in tables.items():
+            batch.add_events(table.append_column("kind", pa.repeat(kind, table.num_rows)))
+            self._clock.advance(pc.max(table.column("event_time")).as_py())
+        found = observe_tables(self._sequences, tables.values())
+        if found:  # the common case has none: no call to build none
+            self._stage(self._judge.violations(found), batch)
+        awaiting = {kind: self._judge.awaiting_registry(table) for kind, table in tables.items()}
+        waiting, ready = Held(tables, now).split(awaiting)
+        self._judge_now(ready, batch)
+        if waiting:
+            self._hold(Held(waiting, now), batch)
         self._read_to.update(batch.read_to)
         self._release(batch, now, force=False)
         self._pass_on(batch)
@@ -104,44 +144,42 @@ class JudgeStep:
         self.held = []
         self.next_step.close()
 
-    def _judge_event(self, event: Event, now: float, batch: Batch) -> None:
-        record = event.record
-        batch.add("events", record, *event.position)
-        self._clock.advance(record["event_time"])
-        found = self._sequences.observe(record, record["payload_sha256"], event.position)
-        if found:  # the common case has none: no call to build none
-            self._stage(self._judge.violations(found), batch)
-        if self._awaits_registry(record):
-            self._hold(Held(event, now), batch)
-        else:
-            self._stage(self._judge.judge_rules(event.kind, record, event.position), batch)
+    @property
+    def held_events(self) -> int:
+        return sum(held.count for held in self.held)
 
-    def _awaits_registry(self, record: Row) -> bool:
-        """True when the event names a deployment or consent not (yet) in the registry."""
-        registry = self._judge.registry
-        if registry.deployment(record["deployment_id"]) is None:
-            return True
-        consent_id = record["consent_id"]
-        return consent_id is not None and registry.consent(consent_id) is None
+    def _judge_now(self, tables: Tables, batch: Batch) -> None:
+        if tables:
+            self._stage(self._judge.judge_tables(tables), batch)
 
     def _hold(self, held: Held, batch: Batch) -> None:
         self.held.append(held)
-        if len(self.held) > self._max_held:
-            # Memory bound: the oldest held event is judged now, with what is known.
-            self._judge_held(self.held.pop(0), batch)
-
-    def _judge_held(self, held: Held, batch: Batch) -> None:
-        event = held.event
-        self._stage(self._judge.judge_rules(event.kind, event.record, event.position), batch)
+        excess = self.held_events - self._max_held
+        while excess > 0:
+            # Memory bound: the oldest held events are judged now, with what is known.
+            oldest = self.held[0]
+            if oldest.count <= excess:
+                self.held.pop(0)
+                self._judge_now(oldest.tables, batch)
+                excess -= oldest.count
+            else:
+                first, oldest.tables = oldest.split(oldest.oldest(excess))
+                self._judge_now(first, batch)
+                excess = 0
 
     def _release(self, batch: Batch, now: float, force: bool) -> None:
         """Judge held events whose records arrived, whose grace ran out, or all (`force`)."""
         waiting = []
         for held in self.held:
-            due = force or now - held.since >= self._grace
-            if due or not self._awaits_registry(held.event.record):
-                self._judge_held(held, batch)
-            else:
+            if force or now - held.since >= self._grace:
+                self._judge_now(held.tables, batch)
+                continue
+            awaiting = {
+                kind: self._judge.awaiting_registry(table) for kind, table in held.tables.items()
+            }
+            held.tables, ready = held.split(awaiting)
+            self._judge_now(ready, batch)
+            if held.tables:
                 waiting.append(held)
         self.held = waiting
 
@@ -151,16 +189,17 @@ class JudgeStep:
             overdue = self._judge.overdue(self._clock.latest)
             self._stage([(violation, None) for violation in overdue], batch)
         batch.commit = self._commit_offsets()
-        self._held_gauge.set(len(self.held))
+        self._held_gauge.set(self.held_events)
         self.next_step.submit(batch)
 
     def _commit_offsets(self) -> dict[TopicPartition, int]:
         """Per partition, the offset after the last read, or of its first event held."""
         commit = dict(self._read_to)
-        for held in self.held:
-            source, offset = held.event.position.source, held.event.position.offset
-            if offset < commit.get(source, offset + 1):
-                commit[source] = offset
+        for table in (table for held in self.held for table in held.tables.values()):
+            for (topic, partition), offset in first_offsets(table).items():
+                source = TopicPartition(topic, partition)
+                if offset < commit.get(source, offset + 1):
+                    commit[source] = offset
         return commit
 
     def _stage(self, found: list[Anchored], batch: Batch) -> None:
@@ -179,3 +218,7 @@ class JudgeStep:
                 self._reported.add(violation.violation_id)
                 anchor = NO_POSITION
             batch.add_violation(violation, *anchor, detected_at)
+
+
+def _nonempty(tables: Tables) -> Tables:
+    return {kind: table for kind, table in tables.items() if table.num_rows}

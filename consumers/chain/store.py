@@ -16,6 +16,8 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from kafka.structs import TopicPartition
 
@@ -78,13 +80,28 @@ class StoreStep(Forwarding):
         def tail(row: Row) -> StoredTail:
             return self._tails.get(TopicPartition(row["topic"], row["partition"]), _NOTHING_STORED)
 
-        rows["events"] = [r for r in rows["events"] if r["offset"] not in tail(r).events]
+        batch.event_tables = [self._unstored_events(table) for table in batch.event_tables]
         rows["dead_letters"] = [
             r for r in rows["dead_letters"] if r["offset"] not in tail(r).dead_letters
         ]
         rows["violations"] = [
             r for r in rows["violations"] if r["violation_id"] not in tail(r).violations
         ]
+
+    def _unstored_events(self, table: pa.Table) -> pa.Table:
+        """The rows of an event table whose offsets the store does not hold."""
+        stored = None
+        for tp, tail in self._tails.items():
+            if not tail.events:
+                continue
+            here = pc.and_(
+                pc.and_(
+                    pc.equal(table["topic"], tp.topic), pc.equal(table["partition"], tp.partition)
+                ),
+                pc.is_in(table["offset"], value_set=pa.array(sorted(tail.events), pa.uint64())),
+            )
+            stored = here if stored is None else pc.or_(stored, here)
+        return table if stored is None else table.filter(pc.invert(stored))
 
     def _write_with_retry(self, batch: Batch) -> None:
         """Insert the batch, retrying with backoff while the store is failing.
@@ -112,12 +129,15 @@ class StoreStep(Forwarding):
     def _count(self, batch: Batch) -> None:
         """Metrics and the run summary, from what the batch stored."""
         rows = batch.rows
-        events = Counter(row["kind"] for row in rows["events"])
+        events: Counter[str] = Counter()
+        for table in batch.event_tables:
+            if table.num_rows:
+                events[table.column("kind")[0].as_py()] += table.num_rows
         violations = Counter(
             (r["rule_id"], r["severity"], r["region_code"][:2]) for r in rows["violations"]
         )
         dead_letters = Counter(row["reason"] for row in rows["dead_letters"])
-        self._observe_latency(rows["events"], now_utc())
+        self._observe_latency(batch.event_tables, now_utc())
         for kind, n in events.items():
             self._metrics.events.labels(kind).inc(n)
         for (rule, severity, province), n in violations.items():
@@ -129,9 +149,12 @@ class StoreStep(Forwarding):
             by_rule[(rule, severity)] += n
         registry = sum(len(rows[t]) for t in ("consents", "deployments", "deletions"))
         self._summary.add(RunSummary(events, by_rule, dead_letters, registry))
-        if rows["events"]:
+        if events:
             self._timer.stored()
 
-    def _observe_latency(self, events: list[Row], stored_at: datetime) -> None:
-        for row in events:
-            self._metrics.latency.observe((stored_at - row["event_time"]).total_seconds())
+    def _observe_latency(self, tables: list[pa.Table], stored_at: datetime) -> None:
+        stored_at_us = int(stored_at.timestamp() * 1_000_000)
+        for table in tables:
+            event_us = pc.cast(table.column("event_time"), pa.int64())
+            seconds = pc.divide(pc.subtract(stored_at_us, event_us), 1e6)
+            self._metrics.latency.observe_many(seconds)

@@ -79,6 +79,24 @@ class SequenceTracker:
         if device not in self._devices:
             self._devices[device] = _Device(next_seq=next_seq, last_hash=last_hash)
 
+    def follow_run(
+        self, device_key: DeviceKey, first_seq: int, last_seq: int, last_hash: str | None
+    ) -> tuple[bool, str | None]:
+        """Move a device past events `first_seq`..`last_seq` when they are next in line.
+
+        The caller has checked that the numbers follow each other. When the
+        device expects `first_seq` and buffers nothing (the common case), it
+        moves past the run and this returns (True, the hash the run's first
+        event must carry, None if unknown); otherwise (False, None), and the
+        caller gives the run's events to `observe` one by one.
+        """
+        device = self._devices.get(device_key)
+        if device is None or device.pending or device.next_seq != first_seq:
+            return False, None
+        expected = device.last_hash
+        device.next_seq, device.last_hash = last_seq + 1, last_hash
+        return True, expected
+
     def observe(self, record: Record, payload_sha256: str | None, anchor: Any) -> list[Finding]:
         """Take one event of any device; the findings it completes, at whichever events.
 
@@ -172,13 +190,18 @@ class SequenceTracker:
             return []  # no payload bytes (JSON input), or the previous event is unknown
         if record["prev_hash"] == device.last_hash:
             return []
-        details = {
-            "device_id": record["device_id"],
-            "device_seq": record["device_seq"],
-            "expected_prev_hash": device.last_hash,
-            "prev_hash": record["prev_hash"],
-        }
-        return [("AUDIT-CHAIN-BREAK", details, record, anchor)]
+        return [chain_break(record, device.last_hash, anchor)]
+
+
+def chain_break(record: Record, expected_prev_hash: str, anchor: Any) -> Finding:
+    """AUDIT-CHAIN-BREAK at `record`, whose prev_hash is not its predecessor's payload hash."""
+    details = {
+        "device_id": record["device_id"],
+        "device_seq": record["device_seq"],
+        "expected_prev_hash": expected_prev_hash,
+        "prev_hash": record["prev_hash"],
+    }
+    return ("AUDIT-CHAIN-BREAK", details, record, anchor)
 
 
 class FilingTracker:
@@ -190,6 +213,21 @@ class FilingTracker:
         self._subjects: dict[str, set[str]] = {}
         self._crossed: dict[str, datetime] = {}
         self._reported_day: dict[str, date] = {}
+
+    def add_subjects(self, processor: str, subjects: list[str], registry: Registry) -> bool:
+        """Count a processor's subjects in one step when none of them can be a finding.
+
+        True when done: the processor has a filing, or stays below the
+        threshold with them. Otherwise False, nothing is counted, and the
+        caller gives the events to `observe` one by one.
+        """
+        known = self._subjects.setdefault(processor, set())
+        if not registry.has_filing(processor):
+            new = set(subjects) - known
+            if len(known) + len(new) >= self._threshold:
+                return False
+        known.update(subjects)
+        return True
 
     def observe(self, record: Record, registry: Registry, anchor: Any) -> list[Finding]:
         subject = record["subject_ref"]

@@ -260,7 +260,11 @@ impl<'a, 'o> Walk<'a, 'o> {
                 break;
             }
         }
-        self.unusual |= self.pos - start != varint_len(bits);
+        // Not plain: longer than needed, or ten bytes whose last one carries
+        // bits past the 64th (the only way a varint of plain length differs).
+        let read = self.pos - start;
+        let last = u64::from(self.data[self.pos - 1]);
+        self.unusual |= read != varint_len(bits) || last != bits >> (7 * (read - 1));
         Ok(((bits >> 1) ^ (bits & 1).wrapping_neg()).cast_signed())
     }
 

@@ -1,0 +1,63 @@
+"""Events as Arrow columns, the form they travel the validator in.
+
+The native decoder gives one table per kind with every field of the record,
+`message_index` (where in the read batch it came from) and `payload_sha256`.
+The decode step adds where each was read (`topic`, `partition`, `offset`);
+the judge step reads the envelope of the few rows a rule fires at as Python
+values (`envelopes`), and the store step inserts the tables as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from consumers.batch import Position
+from schemas.codec import ENVELOPE
+
+POSITION_COLUMNS = ("topic", "partition", "offset")
+ENVELOPE_COLUMNS = (*ENVELOPE, "payload_sha256")
+"""What a finding is reported with: the envelope and the payload hash."""
+
+
+def with_positions(
+    table: pa.Table, topics: pa.Array, partitions: pa.Array, offsets: pa.Array
+) -> pa.Table:
+    """`table` with the Kafka position of each row, taken by its `message_index`."""
+    index = table.column("message_index")
+    return (
+        table.append_column("topic", pc.take(topics, index))
+        .append_column("partition", pc.take(partitions, index))
+        .append_column("offset", pc.take(offsets, index))
+    )
+
+
+def positions(table: pa.Table, rows: Sequence[int] | pa.Array | None = None) -> list[Position]:
+    """The Kafka position of each of `rows` (every row when None)."""
+    picked = table.select(POSITION_COLUMNS)
+    if rows is not None:
+        picked = picked.take(rows)
+    topics, partitions, offsets = (picked.column(name).to_pylist() for name in POSITION_COLUMNS)
+    return [Position(*where) for where in zip(topics, partitions, offsets, strict=True)]
+
+
+def envelopes(table: pa.Table, rows: Sequence[int] | pa.Array) -> list[dict[str, Any]]:
+    """The envelope and payload hash of each of `rows`, as Python values."""
+    return table.select(ENVELOPE_COLUMNS).take(rows).to_pylist()
+
+
+def first_offsets(table: pa.Table) -> dict[tuple[str, int], int]:
+    """The lowest offset of each (topic, partition) in `table`."""
+    if table.num_rows == 0:
+        return {}
+    lowest = table.group_by(["topic", "partition"]).aggregate([("offset", "min")])
+    return {
+        (topic, partition): offset
+        for topic, partition, offset in zip(
+            *(lowest.column(name).to_pylist() for name in ("topic", "partition", "offset_min")),
+            strict=True,
+        )
+    }

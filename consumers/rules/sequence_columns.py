@@ -1,0 +1,119 @@
+"""AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK over a whole batch of event columns.
+
+The batch's events are sorted by device, then by arrival, and cut into
+runs: stretches of one device's events whose numbers follow each other.
+A run that starts where its device expects, with nothing buffered, is the
+common case: the tracker moves past it in one step and its chain is checked
+over the columns (each event's prev_hash against the payload hash before
+it). Any other run (a device's first events, a gap, a redelivery, an event
+out of order) goes to the tracker event by event, exactly as it would
+without this shortcut, so the findings are the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from consumers.event_columns import ENVELOPE_COLUMNS, POSITION_COLUMNS, positions
+from consumers.rules.stream import Finding, SequenceTracker, chain_break
+
+_COLUMNS = (*ENVELOPE_COLUMNS, "message_index", *POSITION_COLUMNS)
+
+
+def observe_tables(tracker: SequenceTracker, tables: Iterable[pa.Table]) -> list[Finding]:
+    """Give every event of `tables` (one batch, any kinds) to `tracker`; the findings."""
+    parts = [table.select(_COLUMNS) for table in tables if table.num_rows]
+    if not parts:
+        return []
+    events = _by_device(pa.concat_tables(parts))
+    starts, follows = _runs(events)
+    breaks_inside = _chain_breaks_inside(events, follows)
+    ends = [*(start - 1 for start in starts[1:]), events.num_rows - 1]
+    firsts = events.select(["processor_id", "device_id", "device_seq", "prev_hash"]).take(starts)
+    lasts = events.select(["device_seq", "payload_sha256"]).take(ends)
+    shas = events.column("payload_sha256")
+    findings: list[Finding] = []
+    for start, end, first, last in zip(
+        starts, ends, firsts.to_pylist(), lasts.to_pylist(), strict=True
+    ):
+        key = (first["processor_id"], first["device_id"])
+        followed, expected = tracker.follow_run(
+            key, first["device_seq"], last["device_seq"], last["payload_sha256"]
+        )
+        if not followed:
+            findings += _one_by_one(tracker, events.slice(start, end - start + 1))
+            continue
+        if expected is not None and shas[start].is_valid and first["prev_hash"] != expected:
+            findings.append(_chain_break(events, start, expected))
+        findings += [
+            _chain_break(events, row, shas[row - 1].as_py()) for row in breaks_inside.get(start, ())
+        ]
+    return findings
+
+
+def _by_device(events: pa.Table) -> pa.Table:
+    """The events sorted by device, each device's in arrival order, with a `device` code column."""
+    key = pc.binary_join_element_wise(events["processor_id"], events["device_id"], "\x00")
+    codes = pc.dictionary_encode(key).combine_chunks().indices
+    events = events.append_column("device", codes)
+    order = pc.sort_indices(
+        events, sort_keys=[("device", "ascending"), ("message_index", "ascending")]
+    )
+    return events.take(order)
+
+
+def _runs(events: pa.Table) -> tuple[list[int], pa.Array]:
+    """Where each run starts, and for rows 1..n-1 whether the row follows the one before."""
+    device = events.column("device").combine_chunks()
+    seq = events.column("device_seq").combine_chunks()
+    n = events.num_rows
+    follows = pc.and_(
+        pc.equal(device.slice(1), device.slice(0, n - 1)),
+        pc.equal(seq.slice(1), pc.add(seq.slice(0, n - 1), 1)),
+    )
+    starts = [0, *(index + 1 for index in pc.indices_nonzero(pc.invert(follows)).to_pylist())]
+    return starts, follows
+
+
+def _chain_breaks_inside(events: pa.Table, follows: pa.Array) -> dict[int, list[int]]:
+    """Rows whose prev_hash is not the payload hash of the row before, in the same run.
+
+    Keyed by the start of each row's run. Without payload bytes (JSON input)
+    there is no chain to check.
+    """
+    n = events.num_rows
+    sha = events.column("payload_sha256").combine_chunks()
+    prev_hash = events.column("prev_hash").combine_chunks()
+    checked = pc.and_(follows, pc.and_(pc.is_valid(sha.slice(1)), pc.is_valid(sha.slice(0, n - 1))))
+    matches = pc.equal(prev_hash.slice(1), sha.slice(0, n - 1)).fill_null(False)
+    broken = pc.indices_nonzero(pc.and_(checked, pc.invert(matches))).to_pylist()
+    if not broken:
+        return {}
+    not_following = pc.indices_nonzero(pc.invert(follows)).to_pylist()
+    by_run: dict[int, list[int]] = {}
+    cursor, run_start = 0, 0
+    for index in broken:  # both sorted: walk the run starts alongside
+        row = index + 1
+        while cursor < len(not_following) and not_following[cursor] + 1 <= row:
+            run_start = not_following[cursor] + 1
+            cursor += 1
+        by_run.setdefault(run_start, []).append(row)
+    return by_run
+
+
+def _chain_break(events: pa.Table, row: int, expected: str) -> Finding:
+    record = events.select(ENVELOPE_COLUMNS).slice(row, 1).to_pylist()[0]
+    [anchor] = positions(events, [row])
+    return chain_break(record, expected, anchor)
+
+
+def _one_by_one(tracker: SequenceTracker, run: pa.Table) -> list[Finding]:
+    """The tracker's own way, for a run that is not simply next in line."""
+    findings: list[Finding] = []
+    records = run.select(ENVELOPE_COLUMNS).to_pylist()
+    for record, anchor in zip(records, positions(run), strict=True):
+        findings += tracker.observe(record, record["payload_sha256"], anchor)
+    return findings
