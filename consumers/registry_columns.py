@@ -134,7 +134,6 @@ class _Mirror:
     def apply(self, record: Record) -> None:
         """Take a record; a later one with the same id replaces it."""
         key = record[self._key]
-        self._pending.pop(key, None)  # keep arrival order: a replaced id goes last
         self._pending[key] = record
 
     @property
@@ -142,6 +141,12 @@ class _Mirror:
         """Chunks the rows are held in, after any pending records are appended."""
         self._flush()
         return len(self._chunks)
+
+    @property
+    def rows(self) -> int:
+        """Rows held, replaced ones included, after any pending records are appended."""
+        self._flush()
+        return self._rows()
 
     def join(self, ids: pa.Array) -> Joined:
         """The registry rows for a batch's ids (string or dictionary array)."""
@@ -234,3 +239,7 @@ class RegistryColumns:
     def chunks(self, kind: str) -> int:
         """How many chunks hold the records of ``kind`` (consent or deployment)."""
         return self._mirrors[kind].chunks
+
+    def rows(self, kind: str) -> int:
+        """How many rows hold the records of ``kind``, replaced ones not yet dropped included."""
+        return self._mirrors[kind].rows
