@@ -208,11 +208,9 @@ def consent_written(ctx: BatchContext) -> Fires:
 @condition("FR-MINOR-GUARDIAN")
 def minor_guardian(ctx: BatchContext) -> Fires:
     """Known age under 14, consent basis, no guardian consent."""
-    guardian = mask(pc.equal(ctx.consent.column("grantor"), "guardian"))
+    guardian = mask(pc.equal(ctx.consent.column("grantor"), "guardian"))  # False: no consent
     fires = all_of(
-        mask(pc.less(ctx.values("subject_age"), MINOR_AGE)),
-        _on_consent(ctx),
-        not_(all_of(ctx.has_consent, guardian)),
+        mask(pc.less(ctx.values("subject_age"), MINOR_AGE)), _on_consent(ctx), not_(guardian)
     )
 
     def details(row: Row) -> Details:
