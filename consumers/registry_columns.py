@@ -95,25 +95,26 @@ class PurposeBits:
 class Joined:
     """Registry rows lined up with a batch's rows: null where the id is null or unknown."""
 
-    __slots__ = ("_cache", "_rows", "_spread")
+    __slots__ = ("_cache", "_registry", "_rows", "_spread")
 
-    def __init__(self, rows: pa.Table, spread: pa.Array) -> None:
-        self._rows = rows  # one row per distinct id of the batch, null if unknown
-        self._spread = spread  # per batch row: its id's row in self._rows (null if no id)
+    def __init__(self, registry: pa.Table, rows: pa.Array, spread: pa.Array) -> None:
+        self._registry = registry
+        self._rows = rows  # per distinct id of the batch: its registry row, null if unknown
+        self._spread = spread  # per batch row: its id's place in self._rows (null if no id)
         self._cache: dict[str, pa.Array] = {}
 
     def column(self, name: str) -> pa.Array:
         """The registry field ``name`` for every row of the batch."""
         column = self._cache.get(name)
         if column is None:
-            column = self._rows.column(name).combine_chunks().take(self._spread)
-            self._cache[name] = column
+            distinct = self._registry.column(name).take(self._rows).combine_chunks()
+            column = self._cache[name] = distinct.take(self._spread)
         return column
 
     @property
     def found(self) -> pa.BooleanArray:
         """Whether the row's id names a record (False for a null id)."""
-        return pc.is_valid(self.column("_row"))
+        return pc.is_valid(self._rows.take(self._spread))
 
 
 class _Mirror:
@@ -154,8 +155,7 @@ class _Mirror:
         encoded = ids if pa.types.is_dictionary(ids.type) else ids.dictionary_encode()
         index = self._index
         rows = pa.array([index.get(key) for key in encoded.dictionary.to_pylist()], pa.int64())
-        table = pa.Table.from_batches(self._chunks, self._schema).take(rows)
-        return Joined(table.append_column("_row", rows), encoded.indices)
+        return Joined(pa.Table.from_batches(self._chunks, self._schema), rows, encoded.indices)
 
     def compact(self) -> None:
         """Drop replaced rows and hold the rest in one chunk; the results do not change."""

@@ -12,7 +12,7 @@ Masks (boolean arrays) never hold nulls: a null compares as False, the way
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
-from functools import cached_property, reduce
+from functools import cached_property, partial, reduce
 from typing import Any, Final
 
 import pyarrow as pa
@@ -98,6 +98,7 @@ class BatchContext:
         self._registry = registry.columns
         self._values: dict[str, pa.Array] = {}
         self._enums: dict[str, pa.DictionaryArray] = {}
+        self._is_in: dict[tuple[str, frozenset[str]], Mask] = {}
 
     # -- the event's columns
 
@@ -130,9 +131,14 @@ class BatchContext:
         return mask(self.values(name))
 
     def is_in(self, name: str, values: Collection[str]) -> Mask:
-        """The event's ``name`` is one of ``values``."""
-        value_set = pa.array(sorted(values), pa.string())
-        return on_dictionary(self.enum(name), lambda d: pc.is_in(d, value_set=value_set))
+        """The event's ``name`` is one of ``values`` (worked out once per batch)."""
+        key = (name, frozenset(values))
+        found = self._is_in.get(key)
+        if found is None:
+            value_set = pa.array(sorted(values), pa.string())
+            test = partial(pc.is_in, value_set=value_set)
+            found = self._is_in[key] = on_dictionary(self.enum(name), test)
+        return found
 
     def equals(self, name: str, value: str) -> Mask:
         """The event's ``name`` is ``value``."""
@@ -286,7 +292,7 @@ class Row:
     @property
     def has_consent(self) -> bool:
         """The row's consent_id names a consent in the registry."""
-        return self._taken.get("consent", "_row")[self._at] is not None
+        return self.consent("consent_id") is not None
 
     @property
     def problems(self) -> list[str]:
