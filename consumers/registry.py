@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
+from consumers.registry_columns import RegistryColumns
+
 Record = Mapping[str, Any]
 
 VALID_CONSENT_TYPES: Final = frozenset(("separate", "written"))
@@ -32,12 +34,13 @@ MISSING: Final = frozenset((NO_CONSENT_ID, UNKNOWN_CONSENT))
 class Registry:
     """Deployments by deployment_id and consents by consent_id; a later record wins."""
 
-    __slots__ = ("_consents", "_deployments", "_filings")
+    __slots__ = ("_columns", "_consents", "_deployments", "_filings")
 
     def __init__(self) -> None:
         self._deployments: dict[str, Record] = {}
         self._consents: dict[str, Record] = {}
         self._filings: dict[str, set[str]] = {}
+        self._columns: RegistryColumns | None = None
 
     def apply(self, kind: str, record: Record) -> None:
         """Store a consent or deployment record, replacing any earlier one with its id whole."""
@@ -47,6 +50,23 @@ class Registry:
             self._apply_deployment(record)
         else:
             raise ValueError(f"registry records are consent or deployment, not {kind!r}")
+        if self._columns is not None:
+            self._columns.apply(kind, record)
+
+    @property
+    def columns(self) -> RegistryColumns:
+        """The same records as Arrow columns, for judging a batch at once.
+
+        Made on first use from the records held so far, then kept current by
+        ``apply``; a registry never judged by batch pays nothing for it.
+        """
+        if self._columns is None:
+            self._columns = RegistryColumns()
+            for record in self._deployments.values():
+                self._columns.apply("deployment", record)
+            for record in self._consents.values():
+                self._columns.apply("consent", record)
+        return self._columns
 
     def _apply_deployment(self, record: Record) -> None:
         deployment_id = record["deployment_id"]
