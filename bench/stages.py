@@ -1,15 +1,16 @@
 """What each stage of the validator costs per event, timed in this process on one sample.
 
-The sample is the first `sample` messages of the preloaded event topics, read
-once into memory; then, on the same messages, each stage alone:
+The sample is the first `sample` messages of the preloaded event topic, read
+once into memory and cut into batches of the validator's batch size; then,
+on the same batches, each step of the chain alone:
 
-- decode: `schemas.codec.decode` (single-object header, Avro body, checks);
-- rules: `Judge.judge_event` on the decoded records (per-event and stream rules);
-- other: the rest of the decode and judge steps (topic/key checks, payload
-  hash, staging rows, holding, dead-letter policy): the two steps minus
-  decode and rules;
-- insert: `ClickHouseSink.write` of the batches the steps filled (columns and
-  the inserts into a fresh chDB store), batches of the validator's batch size.
+- decode: the decode step (one native call per batch, topic and key checks
+  over the columns, the dead-letter policy);
+- judge: the judge step on the decoded batches (sequence and chain over the
+  sorted columns, the registry test, every per-event rule over the columns,
+  FR-FILING, FR-DELETION-OVERDUE);
+- insert: `ClickHouseSink.write` of the judged batches (the events' Arrow
+  table and the other rows, into a fresh chDB store).
 
 Kafka itself (fetch, commit) is what `raw` measures.
 """
@@ -17,8 +18,8 @@ Kafka itself (fetch, commit) is what `raw` measures.
 from __future__ import annotations
 
 import gc
-import hashlib
 import time
+from collections.abc import Callable
 
 from kafka import TopicPartition
 
@@ -36,59 +37,49 @@ from consumers.settings import Settings
 from consumers.sink import ClickHouseSink
 from consumers.store import open_store
 from core.clients import KafkaConfig, kafka_consumer
-from schemas import codec
 
 
 def stage_costs(bootstrap: str, dsn: str, sample: int) -> dict[str, float]:
     """Microseconds per event of each stage, over the first `sample` messages."""
     settings = Settings.resolve({"bootstrap": bootstrap})
     messages = _read(settings.kafka, sample)
-
-    gc.collect()
-    started = time.perf_counter()
-    decoded = [codec.decode(message.value) for message in messages]
-    decode = time.perf_counter() - started
-
-    judge = _judge(settings)
-    hashes = [hashlib.sha256(d.payload).hexdigest() for d in decoded]
-    gc.collect()
-    started = time.perf_counter()
-    for item, digest in zip(decoded, hashes, strict=True):
-        judge.judge_event(item.kind, item.record, digest)
-    rules = time.perf_counter() - started
-    del decoded, hashes  # the validator does not keep a batch's records either
-
-    steps, collected = _decode_and_judge(settings)
-    gc.collect()
-    started = time.perf_counter()
+    batches = []
     for first in range(0, len(messages), settings.batch_size):
         batch = Batch()
         for message in messages[first : first + settings.batch_size]:
             batch.read(TopicPartition(message.topic, message.partition), [message])
-        steps.submit(batch)
-    process = time.perf_counter() - started
-    batches = collected.batches
+        batches.append(batch)
+
+    decoded = Collect()
+    decode_step = DecodeStep(decoded, _policy(settings), settings.max_message_bytes)
+    decode = _timed(lambda: [decode_step.submit(batch) for batch in batches])
+
+    judged = Collect()
+    judge_step = _judge_step(settings, judged)
+    judge = _timed(lambda: [judge_step.submit(batch) for batch in decoded.batches])
 
     client = open_store(dsn)
     try:
         sink = ClickHouseSink(client)
-        gc.collect()
-        started = time.perf_counter()
-        for batch in batches:
-            sink.write(batch)
-        insert = time.perf_counter() - started
+        insert = _timed(lambda: [sink.write(batch) for batch in judged.batches])
     finally:
         client.close()
 
     per_event = 1e6 / len(messages)
     return {
         "decode": round(decode * per_event, 1),
-        "rules": round(rules * per_event, 1),
-        "other": round((process - decode - rules) * per_event, 1),
+        "judge": round(judge * per_event, 1),
         "insert": round(insert * per_event, 1),
-        "total": round((process + insert) * per_event, 1),
+        "total": round((decode + judge + insert) * per_event, 1),
         "sample": len(messages),
     }
+
+
+def _timed(run: Callable[[], object]) -> float:
+    gc.collect()
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
 
 
 def _read(kafka: KafkaConfig, sample: int) -> list:
@@ -114,10 +105,14 @@ def _read(kafka: KafkaConfig, sample: int) -> list:
         consumer.close()
 
 
-def _decode_and_judge(settings: Settings) -> tuple[DecodeStep, Collect]:
-    """The validator's decode and judge steps, ending in a step that keeps their batches."""
-    judge, collected = _judge(settings), Collect()
-    judging = JudgeStep(
+def _policy(settings: Settings) -> DeadLetterPolicy:
+    return DeadLetterPolicy(settings.dead_letter_max_consecutive, settings.dead_letter_max_ratio)
+
+
+def _judge_step(settings: Settings, collected: Collect) -> JudgeStep:
+    """The validator's judge step, ending in a step that keeps its batches."""
+    judge = _judge(settings)
+    return JudgeStep(
         collected,
         judge,
         judge.sequence_tracker(),
@@ -128,8 +123,6 @@ def _decode_and_judge(settings: Settings) -> tuple[DecodeStep, Collect]:
         reported=set(),
         held_gauge=PipelineMetrics().held,
     )
-    policy = DeadLetterPolicy(settings.dead_letter_max_consecutive, settings.dead_letter_max_ratio)
-    return DecodeStep(judging, policy, settings.max_message_bytes), collected
 
 
 def _judge(settings: Settings) -> Judge:

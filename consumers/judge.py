@@ -18,9 +18,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from consumers.event_columns import ENVELOPE_COLUMNS, POSITION_COLUMNS, positions
+from consumers.event_columns import ENVELOPE_COLUMNS, POSITION_COLUMNS, envelopes, positions
 from consumers.registry import Record, Registry
 from consumers.rules.catalogue import Catalogue, load_catalogue
+from consumers.rules.columnar import ColumnarRules
 from consumers.rules.engine import RuleEngine
 from consumers.rules.filing_columns import observe_filings
 from consumers.rules.stream import DeletionTracker, FilingTracker, Finding, SequenceTracker
@@ -55,6 +56,7 @@ class Judge:
         self.engine = RuleEngine(profile, registry, catalogue or load_catalogue())
         self.registry = registry
         self.catalogue = self.engine.catalogue
+        self.rules = ColumnarRules(profile, registry, self.catalogue)
         self.profile = profile
         params = self.catalogue.parameters(profile)
         self.sequences = SequenceTracker.in_order() if in_order else self.sequence_tracker()
@@ -97,8 +99,17 @@ class Judge:
         """
         found: list[Anchored] = []
         for kind, table in tables.items():
-            for record, anchor in zip(table.to_pylist(), positions(table), strict=True):
-                found += [(violation, anchor) for violation in self.engine.evaluate(kind, record)]
+            findings = self.rules.evaluate(kind, table)
+            if not findings:
+                continue
+            rows = [row for row, _, _ in findings]
+            events, anchors = envelopes(table, rows), positions(table, rows)
+            found += [
+                (self.engine.violation(rule_id, event, details), anchor)
+                for (_, rule_id, details), event, anchor in zip(
+                    findings, events, anchors, strict=True
+                )
+            ]
         arrived = pa.concat_tables(
             [table.select(_FILING_COLUMNS) for table in tables.values()]
         ).sort_by("message_index")
