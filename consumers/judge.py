@@ -18,10 +18,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from consumers.event_columns import ENVELOPE_COLUMNS, POSITION_COLUMNS, envelopes, positions
+from consumers.event_columns import envelopes, positions
 from consumers.registry import Record, Registry
 from consumers.rules.catalogue import Catalogue, load_catalogue
 from consumers.rules.columnar import ColumnarRules
+from consumers.rules.columnar import Finding as RowFinding
 from consumers.rules.engine import RuleEngine
 from consumers.rules.filing_columns import observe_filings
 from consumers.rules.stream import DeletionTracker, FilingTracker, Finding, SequenceTracker
@@ -31,9 +32,6 @@ Tables = dict[str, pa.Table]
 """Events of one batch: a table per kind, as the decode step makes them."""
 Anchored = tuple[Violation, Any]
 """A violation and the anchor of the event it was found at (None for no event)."""
-
-
-_FILING_COLUMNS = (*ENVELOPE_COLUMNS, "subject_ref", "message_index", *POSITION_COLUMNS)
 
 
 class Judge:
@@ -97,23 +95,43 @@ class Judge:
         Anchored at each event's position. FR-FILING counts the subjects in
         the order the events were read (`message_index`), across kinds.
         """
+        return self._judge_tables(tables, hold=False)[0]
+
+    def judge_arrivals(self, tables: Tables) -> tuple[list[Anchored], Tables]:
+        """`judge_tables` for the events the registry can judge; the others, to hold.
+
+        Those name a deployment, or a consent, the registry lacks (yet).
+        """
+        return self._judge_tables(tables, hold=True)
+
+    def _judge_tables(self, tables: Tables, hold: bool) -> tuple[list[Anchored], Tables]:
         found: list[Anchored] = []
+        ready: Tables = {}
+        waiting: Tables = {}
         for kind, table in tables.items():
-            findings = self.rules.evaluate(kind, table)
-            if not findings:
-                continue
-            rows = [row for row, _, _ in findings]
-            events, anchors = envelopes(table, rows), positions(table, rows)
-            found += [
-                (self.engine.violation(rule_id, event, details), anchor)
-                for (_, rule_id, details), event, anchor in zip(
-                    findings, events, anchors, strict=True
-                )
-            ]
-        arrived = pa.concat_tables(
-            [table.select(_FILING_COLUMNS) for table in tables.values()]
-        ).sort_by("message_index")
-        return found + self._violations(observe_filings(self.filings, arrived, self.registry))
+            if hold:
+                findings, awaiting = self.rules.evaluate_arrived(kind, table)
+            else:
+                findings, awaiting = self.rules.evaluate(kind, table), None
+            found += self._anchored(table, findings)
+            if awaiting is not None and pc.any(awaiting).as_py():
+                waiting[kind] = table.filter(awaiting)
+                table = table.filter(pc.invert(awaiting))
+            if table.num_rows:
+                ready[kind] = table
+        found += self._violations(observe_filings(self.filings, ready, self.registry))
+        return found, waiting
+
+    def _anchored(self, table: pa.Table, findings: list[RowFinding]) -> list[Anchored]:
+        """The violations of the rules that fired at rows of `table`, at those rows' positions."""
+        if not findings:
+            return []
+        rows = [row for row, _, _ in findings]
+        events, anchors = envelopes(table, rows), positions(table, rows)
+        return [
+            (self.engine.violation(rule_id, event, details), anchor)
+            for (_, rule_id, details), event, anchor in zip(findings, events, anchors, strict=True)
+        ]
 
     def awaiting_registry(self, table: pa.Table) -> pa.Array:
         """Per event: whether it names a deployment, or a consent, the registry lacks."""

@@ -36,3 +36,24 @@ def event_table(
         pa.array(offsets, pa.uint64()),
     )
     return table.append_column("kind", pa.repeat(kind, n))
+
+
+def batch_tables(
+    events: Sequence[tuple[str, dict[str, Any]]], topic: str, partition: int, first_offset: int
+) -> dict[str, pa.Table]:
+    """(kind, record) pairs read as one batch at consecutive offsets: a table per kind,
+    each row's `message_index` its place in the batch, as the decode step makes them."""
+    tables, failures = _decoder().decode_batch(
+        [codec.encode(kind, record) for kind, record in events], 1 << 20
+    )
+    assert not failures, failures
+    n = len(events)
+    return {
+        kind: with_positions(
+            pa.Table.from_batches([batch]),
+            pa.array([topic] * n, pa.string()),
+            pa.array([partition] * n, pa.uint32()),
+            pa.array(range(first_offset, first_offset + n), pa.uint64()),
+        )
+        for kind, batch in tables.items()
+    }

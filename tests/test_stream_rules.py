@@ -7,12 +7,14 @@ import inspect
 from datetime import timedelta
 
 import pytest
+from arrow_events import batch_tables
 from samples import sample
 
 from consumers.judge import Judge
 from consumers.registry import Registry
 from consumers.rules.stream import SequenceTracker, add_working_days
 from schemas import codec
+from schemas.topics import EVENTS_TOPIC
 
 PROFILES = ("cac-2025", "cac-2023-draft")
 
@@ -223,6 +225,17 @@ def test_without_payload_bytes_the_chain_is_not_judged() -> None:
     assert rules_found(judge(), events) == []
 
 
+FILING_FIELDS = (
+    "event_id",
+    "subject_ref",
+    "consent_id",
+    "legal_basis",
+    "purpose",
+    "device_seq",
+    "event_time",
+)
+
+
 def filing_events(count: int, days: int = 1) -> list[dict]:
     start = sample("match")["event_time"]
     return [
@@ -253,6 +266,37 @@ def test_filing_fires_at_the_event_that_reaches_the_threshold(profile: str) -> N
     assert details["subject_count"] == threshold and details["threshold"] == threshold
     crossed = filing_events(threshold)[-1]["event_time"].date()
     assert details["deadline"] == add_working_days(crossed, 30).isoformat()
+
+
+@pytest.mark.parametrize("batch_size", [1_000, 7_777])
+def test_filing_over_tables_fires_where_event_by_event_it_does(batch_size: int) -> None:
+    judges = judge("cac-2023-draft"), judge("cac-2023-draft")
+    for j in judges:
+        j.registry.apply("deployment", sample("deployment", filing_id=None, filing_date=None))
+    events = [  # captures and matches interleaved: the count follows the reading order
+        ("capture" if i % 3 == 0 else "match", record)
+        for i, record in enumerate(filing_events(20_000, days=3))
+    ]
+    events = [
+        (kind, sample(kind, **{f: record[f] for f in FILING_FIELDS})) for kind, record in events
+    ]
+    by_event, by_table = judges
+    expected = [
+        (v.event_id, v.details)
+        for kind, record in events
+        for v in by_event.judge_event(kind, record, None)
+        if v.rule_id == "FR-FILING"
+    ]
+    found = [
+        (v.event_id, v.details)
+        for first in range(0, len(events), batch_size)
+        for v, _ in by_table.judge_tables(
+            batch_tables(events[first : first + batch_size], EVENTS_TOPIC, 0, first)
+        )
+        if v.rule_id == "FR-FILING"
+    ]
+    assert len(expected) >= 2
+    assert found == expected
 
 
 def test_filing_is_reported_again_each_day_the_breach_lasts() -> None:

@@ -43,6 +43,8 @@ class Held:
 
     def split(self, mask: Mapping[str, pa.Array]) -> tuple[Tables, Tables]:
         """(the rows where `mask` is true, the others), per kind, empty tables left out."""
+        if not any(pc.any(rows).as_py() for rows in mask.values()):
+            return {}, self.tables
         chosen = {kind: table.filter(mask[kind]) for kind, table in self.tables.items()}
         rest = {kind: table.filter(pc.invert(mask[kind])) for kind, table in self.tables.items()}
         return _nonempty(chosen), _nonempty(rest)
@@ -119,9 +121,8 @@ class JudgeStep:
         found = observe_tables(self._sequences, tables.values())
         if found:  # the common case has none: no call to build none
             self._stage(self._judge.violations(found), batch)
-        awaiting = {kind: self._judge.awaiting_registry(table) for kind, table in tables.items()}
-        waiting, ready = Held(tables, now).split(awaiting)
-        self._judge_now(ready, batch)
+        found, waiting = self._judge.judge_arrivals(tables)
+        self._stage(found, batch)
         if waiting:
             self._hold(Held(waiting, now), batch)
         self._read_to.update(batch.read_to)

@@ -58,23 +58,45 @@ class ColumnarRules:
         ``events`` has the native decoder's columns (enums may also come as
         plain strings); columns the rules do not read are ignored.
         """
+        return self._evaluate(kind, events, hold=False)[0]
+
+    def evaluate_arrived(
+        self, kind: str, events: pa.Table | pa.RecordBatch
+    ) -> tuple[list[Finding], pa.Array]:
+        """`evaluate`, leaving out the rows that await the registry, and which rows those are.
+
+        A row awaits the registry when its deployment, or the consent it
+        names, is not in it (yet): the streaming validator holds such events
+        and judges them later. The registry join is the one the rules use.
+        """
+        return self._evaluate(kind, events, hold=True)
+
+    def _evaluate(
+        self, kind: str, events: pa.Table | pa.RecordBatch, hold: bool
+    ) -> tuple[list[Finding], pa.Array]:
         try:
             plan = self._plans[kind]
         except KeyError:
             raise ValueError(f"rules judge {', '.join(EVENT_KINDS)} events, not {kind!r}") from None
         batch = _one_batch(events)
         if batch.num_rows == 0:
-            return []
+            return [], pa.array([], pa.bool_())
         ctx = BatchContext(batch, self.registry)
+        awaiting = pc.or_(
+            pc.invert(ctx.has_deployment),
+            pc.and_(pc.invert(ctx.is_null("consent_id")), pc.invert(ctx.has_consent)),
+        )
+        judged = pc.invert(awaiting) if hold else None
         findings: list[Finding] = []
         for rule, condition in plan:
             fires = condition(ctx)
-            indices = pc.indices_nonzero(fires.rows)
+            rows = fires.rows if judged is None else pc.and_(fires.rows, judged)
+            indices = pc.indices_nonzero(rows)
             if len(indices):
                 details = fires.details
                 findings.extend((row.index, rule.id, details(row)) for row in ctx.rows(indices))
         findings.sort(key=itemgetter(0))  # stable: catalogue order within a row
-        return findings
+        return findings, awaiting
 
 
 def _one_batch(events: pa.Table | pa.RecordBatch) -> pa.RecordBatch:
