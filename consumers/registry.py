@@ -34,9 +34,12 @@ MISSING: Final = frozenset((NO_CONSENT_ID, UNKNOWN_CONSENT))
 class Registry:
     """Deployments by deployment_id and consents by consent_id; a later record wins."""
 
-    __slots__ = ("_columns", "_consents", "_deployments", "_filings")
+    __slots__ = ("_columns", "_consents", "_deployments", "_filings", "version")
 
     def __init__(self) -> None:
+        self.version = 0
+        """How many records were applied: what was judged unknown at one version may be known
+        at a later one."""
         self._deployments: dict[str, Record] = {}
         self._consents: dict[str, Record] = {}
         self._filings: dict[str, set[str]] = {}
@@ -50,6 +53,7 @@ class Registry:
             self._apply_deployment(record)
         else:
             raise ValueError(f"registry records are consent or deployment, not {kind!r}")
+        self.version += 1
         if self._columns is not None:
             self._columns.apply(kind, record)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -32,10 +32,20 @@ Mask = dict[str, pa.Array]
 @dataclass(slots=True)
 class Held:
     """Events of one batch (a table per kind) waiting for their consent or deployment
-    record, since `since` (monotonic s)."""
+    record, since `since` (monotonic s), last found waiting at registry version `checked`."""
 
     tables: Tables
     since: float
+    checked: int
+    first: dict[TopicPartition, int] = field(init=False)
+    """Per partition, the offset of its first event held: the commit waits there."""
+
+    def __post_init__(self) -> None:
+        self.first = {}
+        for table in self.tables.values():
+            for (topic, partition), offset in first_offsets(table).items():
+                source = TopicPartition(topic, partition)
+                self.first[source] = min(offset, self.first.get(source, offset))
 
     @property
     def count(self) -> int:
@@ -45,9 +55,16 @@ class Held:
         """(the rows where `mask` is true, the others), per kind, empty tables left out."""
         if not any(pc.any(rows).as_py() for rows in mask.values()):
             return {}, self.tables
+        if all(pc.all(rows).as_py() for rows in mask.values()):
+            return self.tables, {}
         chosen = {kind: table.filter(mask[kind]) for kind, table in self.tables.items()}
         rest = {kind: table.filter(pc.invert(mask[kind])) for kind, table in self.tables.items()}
         return _nonempty(chosen), _nonempty(rest)
+
+    def keep(self, tables: Tables) -> None:
+        """Hold only `tables` (a part of what it held) from now on."""
+        self.tables = tables
+        self.__post_init__()
 
     def oldest(self, count: int) -> Mask:
         """Per kind, whether each row is among the `count` read first."""
@@ -124,7 +141,7 @@ class JudgeStep:
         found, waiting = self._judge.judge_arrivals(tables)
         self._stage(found, batch)
         if waiting:
-            self._hold(Held(waiting, now), batch)
+            self._hold(Held(waiting, now, self._judge.registry.version), batch)
         self._read_to.update(batch.read_to)
         self._release(batch, now, force=False)
         self._pass_on(batch)
@@ -164,22 +181,32 @@ class JudgeStep:
                 self._judge_now(oldest.tables, batch)
                 excess -= oldest.count
             else:
-                first, oldest.tables = oldest.split(oldest.oldest(excess))
+                first, rest = oldest.split(oldest.oldest(excess))
+                oldest.keep(rest)
                 self._judge_now(first, batch)
                 excess = 0
 
     def _release(self, batch: Batch, now: float, force: bool) -> None:
-        """Judge held events whose records arrived, whose grace ran out, or all (`force`)."""
+        """Judge held events whose records arrived, whose grace ran out, or all (`force`).
+
+        Whether a record arrived is asked again only once the registry changed.
+        """
+        version = self._judge.registry.version
         waiting = []
         for held in self.held:
             if force or now - held.since >= self._grace:
                 self._judge_now(held.tables, batch)
                 continue
-            awaiting = {
-                kind: self._judge.awaiting_registry(table) for kind, table in held.tables.items()
-            }
-            held.tables, ready = held.split(awaiting)
-            self._judge_now(ready, batch)
+            if held.checked != version:
+                awaiting = {
+                    kind: self._judge.awaiting_registry(table)
+                    for kind, table in held.tables.items()
+                }
+                still, ready = held.split(awaiting)
+                held.checked = version
+                if ready:
+                    held.keep(still)
+                    self._judge_now(ready, batch)
             if held.tables:
                 waiting.append(held)
         self.held = waiting
@@ -196,9 +223,8 @@ class JudgeStep:
     def _commit_offsets(self) -> dict[TopicPartition, int]:
         """Per partition, the offset after the last read, or of its first event held."""
         commit = dict(self._read_to)
-        for table in (table for held in self.held for table in held.tables.values()):
-            for (topic, partition), offset in first_offsets(table).items():
-                source = TopicPartition(topic, partition)
+        for held in self.held:
+            for source, offset in held.first.items():
                 if offset < commit.get(source, offset + 1):
                     commit[source] = offset
         return commit
