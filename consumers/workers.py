@@ -163,6 +163,9 @@ def _worker_main(settings: Settings, index: int, conn: Connection, spool: Path |
     """
     from consumers.pipeline import Validator
     from consumers.store import open_store
+    from consumers.without_pandas import keep_pandas_out
+
+    keep_pandas_out()
 
     logging.basicConfig(level=logging.WARNING, format=f"faceaudit[w{index}]: %(message)s")
     client = None

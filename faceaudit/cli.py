@@ -119,8 +119,7 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
         "--gap-rate",
         type=_share,
         default=0.0,
-        help="share of events sent after their device lost one (AUDIT-SEQ-GAP), 0..1 "
-        "(default 0)",
+        help="share of events sent after their device lost one (AUDIT-SEQ-GAP), 0..1 (default 0)",
     )
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(handler=_simulate)

@@ -12,6 +12,7 @@ from consumers.pipeline import Validator
 from consumers.settings import Settings
 from consumers.store import open_store
 from consumers.summary import RunSummary, print_summary
+from consumers.without_pandas import keep_pandas_out
 from consumers.workers import run_workers
 from core.clients import redact
 from core.errors import FaceauditError
@@ -19,6 +20,7 @@ from core.errors import FaceauditError
 
 def consume(settings: Settings) -> int:
     """Validate until stopped or idle; exit code 0, or FaceauditError if a worker failed."""
+    keep_pandas_out()
     client = open_store(settings.clickhouse)
     print(
         f"validating {settings.bootstrap} into {redact(settings.clickhouse)} (profile "

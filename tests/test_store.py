@@ -62,23 +62,31 @@ def test_the_engine_returns_freed_memory_at_once_unless_told_otherwise(
 
 _ENGINE_IMPORTS = """
 import sys
+sys.path.insert(0, "tests")
+from arrow_events import event_table
+from samples import sample
 from consumers.batch import Batch, now_utc
 from consumers.sink import ClickHouseSink
 from consumers.store import open_store
+from consumers.without_pandas import keep_pandas_out
+keep_pandas_out()
 client = open_store(sys.argv[1])
 batch = Batch()
 row = {"message_key": None, "raw": b"x", "headers": {}, "reason": "undecodable",
        "detail": "t[0]@7: test", "received_at": now_utc()}
 batch.add("dead_letters", row, "t", 0, 7)
+batch.add_events(event_table("capture", [sample("capture")], "faceaudit.events.v1", 0, [8]))
 ClickHouseSink(client).write(batch)
-stored = client.query("SELECT count() FROM dead_letters").result_rows[0][0]
-print(stored, sys.modules.get("pandas") is not None)
+stored = [client.query(f"SELECT count() FROM {t}").result_rows[0][0]
+          for t in ("dead_letters", "events")]
+print(*stored, sys.modules.get("pandas") is not None)
 """
 
 
-def test_storing_a_batch_in_an_embedded_store_does_not_load_pandas(tmp_path: Path) -> None:
-    # A fresh process: clickhouse-connect imports pandas (about 30 MiB) at the
-    # first insert unless told it is absent.
+def test_a_validator_process_stores_events_without_loading_pandas(tmp_path: Path) -> None:
+    # A fresh process: pyarrow imports pandas (about 40 MiB) the first time it
+    # converts a Python value, and clickhouse-connect at the first insert,
+    # unless kept out.
     done = subprocess.run(
         [sys.executable, "-c", _ENGINE_IMPORTS, f"chdb://{tmp_path / 'store'}"],
         capture_output=True,
@@ -86,4 +94,4 @@ def test_storing_a_batch_in_an_embedded_store_does_not_load_pandas(tmp_path: Pat
         check=True,
         timeout=120,
     )
-    assert done.stdout.split() == ["1", "False"]
+    assert done.stdout.split() == ["1", "1", "False"]
