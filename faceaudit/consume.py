@@ -9,10 +9,10 @@ from clickhouse_connect.driver.client import Client
 
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
+from consumers.process import prepare_validator_process
 from consumers.settings import Settings
 from consumers.store import open_store
 from consumers.summary import RunSummary, print_summary
-from consumers.without_pandas import keep_pandas_out
 from consumers.workers import run_workers
 from core.clients import redact
 from core.errors import FaceauditError
@@ -20,7 +20,7 @@ from core.errors import FaceauditError
 
 def consume(settings: Settings) -> int:
     """Validate until stopped or idle; exit code 0, or FaceauditError if a worker failed."""
-    keep_pandas_out()
+    prepare_validator_process()
     client = open_store(settings.clickhouse)
     print(
         f"validating {settings.bootstrap} into {redact(settings.clickhouse)} (profile "
