@@ -24,5 +24,6 @@ class Decoder:
         self, messages: Sequence[bytes | None], max_message_bytes: int
     ) -> tuple[dict[str, pyarrow.RecordBatch], list[tuple[int, str, str]]]:
         """One record batch per kind present (every field of the record, then
-        ``message_index`` and ``payload_sha256``) and ``(message_index, reason, detail)``
-        for each message refused; the GIL is released while decoding."""
+        ``message_index`` and ``payload_sha256``, the latter nullable) and
+        ``(message_index, reason, detail)`` for each message refused; the GIL is
+        released while decoding."""

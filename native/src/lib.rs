@@ -29,7 +29,10 @@ mod batch;
 mod check;
 mod frame;
 mod kind;
+mod rows;
 mod shape;
+
+use std::sync::Arc;
 
 use arrow_pyarrow::ToPyArrow;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -42,7 +45,7 @@ use crate::kind::Kind;
 /// A decoder for the record kinds of one contract, built once and used for every batch.
 #[pyclass(frozen, module = "faceaudit_native")]
 struct Decoder {
-    contract: Contract,
+    contract: Arc<Contract>,
 }
 
 #[pymethods]
@@ -77,7 +80,9 @@ impl Decoder {
             }
         }
         let contract = Contract::new(kinds).map_err(PyValueError::new_err)?;
-        Ok(Self { contract })
+        Ok(Self {
+            contract: Arc::new(contract),
+        })
     }
 
     /// Each kind's fingerprint: the 8 header bytes after `C3 01`.
