@@ -1,6 +1,9 @@
-"""Decode a batch of faceaudit wire messages into Arrow record batches (Rust, arrow-avro)."""
+"""Decode faceaudit wire messages and Avro container files into Arrow record batches (Rust,
+arrow-avro)."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from os import PathLike
+from typing import Literal
 
 import pyarrow
 
@@ -27,3 +30,46 @@ class Decoder:
         ``message_index`` and ``payload_sha256``, the latter nullable) and
         ``(message_index, reason, detail)`` for each message refused; the GIL is
         released while decoding."""
+
+class Container:
+    """An Avro object container file of one kind, read in batches of its good records.
+
+    Blocks and records are read as fastavro reads them, and each record is
+    checked as ``schemas.codec.encode_payload`` checks it. Batches have the
+    columns of ``Decoder.decode_batch``; ``message_index`` is the record's
+    number in the file (from 1) and ``payload_sha256`` the SHA-256 of its plain
+    re-encoding (null unless ``hashed``). The GIL is released while reading.
+    """
+
+    def __init__(
+        self,
+        decoder: Decoder,
+        source: str | PathLike[str] | bytes,
+        kind: str,
+        batch_rows: int,
+        hashed: bool,
+    ) -> None:
+        """Open ``source`` (a path, or the file's bytes) and read its header. ValueError
+        if its writer schema is not ``decoder``'s schema of ``kind`` or its codec is
+        neither null nor deflate; OSError if the file cannot be opened."""
+
+    @property
+    def codec(self) -> Literal["null", "deflate"]: ...
+    @property
+    def header_len(self) -> int:
+        """Where the first block starts."""
+
+    def __iter__(
+        self,
+    ) -> Iterator[
+        tuple[pyarrow.RecordBatch | None, list[tuple[int, Literal["invalid", "undecodable"], str]]]
+    ]: ...
+    def __next__(
+        self,
+    ) -> tuple[
+        pyarrow.RecordBatch | None, list[tuple[int, Literal["invalid", "undecodable"], str]]
+    ]:
+        """Up to ``batch_rows`` good records (None if there are none) and
+        ``(record number, verdict, detail)`` for each bad record before them:
+        ``invalid`` records are skipped (``detail`` is the codec's message),
+        an ``undecodable`` one ends the file."""
