@@ -1,5 +1,5 @@
-"""Decode faceaudit wire messages and Avro container files into Arrow record batches (Rust,
-arrow-avro)."""
+"""Decode faceaudit wire messages, Avro container files and JSON lines into Arrow record batches
+(Rust, arrow-avro)."""
 
 from collections.abc import Iterator, Mapping, Sequence
 from os import PathLike
@@ -73,3 +73,32 @@ class Container:
         ``(record number, verdict, detail)`` for each bad record before them:
         ``invalid`` records are skipped (``detail`` is the codec's message),
         an ``undecodable`` one ends the file."""
+
+class JsonLines:
+    """A JSON-lines input read in chunks of lines into batches of the kinds named.
+
+    A line is taken only when ``orjson.loads`` and ``schemas.codec.from_json``
+    would accept it and read the same values; every other line (of another
+    kind, bad, or one it is unsure of) is handed back for the caller to judge.
+    Blank lines are skipped. Batches have the columns of ``Decoder.decode_batch``;
+    ``message_index`` is the line number (from 1) and ``payload_sha256`` null.
+    The GIL is released while reading.
+    """
+
+    def __init__(
+        self,
+        decoder: Decoder,
+        kinds: Sequence[str],
+        source: str | PathLike[str] | bytes,
+        chunk_bytes: int,
+    ) -> None:
+        """Read ``source`` (a path, or the input's bytes) about ``chunk_bytes`` of lines at
+        a time. ValueError for a kind ``decoder`` does not know; OSError if the file
+        cannot be opened."""
+
+    def __iter__(
+        self,
+    ) -> Iterator[tuple[dict[str, pyarrow.RecordBatch], list[tuple[int, bytes]]]]: ...
+    def __next__(self) -> tuple[dict[str, pyarrow.RecordBatch], list[tuple[int, bytes]]]:
+        """A batch per kind of the lines taken from the next chunk, and
+        ``(line number, line)`` for each line handed back (newline included)."""

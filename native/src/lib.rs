@@ -1,7 +1,7 @@
 //! `faceaudit_native`: decode a whole batch of faceaudit wire messages into
 //! Arrow record batches, one per record kind, in one call without the GIL;
-//! and read the offline checker's Avro container files (`ocf.rs`) into
-//! batches of the same columns.
+//! and read the offline checker's inputs, Avro container files (`ocf.rs`) and
+//! JSON lines (`json.rs`), into batches of the same columns.
 //!
 //! # How a batch is decoded
 //!
@@ -30,13 +30,15 @@
 mod batch;
 mod check;
 mod frame;
+mod iso;
+mod json;
 mod kind;
 mod ocf;
 mod rows;
 mod shape;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Cursor};
+use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -214,9 +216,74 @@ impl Container {
     }
 }
 
+/// A JSON-lines input read in chunks of lines into batches of the kinds named.
+#[pyclass(module = "faceaudit_native")]
+struct JsonLines {
+    inner: json::JsonFile,
+}
+
+#[pymethods]
+impl JsonLines {
+    /// Read `source` (a path, or the input's bytes), taking lines of the
+    /// `kinds` named, about `chunk_bytes` of lines at a time. OSError if the
+    /// file cannot be opened; ValueError for a kind `decoder` does not know.
+    #[new]
+    #[pyo3(signature = (decoder, kinds, source, chunk_bytes))]
+    fn new(
+        decoder: PyRef<'_, Decoder>,
+        kinds: Vec<String>,
+        source: &Bound<'_, PyAny>,
+        chunk_bytes: usize,
+    ) -> PyResult<Self> {
+        let lines = json::JsonLines::new(Arc::clone(&decoder.contract), &kinds)
+            .map_err(PyValueError::new_err)?;
+        let input: Box<dyn Read + Send + Sync> = if let Ok(bytes) = source.cast::<PyBytes>() {
+            Box::new(Cursor::new(bytes.as_bytes().to_vec()))
+        } else {
+            let path: PathBuf = source.extract()?;
+            Box::new(File::open(path)?)
+        };
+        Ok(Self {
+            inner: json::JsonFile::new(lines, input, chunk_bytes),
+        })
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// `(batches by kind, lines handed back)`: a batch per kind of the lines
+    /// taken, and `(line number, line)` for each line left to the caller.
+    #[allow(clippy::type_complexity)]
+    fn __next__<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> PyResult<Option<(Bound<'py, PyDict>, Vec<(u32, Bound<'py, PyBytes>)>)>> {
+        let inner = &mut self.inner;
+        let Some(parsed) = py
+            .detach(|| inner.next_chunk())
+            .map_err(PyRuntimeError::new_err)?
+        else {
+            return Ok(None);
+        };
+        let batches = PyDict::new(py);
+        for (kind, batch) in parsed.batches {
+            batches.set_item(kind, batch.to_pyarrow(py)?)?;
+        }
+        let chunk = self.inner.chunk();
+        let handed_back = parsed
+            .handed_back
+            .into_iter()
+            .map(|(number, start, end)| (number, PyBytes::new(py, &chunk[start..end])))
+            .collect();
+        Ok(Some((batches, handed_back)))
+    }
+}
+
 #[pymodule]
 fn faceaudit_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Decoder>()?;
     module.add_class::<Container>()?;
+    module.add_class::<JsonLines>()?;
     Ok(())
 }
