@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final, NamedTuple
 
 import fastavro
-import orjson
 from fastavro.schema import fingerprint as avro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
+from consumers.lines import BadRecord, OnBad, parse_line
 from schemas import codec
 from schemas.topics import EVENT_KINDS, KINDS, REGISTRY_KINDS
 
@@ -43,8 +43,6 @@ _DEPLOYMENT_KEY: Final = b'"registered_purposes"'
 _ESCAPE: Final = b"\\"
 _KIND_BY_SCHEMA_NAME: Final = {codec.schema(kind)["name"]: kind for kind in KINDS}
 
-OnBad = Callable[[str], None]
-"""Receives one ``where: what is wrong`` line per bad record."""
 Opener = Callable[[], BinaryIO]
 
 
@@ -58,10 +56,6 @@ class Item(NamedTuple):
     kind: str
     record: dict[str, Any]
     payload_sha256: str | None
-
-
-class BadRecord(ValueError):
-    """One record that cannot be used; the message says what is wrong with it."""
 
 
 class JsonLinesSource:
@@ -144,20 +138,6 @@ class AvroSource:
 
 
 Source = JsonLinesSource | AvroSource
-
-
-def parse_line(line: bytes) -> tuple[str, dict[str, Any]]:
-    """One JSON-lines record as ``(kind, record)``; raises BadRecord saying what is wrong."""
-    try:
-        obj = orjson.loads(line)  # several times faster than json.loads: parsing dominated
-    except orjson.JSONDecodeError as exc:
-        raise BadRecord(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
-    try:
-        return codec.from_json(obj)
-    except codec.EncodeError as exc:
-        if isinstance(obj, dict) and "type" not in obj:
-            raise BadRecord(f'no "type" field (one of {", ".join(KINDS)})') from None
-        raise BadRecord(str(exc)) from None
 
 
 def open_sources(paths: list[str], stdin: BinaryIO) -> list[Source]:
