@@ -36,6 +36,14 @@ from schemas import codec
 from schemas.topics import KINDS
 
 T0 = datetime(2026, 3, 1, 8, tzinfo=UTC)
+# The codec reads a violation's JSON form too, so the checker accepts such a line.
+VIOLATION = {
+    **{field["name"]: "x" for field in codec.schema("violation")["fields"]},
+    "event_id": None,
+    "articles": ["PIPL-26"],
+    "event_time": T0,
+    "detected_at": T0,
+}
 # Which kinds the native reader takes: the default, and every kind (the same checks apply).
 TAKEN = pytest.mark.parametrize("native_kinds", [NATIVE_KINDS, KINDS], ids=["events", "all"])
 
@@ -253,6 +261,7 @@ def capture_json(**overrides: Any) -> dict[str, Any]:
             jsonl(codec.to_json("match", sample("match")))[:-1].replace(b"0.87", b"1e400"),
             id="float overflow",
         ),
+        pytest.param(jsonl(codec.to_json("violation", VIOLATION))[:-1], id="a violation"),
     ],
 )
 def test_written_out_lines(line: bytes, native_kinds: tuple[str, ...]) -> None:
