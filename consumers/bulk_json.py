@@ -1,9 +1,9 @@
 """A JSON-lines input read in bulk: chunks of lines parsed and checked natively into tables.
 
-The native reader (``faceaudit_native.JsonLines``) takes the capture and
-match lines it is certain ``parse_line`` accepts, with the same values, and
-hands back every other line: registry and deletion records (few, and left to
-the dict path), and any line it is not sure of. Each line handed back is
+The native reader (``faceaudit_native.JsonLines``) takes the lines of the
+kinds in ``native_kinds`` (every kind, by default) it is certain
+``parse_line`` accepts, with the same values, and hands back every other
+line: any line it is not sure of, and those of the other kinds. Each line handed back is
 judged by ``parse_line``, so a bad line is reported as the per-line reader
 reports it (``file:line: what is wrong``), and a good one joins the tables.
 The verdicts are therefore exactly the per-line reader's, line by line.
@@ -23,12 +23,13 @@ import pyarrow as pa
 
 from consumers.lines import BadRecord, OnBad, parse_line
 from consumers.tables import decoder, first_position, in_order, records_table
-from schemas.topics import EVENT_KINDS
+from schemas.topics import KINDS
 
 CHUNK_BYTES: Final = 1 << 24
 """Bytes of lines read and parsed per native call (about 18,000 events of the contract's)."""
-NATIVE_KINDS: Final = EVENT_KINDS
-"""The kinds whose lines the native reader takes; the others go the per-line way."""
+NATIVE_KINDS: Final = KINDS
+"""The kinds whose lines the native reader takes; the others go the per-line way.
+Every kind: registry and deletion lines too, which reads a file faster."""
 
 
 def json_tables(

@@ -1,12 +1,12 @@
 """Records as Arrow tables in the native decoder's columns: ``decode_batch``'s schema per kind.
 
 The bulk readers build most tables natively. The records they leave to the
-per-record path (registry kinds in JSON, lines the native path hands back,
-containers it does not read) come here as dicts: each is encoded with the
-codec and decoded by the native decoder, so every table of a kind has the
-same schema and the same dictionary for each enum, whichever path built it.
-``message_index`` holds the record's position in its input (line or record
-number) and ``payload_sha256`` the hash the per-record reader gives it.
+per-record path (JSON lines the native path hands back, containers it does
+not read) come here as dicts: each is encoded with the codec and decoded by
+the native decoder, so every table of a kind has the same schema and the
+same dictionary for each enum, whichever path built it. ``message_index``
+holds the record's position in its input (line or record number) and
+``payload_sha256`` the hash the per-record reader gives it.
 """
 
 from __future__ import annotations
