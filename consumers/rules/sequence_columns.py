@@ -6,8 +6,9 @@ A run that starts where its device expects, with nothing buffered, is the
 common case: the tracker moves past it in one step and its chain is checked
 over the columns (each event's prev_hash against the payload hash before
 it). Any other run (a device's first events, a gap, a redelivery, an event
-out of order) goes to the tracker event by event, exactly as it would
-without this shortcut, so the findings are the same.
+out of order) has its first event given to the tracker alone, which often
+leaves the rest next in line; if not, the rest goes event by event, exactly
+as it would without this shortcut, so the findings are the same.
 """
 
 from __future__ import annotations
@@ -40,16 +41,24 @@ def observe_tables(tracker: SequenceTracker, tables: Iterable[pa.Table]) -> list
         starts, ends, firsts.to_pylist(), lasts.to_pylist(), strict=True
     ):
         key = (first["processor_id"], first["device_id"])
-        followed, expected = tracker.follow_run(
-            key, first["device_seq"], last["device_seq"], last["payload_sha256"]
-        )
+        seq, last_seq, last_sha = first["device_seq"], last["device_seq"], last["payload_sha256"]
+        followed, expected = tracker.follow_run(key, seq, last_seq, last_sha)
+        prev_hash, row = first["prev_hash"], start
+        if not followed and start < end:
+            # Its first event alone (a device's first, the one after a gap, a
+            # redelivery) often leaves the rest of the run next in line.
+            findings += _one_by_one(tracker, events.slice(start, 1))
+            followed, expected = tracker.follow_run(key, seq + 1, last_seq, last_sha)
+            prev_hash, row = events.column("prev_hash")[start + 1].as_py(), start + 1
         if not followed:
-            findings += _one_by_one(tracker, events.slice(start, end - start + 1))
+            findings += _one_by_one(tracker, events.slice(row, end - row + 1))
             continue
-        if expected is not None and shas[start].is_valid and first["prev_hash"] != expected:
-            findings.append(_chain_break(events, start, expected))
+        if expected is not None and shas[row].is_valid and prev_hash != expected:
+            findings.append(_chain_break(events, row, expected))
         findings += [
-            _chain_break(events, row, shas[row - 1].as_py()) for row in breaks_inside.get(start, ())
+            _chain_break(events, inside, shas[inside - 1].as_py())
+            for inside in breaks_inside.get(start, ())
+            if inside > row
         ]
     return findings
 
