@@ -97,6 +97,13 @@ class Judge:
         Anchored at each event's position. FR-FILING counts the subjects in
         the order the events were read (`message_index`), across kinds.
         """
+        arrived = pa.concat_tables(
+            [table.select(_FILING_COLUMNS) for table in tables.values()]
+        ).sort_by("message_index")
+        return self.judge_rule_tables(tables) + self.judge_filings(arrived)
+
+    def judge_rule_tables(self, tables: Tables) -> list[Anchored]:
+        """The per-event rules alone for a table per kind, anchored at each event's position."""
         found: list[Anchored] = []
         for kind, table in tables.items():
             findings = self.rules.evaluate(kind, table)
@@ -110,10 +117,11 @@ class Judge:
                     findings, events, anchors, strict=True
                 )
             ]
-        arrived = pa.concat_tables(
-            [table.select(_FILING_COLUMNS) for table in tables.values()]
-        ).sort_by("message_index")
-        return found + self._violations(observe_filings(self.filings, arrived, self.registry))
+        return found
+
+    def judge_filings(self, arrived: pa.Table) -> list[Anchored]:
+        """FR-FILING for events in the order they arrived (envelope, `subject_ref`, positions)."""
+        return self._violations(observe_filings(self.filings, arrived, self.registry))
 
     def awaiting_registry(self, table: pa.Table) -> pa.Array:
         """Per event: whether it names a deployment, or a consent, the registry lacks."""
