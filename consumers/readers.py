@@ -35,7 +35,7 @@ from fastavro.schema import to_parsing_canonical_form
 
 from consumers.bulk_avro import Header, container_tables, native_container
 from consumers.bulk_json import json_tables
-from consumers.lines import BadRecord, OnBad, parse_line
+from consumers.lines import BadRecord, OnBad, lines_holding, parse_line
 from consumers.tables import numbered_tables
 from schemas import codec
 from schemas.topics import EVENT_KINDS, KINDS, REGISTRY_KINDS
@@ -50,6 +50,7 @@ STDIN_NAME: Final = "<stdin>"
 _CONSENT_KEY: Final = b'"grantor"'
 _DEPLOYMENT_KEY: Final = b'"registered_purposes"'
 _ESCAPE: Final = b"\\"
+_REGISTRY_MARKERS: Final = (_CONSENT_KEY, _DEPLOYMENT_KEY, _ESCAPE)
 _KIND_BY_SCHEMA_NAME: Final = {codec.schema(kind)["name"]: kind for kind in KINDS}
 
 Opener = Callable[[], BinaryIO]
@@ -79,10 +80,8 @@ class JsonLinesSource:
 
     def registry(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """The good consent and deployment records, in input order; bad lines are skipped."""
-        with self._open() as lines:
-            for line in lines:
-                if not (_CONSENT_KEY in line or _DEPLOYMENT_KEY in line or _ESCAPE in line):
-                    continue  # spelt out rather than any(): this runs on every line
+        with self._open() as stream:
+            for line in lines_holding(stream, _REGISTRY_MARKERS):
                 try:
                     kind, record = parse_line(line)
                 except BadRecord:
