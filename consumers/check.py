@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final, TextIO
@@ -51,9 +51,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from consumers.event_columns import POSITION_COLUMNS
-from consumers.input_chunks import READ_TIME, ReadClock, chunks
-from consumers.judge import Anchored, Judge
+from consumers.input_chunks import READ_TIME, Chunk, ReadClock, chunks
+from consumers.judge import Anchored, Judge, Tables
 from consumers.kept_events import INPUT, KeptEvents
+from consumers.prefetch import Ahead
 from consumers.readers import OnBad, Source
 from consumers.registry import Registry
 from consumers.rules.catalogue import SEVERITIES, Catalogue, check_profile
@@ -113,20 +114,14 @@ def check(
         stats.bad_records += 1
         on_bad(line)
 
-    judge = Judge(check_profile(profile), load_registry(sources), catalogue, in_order=True)
-    merged = len(sources) > 1  # FR-FILING waits for every input, to count in merged order
-    kept = KeptEvents(subjects=merged)
-    latest: datetime | None = None
-    for number, source in enumerate(sources):
-        clock = ReadClock()
-        for chunk in chunks(source.record_batches(bad)):
+    reading = Ahead(_read(sources, bad))  # starts at once, alongside the registry pass
+    try:
+        judge = Judge(check_profile(profile), load_registry(sources), catalogue, in_order=True)
+        merged = len(sources) > 1  # FR-FILING waits for every input, to count in merged order
+        kept = KeptEvents(subjects=merged)
+        latest: datetime | None = None
+        for chunk, events in reading:
             stats.records += sum(table.num_rows for table in chunk.values())
-            read_times = clock.read_times(chunk)
-            events = {
-                kind: _placed(table, number, read_times[kind])
-                for kind, table in chunk.items()
-                if kind in EVENT_KINDS
-            }
             if "deletion" in chunk:
                 for record in chunk["deletion"].to_pylist():
                     judge.observe_deletion(record)
@@ -137,6 +132,8 @@ def check(
             emit(judge.judge_rule_tables(events) if merged else judge.judge_tables(events))
             for table in events.values():
                 kept.add(table)
+    finally:
+        reading.close()
     if merged:
         for arrived in kept.in_read_order():
             emit(judge.judge_filings(arrived))
@@ -146,6 +143,20 @@ def check(
         emit([(violation, None) for violation in judge.overdue(latest)])
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _read(sources: Sequence[Source], on_bad: OnBad) -> Iterator[tuple[Chunk, Tables]]:
+    """Each chunk of every input, in turn, with its events placed in the read order."""
+    for number, source in enumerate(sources):
+        clock = ReadClock()
+        for chunk in chunks(source.record_batches(on_bad)):
+            read_times = clock.read_times(chunk)
+            events = {
+                kind: _placed(table, number, read_times[kind])
+                for kind, table in chunk.items()
+                if kind in EVENT_KINDS
+            }
+            yield chunk, events
 
 
 def _placed(table: pa.Table, number: int, read_time: pa.Array) -> pa.Table:
@@ -168,7 +179,7 @@ def _offset(found: Anchored) -> int:
     return -1 if anchor is None else anchor.offset
 
 
-def _later(latest: datetime | None, events: dict[str, pa.Table]) -> datetime:
+def _later(latest: datetime | None, events: Tables) -> datetime:
     """The latest event time of ``latest`` and the events."""
     times = [pc.max(table.column("event_time")).as_py() for table in events.values()]
     return max(times if latest is None else [latest, *times])
