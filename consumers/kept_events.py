@@ -27,7 +27,7 @@ from consumers.tables import MESSAGE_INDEX
 INPUT: Final = "input"
 """Which input an event was read from (its index among the inputs)."""
 SLICE_ROWS: Final = 1 << 16
-"""Events per slice given back: enough for the columnar rules, little memory."""
+"""Events per slice given back, and per table kept: few calls, little memory at a time."""
 READ_ORDER: Final = ((READ_TIME, "ascending"), (INPUT, "ascending"), (MESSAGE_INDEX, "ascending"))
 DEVICE_ORDER: Final = (
     ("processor_id", "ascending"),
@@ -45,11 +45,24 @@ class KeptEvents:
         extra = ("subject_ref",) if subjects else ()
         self._columns = (*ENVELOPE_COLUMNS, *extra, READ_TIME, INPUT, MESSAGE_INDEX)
         self._tables: list[pa.Table] = []
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
 
     def add(self, table: pa.Table) -> None:
         """Keep the columns needed of ``table``'s events (it has every column kept)."""
-        if table.num_rows:
-            self._tables.append(table.select(self._columns))
+        if not table.num_rows:
+            return
+        self._pending.append(table.select(self._columns))
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= SLICE_ROWS:
+            self._compact()
+
+    def _compact(self) -> None:
+        """The pending tables copied into one: the readers' buffers have room to spare,
+        and hold on to it while any column of theirs is kept."""
+        if self._pending:
+            self._tables.append(pa.concat_tables(self._pending).combine_chunks())
+            self._pending, self._pending_rows = [], 0
 
     def in_read_order(self) -> Iterator[pa.Table]:
         """Every event kept, in the order the inputs were read (see ``input_chunks``)."""
@@ -61,6 +74,7 @@ class KeptEvents:
         return self._sorted(DEVICE_ORDER)
 
     def _sorted(self, keys: tuple[tuple[str, str], ...]) -> Iterator[pa.Table]:
+        self._compact()
         if not self._tables:
             return
         events = pa.concat_tables(self._tables)
