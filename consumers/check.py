@@ -8,16 +8,17 @@ the input. So a file and the same records sent through Kafka, which keeps
 each device's order, yield the same findings (the hash chain is checked only
 where payload bytes exist, i.e. for Avro input).
 
-Inputs are read natively into Arrow tables (``record_batches``) and judged
-chunk by chunk over their columns, as the validator judges a batch: the
-per-event rules, and FR-FILING, which counts a processor's subjects in the
-order the events were read, across kinds. With several inputs, the inputs
-are interleaved by event time, as a consumer reading several topics does: a
-stable order by (event time, input, position), which for inputs each sorted
-by event time is exactly ``heapq.merge`` of them (``consumers.input_chunks``
-has the rule for one that is not). FR-FILING then counts once every input
-is read, in that order, so it counts a processor's subjects in time order
-whichever file holds them, and the per-event findings come input by input.
+Inputs are read natively into Arrow tables (``record_batches``, on a thread
+of their own) and judged chunk by chunk over their columns, as the validator
+judges a batch: the per-event rules, and FR-FILING, which counts a
+processor's subjects in the order the events were read, across kinds.
+Several inputs are interleaved by event time, as a consumer reading several
+topics does: for inputs each sorted by event time, that is a stable order by
+(event time, input, position); ``consumers.input_chunks`` has the rule for
+an input that is not, the order ``heapq.merge`` gives. FR-FILING then counts
+once every input is read, in that order, so it counts a processor's
+subjects in time order whichever file holds them; the per-event findings
+come as each input is read, input by input, and FR-FILING's after them.
 
 AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK are judged once every input is read.
 The whole input is then at hand: each device's events, from any number of
