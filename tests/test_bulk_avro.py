@@ -108,7 +108,7 @@ def containers(draw: st.DrawFn) -> tuple[bytes, bool]:
         if how == "cut":
             data = data[: draw(st.integers(head, len(data)))]
         elif how == "bit flips":  # the header too (not the magic): it may stop being one
-            bits = draw(st.lists(st.integers(32, 8 * len(data)), min_size=1, max_size=3))
+            bits = draw(st.lists(st.integers(32, 8 * len(data) - 1), min_size=1, max_size=3))
             data = flip(data, bits)
         elif how == "appended":
             data += draw(st.binary(min_size=1, max_size=30))
