@@ -8,10 +8,17 @@ the input. So a file and the same records sent through Kafka, which keeps
 each device's order, yield the same findings (the hash chain is checked only
 where payload bytes exist, i.e. for Avro input).
 
-Per-event rules and FR-FILING judge each event as it is read. With several
-inputs, each keeps its own order and the inputs are interleaved by event
-time, as a consumer reading several topics does, so FR-FILING counts a
-processor's subjects in time order whichever file holds them.
+Inputs are read natively into Arrow tables (``record_batches``, on a thread
+of their own) and judged chunk by chunk over their columns, as the validator
+judges a batch: the per-event rules, and FR-FILING, which counts a
+processor's subjects in the order the events were read, across kinds.
+Several inputs are interleaved by event time, as a consumer reading several
+topics does: for inputs each sorted by event time, that is a stable order by
+(event time, input, position); ``consumers.input_chunks`` has the rule for
+an input that is not, the order ``heapq.merge`` gives. FR-FILING then counts
+once every input is read, in that order, so it counts a processor's
+subjects in time order whichever file holds them; the per-event findings
+come as each input is read, input by input, and FR-FILING's after them.
 
 AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK are judged once every input is read.
 The whole input is then at hand: each device's events, from any number of
@@ -19,7 +26,7 @@ files of any kinds (an Avro container holds one kind, so a device's captures
 and matches are always in different files), are judged in ``device_seq``
 order, and only numbers missing from the whole input are gaps; no reorder
 window is needed. Until then only each event's envelope and payload hash are
-kept (``consumers.device_order``). When several events carry one
+kept, in columns (``consumers.kept_events``). When several events carry one
 ``device_seq``, the first read is judged and the others are not: with the
 same ``event_id`` they are redeliveries; with another ``event_id`` they are
 not reported either, and which one counts follows the reading order above
@@ -33,7 +40,6 @@ and memory does not grow with them (except for the table, which sorts).
 
 from __future__ import annotations
 
-import heapq
 import json
 import time
 from collections import Counter
@@ -42,18 +48,25 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final, TextIO
 
-from consumers.device_order import DeviceOrder
-from consumers.judge import Judge
-from consumers.readers import Item, OnBad, Source
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from consumers.event_columns import POSITION_COLUMNS
+from consumers.input_chunks import READ_TIME, Chunk, ReadClock, chunks
+from consumers.judge import Anchored, Judge, Tables
+from consumers.kept_events import INPUT, KeptEvents
+from consumers.prefetch import Ahead
+from consumers.readers import OnBad, Source
 from consumers.registry import Registry
 from consumers.rules.catalogue import SEVERITIES, Catalogue, check_profile
+from consumers.rules.sequence_columns import observe_tables
+from consumers.tables import MESSAGE_INDEX
 from consumers.violation import Violation
 from schemas.topics import EVENT_KINDS
 
 OnViolation = Callable[[Violation], None]
 
 _SEVERITY_RANK: Final = {severity: rank for rank, severity in enumerate(SEVERITIES)}
-_BEFORE_ALL: Final = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -91,49 +104,86 @@ def check(
     started = time.perf_counter()
     stats = CheckStats()
 
-    def emit(violations: list[Violation]) -> None:
-        stats.violations += len(violations)
-        for violation in violations:
+    def emit(found: list[Anchored]) -> None:
+        """Violations at the events of one step, in the order of those events."""
+        found.sort(key=_offset)  # stable: each event's in the order they were found
+        stats.violations += len(found)
+        for violation, _ in found:
             on_violation(violation)
 
     def bad(line: str) -> None:
         stats.bad_records += 1
         on_bad(line)
 
-    judge = Judge(check_profile(profile), load_registry(sources), catalogue, in_order=True)
-    order = DeviceOrder()
-    latest: datetime | None = None
-    for kind, record, payload_sha256 in _interleaved(sources, bad):
-        stats.records += 1
-        if kind in EVENT_KINDS:
-            stats.events += 1
-            emit([violation for violation, _ in judge.judge_rules(kind, record)])
-            order.add(record, payload_sha256)
-            event_time = record["event_time"]
-            if latest is None or event_time > latest:
-                latest = event_time
-        elif kind == "deletion":
-            judge.observe_deletion(record)
-    for envelope, payload_sha256 in order.events():
-        emit([violation for violation, _ in judge.observe_sequence(envelope, payload_sha256)])
+    reading = Ahead(_read(sources, bad))  # starts at once, alongside the registry pass
+    try:
+        judge = Judge(check_profile(profile), load_registry(sources), catalogue, in_order=True)
+        merged = len(sources) > 1  # FR-FILING waits for every input, to count in merged order
+        kept = KeptEvents(subjects=merged)
+        latest: datetime | None = None
+        for chunk, events in reading:
+            stats.records += sum(table.num_rows for table in chunk.values())
+            if "deletion" in chunk:
+                for record in chunk["deletion"].to_pylist():
+                    judge.observe_deletion(record)
+            if not events:
+                continue
+            stats.events += sum(table.num_rows for table in events.values())
+            latest = _later(latest, events)
+            emit(judge.judge_rule_tables(events) if merged else judge.judge_tables(events))
+            for table in events.values():
+                kept.add(table)
+    finally:
+        reading.close()
+    if merged:
+        for arrived in kept.in_read_order():
+            emit(judge.judge_filings(arrived))
+    for part in kept.by_device():
+        emit(judge.violations(observe_tables(judge.sequences, [part])))
     if latest is not None:
-        emit(judge.overdue(latest))
+        emit([(violation, None) for violation in judge.overdue(latest)])
     stats.seconds = time.perf_counter() - started
     return stats
 
 
-def _interleaved(sources: Sequence[Source], on_bad: OnBad) -> Iterator[Item]:
-    """The records of all inputs, each input in its own order, merged by event time."""
-    streams = [source.records(on_bad) for source in sources]
-    if len(streams) == 1:
-        return streams[0]
-    return heapq.merge(*streams, key=_moment)  # ties: the earlier input first
+def _read(sources: Sequence[Source], on_bad: OnBad) -> Iterator[tuple[Chunk, Tables]]:
+    """Each chunk of every input, in turn, with its events placed in the read order."""
+    for number, source in enumerate(sources):
+        clock = ReadClock()
+        for chunk in chunks(source.record_batches(on_bad)):
+            read_times = clock.read_times(chunk)
+            events = {
+                kind: _placed(table, number, read_times[kind])
+                for kind, table in chunk.items()
+                if kind in EVENT_KINDS
+            }
+            yield chunk, events
 
 
-def _moment(item: Item) -> datetime:
-    """When a record happened; registry records (already loaded, skipped here) sort first."""
-    record = item.record
-    return record.get("event_time") or record.get("deleted_at") or _BEFORE_ALL
+def _placed(table: pa.Table, number: int, read_time: pa.Array) -> pa.Table:
+    """Events of input ``number`` with their read order and a position to anchor findings at:
+    the input as partition, the position in it as offset (the topic is left empty)."""
+    rows = table.num_rows
+    topic, partition, offset = POSITION_COLUMNS
+    return (
+        table.append_column(READ_TIME, read_time)
+        .append_column(INPUT, pa.repeat(pa.scalar(number, pa.uint32()), rows))
+        .append_column(topic, pa.repeat("", rows))
+        .append_column(partition, pa.repeat(pa.scalar(number, pa.uint32()), rows))
+        .append_column(offset, table.column(MESSAGE_INDEX).cast(pa.uint64()))
+    )
+
+
+def _offset(found: Anchored) -> int:
+    """Where a violation's event stands in the step that found it (none: after all)."""
+    anchor = found[1]
+    return -1 if anchor is None else anchor.offset
+
+
+def _later(latest: datetime | None, events: Tables) -> datetime:
+    """The latest event time of ``latest`` and the events."""
+    times = [pc.max(table.column("event_time")).as_py() for table in events.values()]
+    return max(times if latest is None else [latest, *times])
 
 
 def load_registry(sources: Iterable[Source]) -> Registry:

@@ -133,6 +133,17 @@ class Judge:
             for (_, rule_id, details), event, anchor in zip(findings, events, anchors, strict=True)
         ]
 
+    def judge_rule_tables(self, tables: Tables) -> list[Anchored]:
+        """The per-event rules alone for a table per kind, anchored at each event's position."""
+        found: list[Anchored] = []
+        for kind, table in tables.items():
+            found += self._anchored(table, self.rules.evaluate(kind, table))
+        return found
+
+    def judge_filings(self, arrived: pa.Table) -> list[Anchored]:
+        """FR-FILING for events of any kinds, `message_index` the order they arrived in."""
+        return self._violations(observe_filings(self.filings, {"": arrived}, self.registry))
+
     def awaiting_registry(self, table: pa.Table) -> pa.Array:
         """Per event: whether it names a deployment, or a consent, the registry lacks."""
         registry = self.registry

@@ -1,9 +1,10 @@
-"""Process-wide settings of a validator process, made before it judges anything.
+"""Process-wide settings of a process that runs the engine (the validator, or
+`faceaudit check`), made before it judges anything.
 
 - pandas is kept out. pyarrow imports it (about 40 MiB resident) the first
   time it turns a Python value into an array or a scalar, only to check
   whether the value is a pandas object; chDB would import it only for its
-  DataFrame formats. The validator uses neither, so its processes refuse the
+  DataFrame formats. The engine uses neither, so its processes refuse the
   import, and pyarrow records pandas as absent, as if it were not installed.
 - Arrow allocates with the C library's allocator rather than its default
   (mimalloc), which keeps the buffers of past batches for reuse: a batch's
@@ -31,11 +32,11 @@ class _RefusePandas(importlib.abc.MetaPathFinder):
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
         if fullname == _REFUSED or fullname.startswith(f"{_REFUSED}."):
-            raise ModuleNotFoundError(f"{fullname} is not used by the validator", name=fullname)
+            raise ModuleNotFoundError(f"{fullname} is not used by the engine", name=fullname)
         return None
 
 
-def prepare_validator_process() -> None:
+def prepare_engine_process() -> None:
     """Both settings above, for this process from now on."""
     keep_pandas_out()
     pa.set_memory_pool(pa.system_memory_pool())

@@ -12,6 +12,11 @@ every event in memory until the inputs are read, a source is read twice:
 
 Memory therefore stays flat however long the input is; only standard input,
 which cannot be read twice, is held in memory.
+
+``record_batches(on_bad)`` is the bulk form of ``records``: the same good
+records as Arrow tables in the native decoder's columns (``consumers.tables``),
+the same bad records reported the same way, read natively where the native
+readers can (``consumers.bulk_json``, ``consumers.bulk_avro``).
 """
 
 from __future__ import annotations
@@ -24,10 +29,14 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final, NamedTuple
 
 import fastavro
-import orjson
+import pyarrow as pa
 from fastavro.schema import fingerprint as avro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
+from consumers.bulk_avro import Header, container_tables, native_container
+from consumers.bulk_json import json_tables
+from consumers.lines import BadRecord, OnBad, lines_holding, parse_line
+from consumers.tables import numbered_tables
 from schemas import codec
 from schemas.topics import EVENT_KINDS, KINDS, REGISTRY_KINDS
 
@@ -41,10 +50,9 @@ STDIN_NAME: Final = "<stdin>"
 _CONSENT_KEY: Final = b'"grantor"'
 _DEPLOYMENT_KEY: Final = b'"registered_purposes"'
 _ESCAPE: Final = b"\\"
+_REGISTRY_MARKERS: Final = (_CONSENT_KEY, _DEPLOYMENT_KEY, _ESCAPE)
 _KIND_BY_SCHEMA_NAME: Final = {codec.schema(kind)["name"]: kind for kind in KINDS}
 
-OnBad = Callable[[str], None]
-"""Receives one ``where: what is wrong`` line per bad record."""
 Opener = Callable[[], BinaryIO]
 
 
@@ -60,23 +68,20 @@ class Item(NamedTuple):
     payload_sha256: str | None
 
 
-class BadRecord(ValueError):
-    """One record that cannot be used; the message says what is wrong with it."""
-
-
 class JsonLinesSource:
     """A JSON-lines input: one record in the contract's JSON form per line."""
 
-    def __init__(self, name: str, opener: Opener) -> None:
+    def __init__(self, name: str, opener: Opener, native: str | bytes | None = None) -> None:
+        """``native``: the path (or the bytes) for ``record_batches`` to read natively;
+        without it, it reads the whole input through ``opener`` into memory first."""
         self.name = name
         self._open = opener
+        self._native = native
 
     def registry(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """The good consent and deployment records, in input order; bad lines are skipped."""
-        with self._open() as lines:
-            for line in lines:
-                if not (_CONSENT_KEY in line or _DEPLOYMENT_KEY in line or _ESCAPE in line):
-                    continue  # spelt out rather than any(): this runs on every line
+        with self._open() as stream:
+            for line in lines_holding(stream, _REGISTRY_MARKERS):
                 try:
                     kind, record = parse_line(line)
                 except BadRecord:
@@ -96,16 +101,35 @@ class JsonLinesSource:
                     continue
                 yield Item(kind, record, None)
 
+    def record_batches(self, on_bad: OnBad) -> Iterator[tuple[str, pa.Table]]:
+        """The good records as ``(kind, table)``, as ``records`` gives them (``message_index``
+        is the line number, ``payload_sha256`` null); bad lines go to ``on_bad`` alike."""
+        native = self._native
+        if native is None:
+            with self._open() as stream:
+                native = stream.read()
+        yield from json_tables(self.name, native, on_bad)
+
 
 class AvroSource:
     """An Avro object container file; its writer schema's name gives the kind of all records."""
 
-    def __init__(self, name: str, opener: Opener, kind: str, resolve: bool) -> None:
-        """``resolve``: the writer schema differs from the contract's, so read through it."""
+    def __init__(
+        self,
+        name: str,
+        opener: Opener,
+        kind: str,
+        resolve: bool,
+        native: tuple[str | bytes, Header] | None = None,
+    ) -> None:
+        """``resolve``: the writer schema differs from the contract's, so read through it.
+        ``native``: the file's path (or bytes) and its header as fastavro read it, for
+        ``record_batches`` to read it natively."""
         self.name = name
         self.kind = kind
         self._open = opener
         self._reader_schema = codec.schema(kind) if resolve else None
+        self._native = None if resolve else native
 
     def registry(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """The good records if this is a consent or deployment file, else nothing."""
@@ -121,6 +145,24 @@ class AvroSource:
         carry. A block that does not decode ends the file: what follows it in the
         container cannot be located.
         """
+        for _, item in self._numbered(on_bad):
+            yield item
+
+    def record_batches(self, on_bad: OnBad) -> Iterator[tuple[str, pa.Table]]:
+        """The good records as ``(kind, table)``, as ``records`` gives them (``message_index``
+        is the record number); bad records go to ``on_bad`` alike."""
+        container = None
+        if self._native is not None:
+            source, header = self._native
+            container = native_container(source, self.kind, header)
+        if container is not None:
+            yield from container_tables(container, self.name, self.kind, on_bad)
+            return
+        numbered = ((n, item.record, item.payload_sha256) for n, item in self._numbered(on_bad))
+        yield from numbered_tables(self.kind, numbered)
+
+    def _numbered(self, on_bad: OnBad) -> Iterator[tuple[int, Item]]:
+        """``records`` with each record's number in the file."""
         kind = self.kind
         hashed = kind in EVENT_KINDS
         with self._open() as stream:
@@ -140,24 +182,10 @@ class AvroSource:
                     on_bad(f"{self.name}:record {number}: {exc}")
                     continue
                 sha256 = hashlib.sha256(payload).hexdigest() if hashed else None
-                yield Item(kind, record, sha256)
+                yield number, Item(kind, record, sha256)
 
 
 Source = JsonLinesSource | AvroSource
-
-
-def parse_line(line: bytes) -> tuple[str, dict[str, Any]]:
-    """One JSON-lines record as ``(kind, record)``; raises BadRecord saying what is wrong."""
-    try:
-        obj = orjson.loads(line)  # several times faster than json.loads: parsing dominated
-    except orjson.JSONDecodeError as exc:
-        raise BadRecord(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
-    try:
-        return codec.from_json(obj)
-    except codec.EncodeError as exc:
-        if isinstance(obj, dict) and "type" not in obj:
-            raise BadRecord(f'no "type" field (one of {", ".join(KINDS)})') from None
-        raise BadRecord(str(exc)) from None
 
 
 def open_sources(paths: list[str], stdin: BinaryIO) -> list[Source]:
@@ -171,37 +199,39 @@ def open_source(path: str, stdin: BinaryIO) -> Source:
     """Detect the format of ``path`` (Avro by its magic bytes, else JSON lines)."""
     if path == STDIN:
         data = stdin.read()
-        return _source(STDIN_NAME, lambda: io.BytesIO(data), data[: len(AVRO_MAGIC)])
+        return _source(STDIN_NAME, lambda: io.BytesIO(data), data[: len(AVRO_MAGIC)], data)
     try:
         with open(path, "rb") as stream:
             head = stream.read(len(AVRO_MAGIC))
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return _source(path, lambda: Path(path).open("rb"), head)
+    return _source(path, lambda: Path(path).open("rb"), head, path)
 
 
-def _source(name: str, opener: Opener, head: bytes) -> Source:
+def _source(name: str, opener: Opener, head: bytes, native: str | bytes) -> Source:
+    """``native``: the path, or the bytes of standard input, for the native reader."""
     if head != AVRO_MAGIC:
-        return JsonLinesSource(name, opener)
-    writer_schema = _writer_schema(name, opener)
+        return JsonLinesSource(name, opener, native)
+    writer_schema, header = _writer_schema(name, opener)
     kind = _avro_kind(name, writer_schema)
     # Resolving against the contract's schema doubles fastavro's read time, so
     # it is only done for a writer schema that differs (e.g. an older version).
     fingerprint = avro_fingerprint(to_parsing_canonical_form(writer_schema), "CRC-64-AVRO")
     resolve = bytes.fromhex(fingerprint) != codec.fingerprint(kind)
-    return AvroSource(name, opener, kind, resolve)
+    return AvroSource(name, opener, kind, resolve, (native, header))
 
 
-def _writer_schema(name: str, opener: Opener) -> dict[str, Any]:
-    """The schema an Avro container was written with."""
+def _writer_schema(name: str, opener: Opener) -> tuple[dict[str, Any], Header]:
+    """The schema an Avro container was written with, its codec and where its blocks start."""
     try:
         with opener() as stream:
-            writer_schema = fastavro.reader(stream).writer_schema
+            reader = fastavro.reader(stream)
+            writer_schema, header = reader.writer_schema, (reader.codec, stream.tell())
     except Exception as exc:  # a corrupt header: fastavro's error names the problem
         raise InputError(f"{name}: not a readable Avro container file: {exc}") from None
     if not isinstance(writer_schema, dict):
         raise InputError(f"{name}: Avro schema {writer_schema!r} is not a record")
-    return writer_schema
+    return writer_schema, header
 
 
 def _avro_kind(name: str, writer_schema: dict[str, Any]) -> str:

@@ -162,10 +162,10 @@ def _worker_main(settings: Settings, index: int, conn: Connection, spool: Path |
     store; None when the worker reaches a ClickHouse server itself.
     """
     from consumers.pipeline import Validator
-    from consumers.process import prepare_validator_process
+    from consumers.process import prepare_engine_process
     from consumers.store import open_store
 
-    prepare_validator_process()
+    prepare_engine_process()
 
     logging.basicConfig(level=logging.WARNING, format=f"faceaudit[w{index}]: %(message)s")
     client = None

@@ -70,9 +70,11 @@ def add_rules_parser(commands: argparse._SubParsersAction) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from consumers.check import check, writer_for
+    from consumers.process import prepare_engine_process
     from consumers.readers import InputError, open_sources
     from consumers.rules.catalogue import load_catalogue
 
+    prepare_engine_process()
     try:
         sources = open_sources(args.paths, sys.stdin.buffer)
     except InputError as exc:

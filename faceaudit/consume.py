@@ -9,7 +9,7 @@ from clickhouse_connect.driver.client import Client
 
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
-from consumers.process import prepare_validator_process
+from consumers.process import prepare_engine_process
 from consumers.settings import Settings
 from consumers.store import open_store
 from consumers.summary import RunSummary, print_summary
@@ -20,7 +20,7 @@ from core.errors import FaceauditError
 
 def consume(settings: Settings) -> int:
     """Validate until stopped or idle; exit code 0, or FaceauditError if a worker failed."""
-    prepare_validator_process()
+    prepare_engine_process()
     client = open_store(settings.clickhouse)
     print(
         f"validating {settings.bootstrap} into {redact(settings.clickhouse)} (profile "

@@ -16,8 +16,11 @@ import fastavro
 import pytest
 from samples import sample
 
-from consumers.check import iso_z
-from consumers.rules.catalogue import load_catalogue
+from consumers.check import check, iso_z
+from consumers.readers import open_sources
+from consumers.rules.catalogue import DEFAULT_PATH as DEFAULT_CATALOGUE
+from consumers.rules.catalogue import Catalogue, load_catalogue
+from consumers.violation import Violation
 from faceaudit.cli import main
 from producers.event_producer import DeviceChain
 from producers.fleet import Fleet
@@ -522,3 +525,46 @@ def test_fleet_findings_are_exactly_the_intended_ones(
     result = run(capsys, *paths)
     assert result.code == (1 if intended else 0)
     assert Counter(result.fired) == intended
+
+
+# -- FR-FILING across several inputs ----------------------------------------------------
+
+
+def filing_match(name: str, second: int) -> tuple[str, dict[str, Any]]:
+    """A match of subject `name`, `second` seconds after T0, on a device of its own."""
+    record = sample(
+        "match",
+        event_id=name,
+        subject_ref=name,
+        device_id=f"dev-{name}",
+        event_time=T0 + timedelta(seconds=second),
+    )
+    return "match", record
+
+
+def check_with_filing_threshold(paths: list[Path], threshold: int) -> list[Violation]:
+    """`check` of `paths` under a catalogue whose FR-FILING threshold is `threshold`."""
+    doc = json.loads(Path(DEFAULT_CATALOGUE).read_text(encoding="utf-8"))
+    doc["parameters"]["filing_threshold"]["values"]["cac-2025"] = threshold
+    catalogue = Catalogue(json.dumps(doc).encode(), Path("catalogue.json"))
+    found: list[Violation] = []
+    sources = open_sources([str(path) for path in paths], io.BytesIO())
+    check(sources, "cac-2025", found.append, pytest.fail, catalogue)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("order", "crossing"), [("ab", "s-2"), ("ba", "s-5")], ids=["a-first", "b-first"]
+)
+def test_filing_counts_the_subjects_of_several_inputs_in_event_time_order(
+    tmp_path: Path, order: str, crossing: str
+) -> None:
+    """The inputs are interleaved by event time (a tie: the earlier input first), so the
+    third subject is s-2 of a.jsonl or, with b.jsonl named first, s-5 at the same time."""
+    unfiled = sample("deployment", filing_id=None, filing_date=None)
+    a = [("deployment", unfiled), *(filing_match(f"s-{n}", 2 * n - 2) for n in (1, 2, 3))]
+    b = [filing_match("s-4", 1), filing_match("s-5", 2)]
+    files = {"a": write_jsonl(tmp_path / "a.jsonl", a), "b": write_jsonl(tmp_path / "b.jsonl", b)}
+    found = check_with_filing_threshold([files[name] for name in order], threshold=3)
+    [filing] = [v for v in found if v.rule_id == "FR-FILING"]
+    assert (filing.event_id, filing.details["subject_count"]) == (crossing, 3)

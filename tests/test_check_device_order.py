@@ -18,11 +18,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
+from arrow_events import event_table
 from samples import sample
 from test_check import Result, run, write_avro, write_jsonl
 
-from consumers.device_order import DeviceOrder
+from consumers.input_chunks import READ_TIME
+from consumers.kept_events import INPUT, KeptEvents
 from schemas import codec
 
 T0 = datetime(2026, 3, 1, 8, tzinfo=UTC)
@@ -320,6 +323,12 @@ def test_a_repeated_number_is_judged_once_at_the_first_event_read(
 
 def test_each_event_is_given_back_with_its_whole_envelope() -> None:
     record = sample("match", device_seq=7, prev_hash="ab" * 32)
-    order = DeviceOrder()
-    order.add(record, "cd" * 32)
-    assert list(order.events()) == [({name: record[name] for name in codec.ENVELOPE}, "cd" * 32)]
+    table = event_table("match", [record], "t", 0, [0])
+    read_order = {READ_TIME: pa.array([0], pa.int64()), INPUT: pa.array([0], pa.uint32())}
+    kept = KeptEvents(subjects=False)
+    names = [*table.column_names, *read_order]
+    kept.add(pa.table([*table.columns, *read_order.values()], names))
+    [events] = kept.by_device()
+    sha256 = hashlib.sha256(codec.encode_payload("match", record)).hexdigest()
+    expected = {name: record[name] for name in codec.ENVELOPE} | {"payload_sha256": sha256}
+    assert events.select(list(expected)).to_pylist() == [expected]

@@ -68,8 +68,8 @@ from samples import sample
 from consumers.batch import Batch, now_utc
 from consumers.sink import ClickHouseSink
 from consumers.store import open_store
-from consumers.process import prepare_validator_process
-prepare_validator_process()
+from consumers.process import prepare_engine_process
+prepare_engine_process()
 client = open_store(sys.argv[1])
 batch = Batch()
 row = {"message_key": None, "raw": b"x", "headers": {}, "reason": "undecodable",

@@ -6,8 +6,9 @@ A run that starts where its device expects, with nothing buffered, is the
 common case: the tracker moves past it in one step and its chain is checked
 over the columns (each event's prev_hash against the payload hash before
 it). Any other run (a device's first events, a gap, a redelivery, an event
-out of order) goes to the tracker event by event, exactly as it would
-without this shortcut, so the findings are the same.
+out of order) has its first event given to the tracker alone, which often
+leaves the rest next in line; if not, the rest goes event by event, exactly
+as it would without this shortcut, so the findings are the same.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from collections.abc import Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from consumers.batch import Position
 from consumers.event_columns import ENVELOPE_COLUMNS, POSITION_COLUMNS, positions
+from consumers.registry import Record
 from consumers.rules.stream import Finding, SequenceTracker, chain_break
 
 _COLUMNS = (*ENVELOPE_COLUMNS, "message_index", *POSITION_COLUMNS)
+_SHORT_RUN = 8
+"""Runs shorter than this on average: the batch is converted to Python values at once."""
 
 
 def observe_tables(tracker: SequenceTracker, tables: Iterable[pa.Table]) -> list[Finding]:
@@ -35,21 +40,30 @@ def observe_tables(tracker: SequenceTracker, tables: Iterable[pa.Table]) -> list
     firsts = events.select(["processor_id", "device_id", "device_seq", "prev_hash"]).take(starts)
     lasts = events.select(["device_seq", "payload_sha256"]).take(ends)
     shas = events.column("payload_sha256")
+    rows = _Rows(events, len(starts))
     findings: list[Finding] = []
     for start, end, first, last in zip(
         starts, ends, firsts.to_pylist(), lasts.to_pylist(), strict=True
     ):
         key = (first["processor_id"], first["device_id"])
-        followed, expected = tracker.follow_run(
-            key, first["device_seq"], last["device_seq"], last["payload_sha256"]
-        )
+        seq, last_seq, last_sha = first["device_seq"], last["device_seq"], last["payload_sha256"]
+        followed, expected = tracker.follow_run(key, seq, last_seq, last_sha)
+        prev_hash, row = first["prev_hash"], start
+        if not followed and start < end:
+            # Its first event alone (a device's first, the one after a gap, a
+            # redelivery) often leaves the rest of the run next in line.
+            findings += _one_by_one(tracker, *rows.get(start, start + 1))
+            followed, expected = tracker.follow_run(key, seq + 1, last_seq, last_sha)
+            prev_hash, row = events.column("prev_hash")[start + 1].as_py(), start + 1
         if not followed:
-            findings += _one_by_one(tracker, events.slice(start, end - start + 1))
+            findings += _one_by_one(tracker, *rows.get(row, end + 1))
             continue
-        if expected is not None and shas[start].is_valid and first["prev_hash"] != expected:
-            findings.append(_chain_break(events, start, expected))
+        if expected is not None and shas[row].is_valid and prev_hash != expected:
+            findings.append(_chain_break(events, row, expected))
         findings += [
-            _chain_break(events, row, shas[row - 1].as_py()) for row in breaks_inside.get(start, ())
+            _chain_break(events, inside, shas[inside - 1].as_py())
+            for inside in breaks_inside.get(start, ())
+            if inside > row
         ]
     return findings
 
@@ -110,10 +124,31 @@ def _chain_break(events: pa.Table, row: int, expected: str) -> Finding:
     return chain_break(record, expected, anchor)
 
 
-def _one_by_one(tracker: SequenceTracker, run: pa.Table) -> list[Finding]:
+class _Rows:
+    """Rows of a batch as the tracker takes them (envelopes and anchors): converted run
+    by run, or all at once when the batch is mostly short runs (many gaps)."""
+
+    def __init__(self, events: pa.Table, runs: int) -> None:
+        self._events = events
+        self._dense = runs * _SHORT_RUN > events.num_rows
+        self._all: tuple[list[Record], list[Position]] | None = None
+
+    def get(self, start: int, stop: int) -> tuple[list[Record], list[Position]]:
+        """Rows ``start`` to ``stop`` (not included)."""
+        if not self._dense:
+            run = self._events.slice(start, stop - start)
+            return run.select(ENVELOPE_COLUMNS).to_pylist(), positions(run)
+        if self._all is None:
+            self._all = self._events.select(ENVELOPE_COLUMNS).to_pylist(), positions(self._events)
+        records, anchors = self._all
+        return records[start:stop], anchors[start:stop]
+
+
+def _one_by_one(
+    tracker: SequenceTracker, records: list[Record], anchors: list[Position]
+) -> list[Finding]:
     """The tracker's own way, for a run that is not simply next in line."""
     findings: list[Finding] = []
-    records = run.select(ENVELOPE_COLUMNS).to_pylist()
-    for record, anchor in zip(records, positions(run), strict=True):
+    for record, anchor in zip(records, anchors, strict=True):
         findings += tracker.observe(record, record["payload_sha256"], anchor)
     return findings

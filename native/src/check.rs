@@ -13,8 +13,14 @@
 //!
 //! arrow-avro refuses such bytes, so a payload that uses any of them is
 //! re-encoded in the plain form (same values) before arrow-avro sees it. The
-//! checker also applies what the reference checks after reading: ints that fit
-//! 32 bits (here at any depth; the contract has them only at the top level,
+//! plain form is what fastavro writes when it encodes the values it read
+//! (`schemas.codec.encode_payload`): shortest varints, indexes from the front,
+//! an array as one block, booleans as 0 or 1, a signalling NaN float quietened
+//! as the C cast to double and back quietens it. So its hash is the hash the
+//! offline checker's reference gives a record of a container file.
+//!
+//! The checker also applies what the reference checks after reading: ints that
+//! fit 32 bits (here at any depth; the contract has them only at the top level,
 //! where the reference looks) and the counts that must not be negative.
 
 use crate::shape::{Field, Shape};
@@ -43,42 +49,63 @@ pub enum Problem {
 
 /// Check `payload` against the top-level `fields`, `non_negative` naming the
 /// indexes of the fields that must not be negative. On success, returns the
-/// payload re-encoded in plain Avro when it used a form arrow-avro does not
-/// read, or `None` when the bytes can be handed on as they are.
+/// payload re-encoded in plain Avro when it is not plain already, or `None`
+/// when the bytes can be handed on as they are.
 pub fn check(
     fields: &[Field],
     non_negative: &[usize],
     payload: &[u8],
 ) -> Result<Option<Vec<u8>>, Problem> {
-    let mut walk = Walk::new(payload, None);
-    let integers = walk.top_level(fields)?;
-    if walk.pos != payload.len() {
+    let record = read_record(fields, non_negative, payload)?;
+    if record.end != payload.len() {
         return Err(Problem::Trailing {
-            end: walk.pos,
-            left: payload.len() - walk.pos,
+            end: record.end,
+            left: payload.len() - record.end,
         });
     }
-    if let Some((index, value)) = walk.not_int32 {
-        return Err(Problem::NotInt32 {
+    record.verdict
+}
+
+/// One record read from the start of a buffer that may hold more after it.
+pub struct Record {
+    /// Where the record ends.
+    pub end: usize,
+    /// The plain re-encoding (`None` when the bytes are plain), or what is
+    /// wrong with the values read: `NotInt32` or `Negative`.
+    pub verdict: Result<Option<Vec<u8>>, Problem>,
+}
+
+/// Read one record of `fields` from the start of `data`; `Unreadable` when
+/// its bytes do not decode, so where it ends is unknown.
+pub fn read_record(
+    fields: &[Field],
+    non_negative: &[usize],
+    data: &[u8],
+) -> Result<Record, Problem> {
+    let mut walk = Walk::new(data, None);
+    let integers = walk.top_level(fields)?;
+    let end = walk.pos;
+    let verdict = if let Some((index, value)) = walk.not_int32 {
+        Err(Problem::NotInt32 {
             field: fields[index].name.clone(),
             value,
-        });
-    }
-    let negative = non_negative
+        })
+    } else if let Some((index, value)) = non_negative
         .iter()
-        .find_map(|&index| integers[index].filter(|v| *v < 0).map(|v| (index, v)));
-    if let Some((index, value)) = negative {
-        return Err(Problem::Negative {
+        .find_map(|&index| integers[index].filter(|v| *v < 0).map(|v| (index, v)))
+    {
+        Err(Problem::Negative {
             field: fields[index].name.clone(),
             value,
-        });
-    }
-    if !walk.unusual {
-        return Ok(None);
-    }
-    let mut plain = Vec::with_capacity(payload.len());
-    Walk::new(payload, Some(&mut plain)).top_level(fields)?;
-    Ok(Some(plain))
+        })
+    } else if walk.unusual {
+        let mut plain = Vec::with_capacity(end);
+        Walk::new(&data[..end], Some(&mut plain)).top_level(fields)?;
+        Ok(Some(plain))
+    } else {
+        Ok(None)
+    };
+    Ok(Record { end, verdict })
 }
 
 /// Where a value stopped being readable, before the field name is known.
@@ -131,6 +158,7 @@ impl<'a, 'o> Walk<'a, 'o> {
             Shape::Null => {}
             Shape::Boolean => {
                 let byte = self.bytes(1)?[0];
+                self.unusual |= byte > 1;
                 self.write_raw(&[u8::from(byte != 0)]);
             }
             Shape::Int => {
@@ -149,7 +177,13 @@ impl<'a, 'o> Walk<'a, 'o> {
                     )));
                 }
             }
-            Shape::Float => self.copy(4)?,
+            Shape::Float => {
+                let bytes = self.bytes(4)?;
+                let bits = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+                let quiet = quietened(bits);
+                self.unusual |= quiet != bits;
+                self.write_raw(&quiet.to_le_bytes());
+            }
             Shape::Double => self.copy(8)?,
             Shape::Bytes => {
                 self.sized()?;
@@ -159,7 +193,7 @@ impl<'a, 'o> Walk<'a, 'o> {
                 std::str::from_utf8(text).map_err(|e| Stop(format!("string is not UTF-8: {e}")))?;
             }
             Shape::Enum { symbols } => {
-                self.index(*symbols, "enum symbol")?;
+                self.index(symbols.len(), "enum symbol")?;
             }
             Shape::Union(branches) => {
                 let branch = self.index(branches.len(), "union branch")?;
@@ -175,7 +209,11 @@ impl<'a, 'o> Walk<'a, 'o> {
         Ok(None)
     }
 
+    /// An array, written as fastavro writes one: all items in one block.
     fn array(&mut self, items: &Shape) -> Result<(), Stop> {
+        let start = self.out.as_deref().map(Vec::len);
+        let mut total = 0_i64;
+        let mut blocks = 0;
         loop {
             let mut count = self.long_unwritten()?;
             if count < 0 {
@@ -188,14 +226,24 @@ impl<'a, 'o> Walk<'a, 'o> {
                 break;
             }
             if count > 0 {
-                self.write_long(count);
-                // Terminates: every item takes at least one byte (shape.rs).
+                blocks += 1;
+                // Terminates: every item takes at least one byte (shape.rs), so
+                // the count of items read stays below the length of the data.
                 for _ in 0..count {
                     self.value(items)?;
                 }
+                total += count;
             }
         }
-        self.write_long(0);
+        self.unusual |= blocks > 1;
+        if let (Some(out), Some(start)) = (self.out.as_deref_mut(), start) {
+            if total > 0 {
+                let mut count = Vec::with_capacity(10);
+                push_long(&mut count, total);
+                out.splice(start..start, count);
+            }
+            out.push(0);
+        }
         Ok(())
     }
 
@@ -247,35 +295,24 @@ impl<'a, 'o> Walk<'a, 'o> {
     /// A zig-zag varint as fastavro reads it (see the module comment).
     fn long_unwritten(&mut self) -> Result<i64, Stop> {
         let start = self.pos;
-        let mut bits = 0_u64;
-        let mut shift = 0_u32;
-        loop {
-            let Some(&byte) = self.data.get(self.pos) else {
-                return Err(Stop("ends inside a varint".to_string()));
-            };
-            self.pos += 1;
-            bits |= u64::from(byte & 0x7f).wrapping_shl(shift);
-            shift = shift.wrapping_add(7);
-            if byte & 0x80 == 0 {
-                break;
-            }
-        }
+        let data = self.data;
+        let mut bytes = data[start..].iter().copied();
+        let Some((value, bits)) = read_varint(|| bytes.next()) else {
+            self.pos = data.len();
+            return Err(Stop("ends inside a varint".to_string()));
+        };
+        self.pos = data.len() - bytes.len();
         // Not plain: longer than needed, or ten bytes whose last one carries
         // bits past the 64th (the only way a varint of plain length differs).
         let read = self.pos - start;
-        let last = u64::from(self.data[self.pos - 1]);
+        let last = u64::from(data[self.pos - 1]);
         self.unusual |= read != varint_len(bits) || last != bits >> (7 * (read - 1));
-        Ok(((bits >> 1) ^ (bits & 1).wrapping_neg()).cast_signed())
+        Ok(value)
     }
 
     fn write_long(&mut self, value: i64) {
         if let Some(out) = self.out.as_deref_mut() {
-            let mut bits = ((value << 1) ^ (value >> 63)).cast_unsigned();
-            while bits >= 0x80 {
-                out.push((bits as u8) | 0x80);
-                bits >>= 7;
-            }
-            out.push(bits as u8);
+            push_long(out, value);
         }
     }
 
@@ -284,6 +321,44 @@ impl<'a, 'o> Walk<'a, 'o> {
             out.extend_from_slice(bytes);
         }
     }
+}
+
+/// Read a zig-zag varint byte by byte from `next` as fastavro's C reader does
+/// (bits past 64 wrap away): the value and its raw bits, or `None` if the
+/// bytes run out first.
+pub fn read_varint(mut next: impl FnMut() -> Option<u8>) -> Option<(i64, u64)> {
+    let mut bits = 0_u64;
+    let mut shift = 0_u32;
+    loop {
+        let byte = next()?;
+        bits |= u64::from(byte & 0x7f).wrapping_shl(shift);
+        shift = shift.wrapping_add(7);
+        if byte & 0x80 == 0 {
+            return Some((
+                ((bits >> 1) ^ (bits & 1).wrapping_neg()).cast_signed(),
+                bits,
+            ));
+        }
+    }
+}
+
+/// Append the shortest zig-zag varint of `value`.
+pub fn push_long(out: &mut Vec<u8>, value: i64) {
+    let mut bits = ((value << 1) ^ (value >> 63)).cast_unsigned();
+    while bits >= 0x80 {
+        out.push((bits as u8) | 0x80);
+        bits >>= 7;
+    }
+    out.push(bits as u8);
+}
+
+/// A signalling NaN with its quiet bit set, as x86-64 converts it to a double;
+/// any other float unchanged.
+fn quietened(bits: u32) -> u32 {
+    const EXPONENT: u32 = 0x7f80_0000;
+    const QUIET: u32 = 0x0040_0000;
+    let nan = bits & EXPONENT == EXPONENT && bits & 0x007f_ffff != 0;
+    if nan { bits | QUIET } else { bits }
 }
 
 /// How many bytes the shortest varint of `bits` takes.

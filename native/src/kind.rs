@@ -1,23 +1,15 @@
 //! One record kind: its writer schema, fingerprint, checks, and the Arrow
 //! batch of its good messages.
 
-use std::sync::Arc;
-
-use arrow_array::builder::StringBuilder;
-use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow_array::RecordBatch;
 use arrow_avro::codec::Tz;
 use arrow_avro::reader::{DecoderMode, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
-use arrow_schema::{DataType, Field as ArrowField, Schema};
-use sha2::{Digest, Sha256};
 
 use crate::check::{Problem, check};
-use crate::frame::{Failure, HEADER_SIZE, Reason, push_hex};
+use crate::frame::{Failure, HEADER_SIZE, Reason};
+use crate::rows::{MESSAGE_INDEX, PAYLOAD_SHA256, Rows};
 use crate::shape::{self, Field};
-
-/// The columns added after the record's fields.
-pub const MESSAGE_INDEX: &str = "message_index";
-pub const PAYLOAD_SHA256: &str = "payload_sha256";
 
 /// A message that passed every check, waiting for arrow-avro.
 pub struct Good<'m> {
@@ -32,8 +24,9 @@ pub struct Kind {
     pub name: String,
     pub fingerprint: [u8; 8],
     schema: AvroSchema,
-    fields: Vec<Field>,
-    non_negative: Vec<usize>,
+    pub fields: Vec<Field>,
+    /// The indexes of the fields that must not be negative, in the order they are checked.
+    pub non_negative: Vec<usize>,
 }
 
 impl Kind {
@@ -116,6 +109,26 @@ impl Kind {
         }
     }
 
+    /// What `schemas.codec.encode_payload` says of a record whose values are
+    /// wrong (`NotInt32` or `Negative`): the offline checker's message.
+    pub fn invalid_message(&self, problem: &Problem) -> String {
+        let kind = &self.name;
+        match problem {
+            Problem::NotInt32 { field, value } => {
+                let declared = self
+                    .fields
+                    .iter()
+                    .find(|f| f.name == *field)
+                    .map_or_else(|| "int (32-bit)".to_string(), |f| f.shape.describe());
+                format!("{kind}.{field}: expected {declared}, got int {value}")
+            }
+            Problem::Negative { field, value } => {
+                format!("{kind}.{field} is {value}; it must be >= 0")
+            }
+            other => self.failure(other).detail,
+        }
+    }
+
     fn arrow_decoder(&self, rows: usize) -> Result<arrow_avro::reader::Decoder, String> {
         let mut store = SchemaStore::new();
         let fingerprint = store
@@ -131,48 +144,24 @@ impl Kind {
             .map_err(|e| format!("arrow-avro cannot read the {} schema: {e}", self.name))
     }
 
+    /// An empty batch of this kind with room for `capacity` records.
+    pub fn rows(&self, capacity: usize) -> Result<Rows, String> {
+        Ok(Rows::new(
+            &self.name,
+            self.arrow_decoder(capacity.max(1))?,
+            capacity,
+        ))
+    }
+
     /// One batch of `good` (never empty): every field as arrow-avro maps it,
-    /// then the message indexes and the payload hashes.
+    /// then the message indexes and the hashes of the payloads as received.
     pub fn batch(&self, good: &[Good<'_>]) -> Result<RecordBatch, String> {
-        let mut decoder = self.arrow_decoder(good.len())?;
-        let mut hashes = StringBuilder::with_capacity(good.len(), good.len() * 64);
-        let mut hash = String::with_capacity(64);
+        let mut rows = self.rows(good.len())?;
         for message in good {
-            let bytes = message.plain.as_deref().unwrap_or(message.payload);
-            // The checker accepted these bytes, so arrow-avro must read them whole;
-            // anything else is a bug, and the whole call fails rather than misalign rows.
-            match decoder.decode(bytes) {
-                Ok(used) if used == bytes.len() => {}
-                outcome => {
-                    return Err(format!(
-                        "arrow-avro disagrees with the checker on message {} ({}): {outcome:?}",
-                        message.index, self.name
-                    ));
-                }
-            }
-            hash.clear();
-            push_hex(&mut hash, &Sha256::digest(message.payload));
-            hashes.append_value(&hash);
+            let plain = message.plain.as_deref().unwrap_or(message.payload);
+            rows.push(message.index, plain, Some(message.payload))?;
         }
-        let records = decoder
-            .flush()
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("arrow-avro returned no {} rows", self.name))?;
-        let indexes: UInt32Array = good.iter().map(|message| message.index).collect();
-        let mut fields = records.schema().fields().to_vec();
-        fields.push(Arc::new(ArrowField::new(
-            MESSAGE_INDEX,
-            DataType::UInt32,
-            false,
-        )));
-        fields.push(Arc::new(ArrowField::new(
-            PAYLOAD_SHA256,
-            DataType::Utf8,
-            false,
-        )));
-        let schema = Schema::new_with_metadata(fields, records.schema().metadata().clone());
-        let mut columns = records.columns().to_vec();
-        columns.extend([Arc::new(indexes) as ArrayRef, Arc::new(hashes.finish())]);
-        RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| e.to_string())
+        rows.finish()?
+            .ok_or_else(|| format!("no {} rows", self.name))
     }
 }

@@ -1,5 +1,7 @@
 //! `faceaudit_native`: decode a whole batch of faceaudit wire messages into
-//! Arrow record batches, one per record kind, in one call without the GIL.
+//! Arrow record batches, one per record kind, in one call without the GIL;
+//! and read the offline checker's inputs, Avro container files (`ocf.rs`) and
+//! JSON lines (`json.rs`), into batches of the same columns.
 //!
 //! # How a batch is decoded
 //!
@@ -28,8 +30,17 @@
 mod batch;
 mod check;
 mod frame;
+mod iso;
+mod json;
 mod kind;
+mod ocf;
+mod rows;
 mod shape;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Cursor, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use arrow_pyarrow::ToPyArrow;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -39,10 +50,13 @@ use pyo3::types::{PyBytes, PyDict};
 use crate::batch::Contract;
 use crate::kind::Kind;
 
+/// How much of a container file is read at a time.
+const READ_BUFFER: usize = 1 << 20;
+
 /// A decoder for the record kinds of one contract, built once and used for every batch.
 #[pyclass(frozen, module = "faceaudit_native")]
 struct Decoder {
-    contract: Contract,
+    contract: Arc<Contract>,
 }
 
 #[pymethods]
@@ -77,7 +91,9 @@ impl Decoder {
             }
         }
         let contract = Contract::new(kinds).map_err(PyValueError::new_err)?;
-        Ok(Self { contract })
+        Ok(Self {
+            contract: Arc::new(contract),
+        })
     }
 
     /// Each kind's fingerprint: the 8 header bytes after `C3 01`.
@@ -123,8 +139,151 @@ impl Decoder {
     }
 }
 
+/// An Avro object container file of one kind, read in batches of good records.
+#[pyclass(module = "faceaudit_native")]
+struct Container {
+    inner: ocf::Container,
+}
+
+#[pymethods]
+impl Container {
+    /// Open `source` (a path, or the file's bytes) and read its header.
+    /// ValueError if the writer schema is not the decoder's schema of `kind`,
+    /// or the codec is neither null nor deflate; OSError if it cannot be read.
+    #[new]
+    #[pyo3(signature = (decoder, source, kind, batch_rows, hashed))]
+    fn new(
+        py: Python<'_>,
+        decoder: PyRef<'_, Decoder>,
+        source: &Bound<'_, PyAny>,
+        kind: &str,
+        batch_rows: usize,
+        hashed: bool,
+    ) -> PyResult<Self> {
+        let input: Box<dyn BufRead + Send + Sync> = if let Ok(bytes) = source.cast::<PyBytes>() {
+            Box::new(Cursor::new(bytes.as_bytes().to_vec()))
+        } else {
+            let path: PathBuf = source.extract()?;
+            Box::new(BufReader::with_capacity(READ_BUFFER, File::open(path)?))
+        };
+        let contract = Arc::clone(&decoder.contract);
+        let inner = py
+            .detach(|| ocf::Container::open(contract, kind, input, hashed, batch_rows))
+            .map_err(PyValueError::new_err)?;
+        Ok(Self { inner })
+    }
+
+    /// `null` or `deflate`.
+    #[getter]
+    fn codec(&self) -> &'static str {
+        self.inner.codec.name()
+    }
+
+    /// Where the first block starts.
+    #[getter]
+    fn header_len(&self) -> u64 {
+        self.inner.header_len
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// `(batch or None, bad)`: up to `batch_rows` good records, and
+    /// `(record number, "invalid" | "undecodable", detail)` for each bad one.
+    #[allow(clippy::type_complexity)]
+    fn __next__<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> PyResult<Option<(Option<Bound<'py, PyAny>>, Vec<(u32, &'static str, String)>)>> {
+        let inner = &mut self.inner;
+        let Some(read) = py
+            .detach(|| inner.next_read())
+            .map_err(PyRuntimeError::new_err)?
+        else {
+            return Ok(None);
+        };
+        let batch = read.batch.map(|b| b.to_pyarrow(py)).transpose()?;
+        let bad = read
+            .bad
+            .into_iter()
+            .map(|(number, bad)| match bad {
+                ocf::Bad::Invalid(detail) => (number, "invalid", detail),
+                ocf::Bad::Undecodable(detail) => (number, "undecodable", detail),
+            })
+            .collect();
+        Ok(Some((batch, bad)))
+    }
+}
+
+/// A JSON-lines input read in chunks of lines into batches of the kinds named.
+#[pyclass(module = "faceaudit_native")]
+struct JsonLines {
+    inner: json::JsonFile,
+}
+
+#[pymethods]
+impl JsonLines {
+    /// Read `source` (a path, or the input's bytes), taking lines of the
+    /// `kinds` named, about `chunk_bytes` of lines at a time. OSError if the
+    /// file cannot be opened; ValueError for a kind `decoder` does not know.
+    #[new]
+    #[pyo3(signature = (decoder, kinds, source, chunk_bytes))]
+    fn new(
+        decoder: PyRef<'_, Decoder>,
+        kinds: Vec<String>,
+        source: &Bound<'_, PyAny>,
+        chunk_bytes: usize,
+    ) -> PyResult<Self> {
+        let lines = json::JsonLines::new(Arc::clone(&decoder.contract), &kinds)
+            .map_err(PyValueError::new_err)?;
+        let input: Box<dyn Read + Send + Sync> = if let Ok(bytes) = source.cast::<PyBytes>() {
+            Box::new(Cursor::new(bytes.as_bytes().to_vec()))
+        } else {
+            let path: PathBuf = source.extract()?;
+            Box::new(File::open(path)?)
+        };
+        Ok(Self {
+            inner: json::JsonFile::new(lines, input, chunk_bytes),
+        })
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// `(batches by kind, lines handed back)`: a batch per kind of the lines
+    /// taken, and `(line number, line)` for each line left to the caller.
+    #[allow(clippy::type_complexity)]
+    fn __next__<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> PyResult<Option<(Bound<'py, PyDict>, Vec<(u32, Bound<'py, PyBytes>)>)>> {
+        let inner = &mut self.inner;
+        let Some(parsed) = py
+            .detach(|| inner.next_chunk())
+            .map_err(PyRuntimeError::new_err)?
+        else {
+            return Ok(None);
+        };
+        let batches = PyDict::new(py);
+        for (kind, batch) in parsed.batches {
+            batches.set_item(kind, batch.to_pyarrow(py)?)?;
+        }
+        let chunk = self.inner.chunk();
+        let handed_back = parsed
+            .handed_back
+            .into_iter()
+            .map(|(number, start, end)| (number, PyBytes::new(py, &chunk[start..end])))
+            .collect();
+        Ok(Some((batches, handed_back)))
+    }
+}
+
 #[pymodule]
 fn faceaudit_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Decoder>()?;
+    module.add_class::<Container>()?;
+    module.add_class::<JsonLines>()?;
     Ok(())
 }

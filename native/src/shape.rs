@@ -24,7 +24,7 @@ pub enum Shape {
     Bytes,
     String,
     Enum {
-        symbols: usize,
+        symbols: Vec<String>,
     },
     Array(Box<Shape>),
     Union(Vec<Shape>),
@@ -35,12 +35,14 @@ pub enum Shape {
 pub struct Field {
     pub name: String,
     pub shape: Shape,
+    /// The field declares a default, so a JSON record may leave it out.
+    pub has_default: bool,
 }
 
 impl Shape {
     /// Whether a value of this type always takes at least one byte. Array items
     /// must, or a huge block count would loop without reading anything.
-    fn takes_bytes(&self) -> bool {
+    pub fn takes_bytes(&self) -> bool {
         match self {
             Self::Null => false,
             Self::Record(fields) => fields.iter().any(|field| field.shape.takes_bytes()),
@@ -54,6 +56,30 @@ impl Shape {
             Self::Int | Self::Long => true,
             Self::Union(branches) => branches.iter().any(Self::is_integer),
             _ => false,
+        }
+    }
+
+    /// The type in words, as `schemas.codec` names it in its messages
+    /// (`null or int (32-bit)`); named types by their kind of type.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Null => "null".to_string(),
+            Self::Boolean => "boolean".to_string(),
+            Self::Int => "int (32-bit)".to_string(),
+            Self::Long => "long (64-bit)".to_string(),
+            Self::Timestamp => "a timezone-aware datetime".to_string(),
+            Self::Float => "float".to_string(),
+            Self::Double => "double".to_string(),
+            Self::Bytes => "bytes".to_string(),
+            Self::String => "string".to_string(),
+            Self::Enum { .. } => "enum".to_string(),
+            Self::Array(items) => format!("array of {}", items.describe()),
+            Self::Union(branches) => branches
+                .iter()
+                .map(Self::describe)
+                .collect::<Vec<_>>()
+                .join(" or "),
+            Self::Record(_) => "record".to_string(),
         }
     }
 }
@@ -127,7 +153,10 @@ impl Parser {
                     .get("symbols")
                     .and_then(Value::as_array)
                     .ok_or("an enum needs symbols")?
-                    .len(),
+                    .iter()
+                    .map(|symbol| symbol.as_str().map(str::to_string))
+                    .collect::<Option<_>>()
+                    .ok_or("enum symbols must be strings")?,
             },
             "array" => {
                 let items = self.shape(
@@ -172,6 +201,7 @@ impl Parser {
                 Ok(Field {
                     name: name.to_string(),
                     shape,
+                    has_default: field.get("default").is_some(),
                 })
             })
             .collect()
