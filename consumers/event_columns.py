@@ -61,3 +61,18 @@ def first_offsets(table: pa.Table) -> dict[tuple[str, int], int]:
             strict=True,
         )
     }
+
+
+def detached(table: pa.Table) -> pa.Table:
+    """`table` copied into memory of its own, for rows kept after their batch is gone.
+
+    A batch from the native decoder is one allocation as far as pyarrow is
+    concerned: any column taken from it, even the small dictionary of an
+    enum, keeps the whole decoded batch alive. A round trip through Arrow's
+    IPC format copies every buffer, dictionaries included.
+    """
+    table = table.unify_dictionaries().combine_chunks()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return pa.ipc.open_stream(sink.getvalue()).read_all()

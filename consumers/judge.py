@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from consumers.event_columns import envelopes, positions
+from consumers.event_columns import detached, envelopes, positions
 from consumers.registry import Record, Registry
 from consumers.rules.catalogue import Catalogue, load_catalogue
 from consumers.rules.columnar import ColumnarRules
@@ -115,7 +115,7 @@ class Judge:
                 findings, awaiting = self.rules.evaluate(kind, table), None
             found += self._anchored(table, findings)
             if awaiting is not None and pc.any(awaiting).as_py():
-                waiting[kind] = table.filter(awaiting)
+                waiting[kind] = detached(table.filter(awaiting))  # held for up to the grace
                 table = table.filter(pc.invert(awaiting))
             if table.num_rows:
                 ready[kind] = table

@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import timedelta
 
+import pyarrow as pa
 import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 from kafka.structs import TopicPartition
@@ -185,6 +186,33 @@ def test_judge_holds_an_event_until_its_deployment_arrives_and_commits_before_it
     step.submit(Batch())
     assert step.held == []
     assert handed.batches[-1].commit == {TP: 2}
+
+
+def buffer_addresses(table) -> set[int]:
+    """Where every buffer of `table` lies, dictionaries and list items included."""
+
+    def of(array) -> set[int]:
+        found = {buffer.address for buffer in array.buffers() if buffer is not None}
+        if pa.types.is_dictionary(array.type):
+            found |= of(array.dictionary)
+        if pa.types.is_list(array.type):
+            found |= of(array.values)
+        return found
+
+    return {address for column in table.columns for chunk in column.chunks for address in of(chunk)}
+
+
+def test_held_events_share_no_memory_with_their_decoded_batch() -> None:
+    # A decoded batch stays alive as long as any of its buffers is used, so a
+    # held event that kept an enum's dictionary would keep its whole batch.
+    registry = Registry()
+    registry.apply("consent", sample("consent"))
+    step, _ = judge_step(registry)
+    batch = decoded(*chained({}, {}))
+    decoded_buffers = buffer_addresses(batch.events["capture"])
+    step.submit(batch)
+    [held] = step.held
+    assert not buffer_addresses(held.tables["capture"]) & decoded_buffers
 
 
 def test_judge_judges_held_events_when_the_grace_runs_out() -> None:
