@@ -1,13 +1,20 @@
 """The one engine both paths share: per-event rules plus stream rules.
 
-The streaming validator feeds it registry records into its `registry`,
-events in order to `judge_rules` and `observe_sequence` (`judge_event` does
-both), deletions to `observe_deletion`; then `overdue` as event time moves on,
-and `finish` at the end of a finite input. The offline checker (`faceaudit
-check`) does the same, except that the sequence rule sees each device's events
-only once the whole input is read, in `device_seq` order (`in_order`). Kafka
-keeps a device's order, so both paths report the same violations for the same
-records.
+The streaming validator feeds it registry records into its `registry`, each
+batch's events as a table per kind to `judge_arrivals` (the per-event rules
+over the columns and FR-FILING; events whose registry records are missing
+come back to be held, and go to `judge_tables` later), the sequence rules
+over the same tables (`consumers.rules.sequence_columns`), deletions to
+`observe_deletion`, then `overdue` as event time moves on. The offline
+checker (`faceaudit check`) does the same with `judge_rule_tables` and
+`judge_filings`, except that the sequence rule sees each device's events
+only once the whole input is read, in `device_seq` order (`in_order`).
+Kafka keeps a device's order, so both paths report the same violations for
+the same records.
+
+`judge_event` and its parts judge one event given as a dict, with the
+per-event predicates (`consumers.rules.predicates`): the reference the
+columnar rules are tested against.
 """
 
 from __future__ import annotations
