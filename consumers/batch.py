@@ -95,7 +95,7 @@ class Batch:
         """Events to store: an Arrow table with `kind` and the Kafka position of each row."""
         if table.num_rows:
             self.event_tables.append(table)
-            for (topic, partition), (first, last) in _offset_spans(table).items():
+            for (topic, partition), (first, last) in offset_spans(table).items():
                 self.saw(topic, partition, first)
                 self.saw(topic, partition, last)
 
@@ -191,7 +191,7 @@ class Batch:
             self.ranges.pop(tp, None)
 
 
-def _offset_spans(table: pa.Table) -> dict[tuple[str, int], tuple[int, int]]:
+def offset_spans(table: pa.Table) -> dict[tuple[str, int], tuple[int, int]]:
     """The lowest and highest offset of each (topic, partition) in `table`."""
     spans = table.group_by(["topic", "partition"]).aggregate([("offset", "min"), ("offset", "max")])
     names = ("topic", "partition", "offset_min", "offset_max")

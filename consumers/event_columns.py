@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from consumers.batch import Position
+from consumers.batch import Position, offset_spans
 from schemas.codec import ENVELOPE
 
 POSITION_COLUMNS = ("topic", "partition", "offset")
@@ -51,16 +51,7 @@ def envelopes(table: pa.Table, rows: Sequence[int] | pa.Array) -> list[dict[str,
 
 def first_offsets(table: pa.Table) -> dict[tuple[str, int], int]:
     """The lowest offset of each (topic, partition) in `table`."""
-    if table.num_rows == 0:
-        return {}
-    lowest = table.group_by(["topic", "partition"]).aggregate([("offset", "min")])
-    return {
-        (topic, partition): offset
-        for topic, partition, offset in zip(
-            *(lowest.column(name).to_pylist() for name in ("topic", "partition", "offset_min")),
-            strict=True,
-        )
-    }
+    return {source: low for source, (low, _) in offset_spans(table).items()}
 
 
 def detached(table: pa.Table) -> pa.Table:

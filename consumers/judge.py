@@ -151,16 +151,6 @@ class Judge:
         """FR-FILING for events of any kinds, `message_index` the order they arrived in."""
         return self._violations(observe_filings(self.filings, {"": arrived}, self.registry))
 
-    def awaiting_registry(self, table: pa.Table) -> pa.Array:
-        """Per event: whether it names a deployment, or a consent, the registry lacks."""
-        registry = self.registry
-        deployment_known = _known(table.column("deployment_id"), registry.deployment)
-        consent_known = _known(table.column("consent_id"), registry.consent)
-        consent_named = pc.is_valid(table.column("consent_id"))
-        return pc.or_(
-            pc.invert(deployment_known), pc.and_(consent_named, pc.invert(consent_known))
-        ).combine_chunks()
-
     def observe_sequence(
         self, record: Record, payload_sha256: str | None, anchor: Any = None
     ) -> list[Anchored]:
@@ -199,12 +189,3 @@ class Judge:
             for rule_id, details, event, anchor in findings
             if rule_id in self._active
         ]
-
-
-def _known(ids: pa.ChunkedArray, lookup: Any) -> pa.Array:
-    """Per row, whether `lookup` finds its id (each distinct id looked up once); null ids: False."""
-    encoded = pc.dictionary_encode(ids).combine_chunks()
-    found = pa.array(
-        [lookup(value) is not None for value in encoded.dictionary.to_pylist()], pa.bool_()
-    )
-    return pc.take(found, encoded.indices).fill_null(False)

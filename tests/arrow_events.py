@@ -3,39 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
 from typing import Any
 
-import faceaudit_native
 import pyarrow as pa
 
 from consumers.event_columns import with_positions
+from consumers.tables import decoder
 from schemas import codec
-from schemas.native import contract_decoder
-
-
-@cache
-def _decoder() -> faceaudit_native.Decoder:
-    return contract_decoder()
 
 
 def event_table(
     kind: str, records: Sequence[dict[str, Any]], topic: str, partition: int, offsets: Sequence[int]
 ) -> pa.Table:
     """`records` of one kind, encoded, decoded, placed at `offsets` and marked with their kind."""
-    tables, failures = _decoder().decode_batch(
-        [codec.encode(kind, record) for record in records], 1 << 20
+    [table] = batch_tables([(kind, record) for record in records], topic, partition, 0).values()
+    table = table.set_column(
+        table.schema.get_field_index("offset"), "offset", pa.array(offsets, pa.uint64())
     )
-    assert not failures, failures
-    table = pa.Table.from_batches([tables[kind]])
-    n = len(records)
-    table = with_positions(
-        table,
-        pa.array([topic] * n, pa.string()),
-        pa.array([partition] * n, pa.uint32()),
-        pa.array(offsets, pa.uint64()),
-    )
-    return table.append_column("kind", pa.repeat(kind, n))
+    return table.append_column("kind", pa.repeat(kind, len(records)))
 
 
 def batch_tables(
@@ -43,7 +28,7 @@ def batch_tables(
 ) -> dict[str, pa.Table]:
     """(kind, record) pairs read as one batch at consecutive offsets: a table per kind,
     each row's `message_index` its place in the batch, as the decode step makes them."""
-    tables, failures = _decoder().decode_batch(
+    tables, failures = decoder().decode_batch(
         [codec.encode(kind, record) for kind, record in events], 1 << 20
     )
     assert not failures, failures

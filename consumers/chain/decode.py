@@ -84,10 +84,10 @@ class DecodeStep(Forwarding):
         placed = pc.and_(on_topic, key_fits)
         if pc.all(placed).as_py():
             return table
-        misplaced = table.filter(pc.invert(placed))
+        misplaced = pc.invert(placed)
         for row, fits_topic in zip(
-            misplaced.select(["message_index", field_name]).to_pylist(),
-            pc.equal(pc.take(topics, misplaced.column("message_index")), TOPICS[kind]).to_pylist(),
+            table.filter(misplaced).select(["message_index", field_name]).to_pylist(),
+            on_topic.filter(misplaced).to_pylist(),
             strict=True,
         ):
             message = messages[row["message_index"]]

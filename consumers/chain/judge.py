@@ -199,8 +199,7 @@ class JudgeStep:
                 continue
             if held.checked != version:
                 awaiting = {
-                    kind: self._judge.awaiting_registry(table)
-                    for kind, table in held.tables.items()
+                    kind: self._judge.rules.awaiting(table) for kind, table in held.tables.items()
                 }
                 still, ready = held.split(awaiting)
                 held.checked = version

@@ -71,6 +71,13 @@ class ColumnarRules:
         """
         return self._evaluate(kind, events, hold=True)
 
+    def awaiting(self, events: pa.Table | pa.RecordBatch) -> pa.Array:
+        """Per row, whether it names a deployment, or a consent, the registry lacks (yet)."""
+        batch = _one_batch(events)
+        if batch.num_rows == 0:
+            return pa.array([], pa.bool_())
+        return _awaiting(BatchContext(batch, self.registry))
+
     def _evaluate(
         self, kind: str, events: pa.Table | pa.RecordBatch, hold: bool
     ) -> tuple[list[Finding], pa.Array]:
@@ -82,10 +89,7 @@ class ColumnarRules:
         if batch.num_rows == 0:
             return [], pa.array([], pa.bool_())
         ctx = BatchContext(batch, self.registry)
-        awaiting = pc.or_(
-            pc.invert(ctx.has_deployment),
-            pc.and_(pc.invert(ctx.is_null("consent_id")), pc.invert(ctx.has_consent)),
-        )
+        awaiting = _awaiting(ctx)
         judged = pc.invert(awaiting) if hold else None
         findings: list[Finding] = []
         for rule, condition in plan:
@@ -97,6 +101,13 @@ class ColumnarRules:
                 findings.extend((row.index, rule.id, details(row)) for row in ctx.rows(indices))
         findings.sort(key=itemgetter(0))  # stable: catalogue order within a row
         return findings, awaiting
+
+
+def _awaiting(ctx: BatchContext) -> pa.Array:
+    return pc.or_(
+        pc.invert(ctx.has_deployment),
+        pc.and_(pc.invert(ctx.is_null("consent_id")), pc.invert(ctx.has_consent)),
+    )
 
 
 def _one_batch(events: pa.Table | pa.RecordBatch) -> pa.RecordBatch:
