@@ -1,14 +1,12 @@
-"""Rule cost per event: the columnar rules against the per-event engine, in one process.
+"""Rule cost per event: the columnar rules over batches of several sizes, in one process.
 
-    python -m bench.columnar_rules [--events 100000] [--batch-size 20000]
+    python -m bench.columnar_rules [--events 100000] [--batch-sizes 1000,5000,20000]
 
 Builds capture and match messages from the bench fleet (bench/load.py's
-devices and violation rate) and its registry, decodes them both ways outside
-the clock, then times judging them all both ways: the reference,
-``RuleEngine.evaluate`` event by event over the dicts ``codec.decode`` gives,
-and ``ColumnarRules.evaluate`` once per kind per batch over the Arrow batches
-the native decoder gives. Both must find the same rules on the same events.
-Prints microseconds per event for each and the ratio.
+devices and violation rate) and its registry, decodes them with the native
+decoder outside the clock, then times ``ColumnarRules.evaluate`` once per
+kind per batch, for each batch size. Every size must find the same rules on
+the same events. Prints microseconds per event for each size.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ import pyarrow as pa
 from bench.load import DEVICES, VIOLATION_RATE
 from consumers.registry import Registry
 from consumers.rules.columnar import ColumnarRules
-from consumers.rules.engine import RuleEngine
 from producers.fleet import Fleet
 from schemas import codec
 from schemas.native import contract_decoder
@@ -74,10 +71,23 @@ def best_seconds(run: Callable[[], Counter[str]]) -> tuple[float, Counter[str]]:
     return best, found
 
 
+def sizes(text: str) -> list[int]:
+    """``1000,5000`` -> [1000, 5000]; argparse's error for anything else."""
+    try:
+        found = [int(part) for part in text.split(",")]
+    except ValueError:
+        found = []
+    if not found or min(found) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes are positive integers: {text!r}")
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--batch-size", type=int, default=20_000, help="messages per batch")
+    parser.add_argument(
+        "--batch-sizes", type=sizes, default=[1_000, 5_000, 20_000], help="messages per batch"
+    )
     parser.add_argument(
         "--extra-consents",
         type=int,
@@ -87,41 +97,32 @@ def main() -> None:
     args = parser.parse_args()
     registry, messages = world(args.events)
     pad(registry, args.extra_consents)
-    decoded = [codec.decode(message) for message in messages]
-    decoder, size = contract_decoder(), args.batch_size
-    batches: list[tuple[str, pa.RecordBatch]] = []
-    for first in range(0, len(messages), size):
-        out, failures = decoder.decode_batch(messages[first : first + size], MAX_BYTES)
-        if failures:
-            raise SystemExit(f"{len(failures)} messages refused: {failures[:3]}")
-        batches.extend(out.items())
-    engine, columnar = RuleEngine(PROFILE, registry), ColumnarRules(PROFILE, registry)
+    decoder, rules = contract_decoder(), ColumnarRules(PROFILE, registry)
+    expected: Counter[str] | None = None
+    print(f"{len(messages):,} events, {DEVICES} devices, profile {PROFILE}")
+    print(f"registry: {sum(1 for _ in registry.consents()):,} consents")
+    for size in args.batch_sizes:
+        batches: list[tuple[str, pa.RecordBatch]] = []
+        for first in range(0, len(messages), size):
+            out, failures = decoder.decode_batch(messages[first : first + size], MAX_BYTES)
+            if failures:
+                raise SystemExit(f"{len(failures)} messages refused: {failures[:3]}")
+            batches.extend(out.items())
 
-    def per_event() -> Counter[str]:
-        found: Counter[str] = Counter()
-        for message in decoded:
-            found.update(v.rule_id for v in engine.evaluate(message.kind, message.record))
-        return found
+        def per_batch(batches: list[tuple[str, pa.RecordBatch]] = batches) -> Counter[str]:
+            found: Counter[str] = Counter()
+            for kind, batch in batches:
+                found.update(rule_id for _, rule_id, _ in rules.evaluate(kind, batch))
+            return found
 
-    def per_batch() -> Counter[str]:
-        found: Counter[str] = Counter()
-        for kind, batch in batches:
-            found.update(rule_id for _, rule_id, _ in columnar.evaluate(kind, batch))
-        return found
-
-    kinds = Counter(message.kind for message in decoded)
-    consents = sum(1 for _ in registry.consents())
-    print(f"{len(messages):,} events ({dict(kinds)}), {DEVICES} devices, profile {PROFILE}")
-    print(f"registry: {consents:,} consents")
-    slow, expected = best_seconds(per_event)
-    fast, found = best_seconds(per_batch)
-    if found != expected:
-        raise SystemExit(f"the engines disagree: {found} against {expected}")
-    print(f"findings: {sum(found.values()):,} ({dict(found.most_common())})")
-    slow, fast = slow / len(messages) * 1e6, fast / len(messages) * 1e6
-    print(f"RuleEngine.evaluate per event: {slow:8.2f} µs/event")
-    print(f"ColumnarRules.evaluate:        {fast:8.3f} µs/event  ({size:,} messages per batch)")
-    print(f"ratio:                         {slow / fast:8.1f}x")
+        seconds, found = best_seconds(per_batch)
+        if expected is None:
+            expected = found
+            print(f"findings: {sum(found.values()):,} ({dict(found.most_common())})")
+        elif found != expected:
+            raise SystemExit(f"batch size {size:,} finds {found}, not {expected}")
+        micros = seconds / len(messages) * 1e6
+        print(f"ColumnarRules.evaluate: {micros:8.3f} µs/event  ({size:,} messages per batch)")
 
 
 if __name__ == "__main__":

@@ -11,10 +11,6 @@ checker (`faceaudit check`) does the same with `judge_rule_tables` and
 only once the whole input is read, in `device_seq` order (`in_order`).
 Kafka keeps a device's order, so both paths report the same violations for
 the same records.
-
-`judge_event` and its parts judge one event given as a dict, with the
-per-event predicates (`consumers.rules.predicates`): the reference the
-columnar rules are tested against.
 """
 
 from __future__ import annotations
@@ -30,7 +26,6 @@ from consumers.registry import Record, Registry
 from consumers.rules.catalogue import Catalogue, load_catalogue
 from consumers.rules.columnar import ColumnarRules
 from consumers.rules.columnar import Finding as RowFinding
-from consumers.rules.engine import RuleEngine
 from consumers.rules.filing_columns import observe_filings
 from consumers.rules.stream import DeletionTracker, FilingTracker, Finding, SequenceTracker
 from consumers.violation import Violation
@@ -58,43 +53,15 @@ class Judge:
         `device_seq` order (the offline checker sorts them), so the sequence
         rule needs no reorder window.
         """
-        self.engine = RuleEngine(profile, registry, catalogue or load_catalogue())
         self.registry = registry
-        self.catalogue = self.engine.catalogue
+        self.catalogue = catalogue or load_catalogue()
         self.rules = ColumnarRules(profile, registry, self.catalogue)
         self.profile = profile
         params = self.catalogue.parameters(profile)
         self.sequences = SequenceTracker.in_order() if in_order else self.sequence_tracker()
         self.filings = FilingTracker(params.filing_threshold, params.filing_deadline_working_days)
         self.deletions = DeletionTracker(params.deletion_window_days)
-        self._active = {rule.id for rule in self.catalogue.rules if self.engine.is_active(rule.id)}
-
-    def judge_event(self, kind: str, record: Record, payload_sha256: str | None) -> list[Violation]:
-        """Every violation found at this event (per-event rules first, then stream rules)."""
-        return [violation for violation, _ in self.judge_anchored(kind, record, payload_sha256)]
-
-    def judge_anchored(
-        self, kind: str, record: Record, payload_sha256: str | None, anchor: Any = None
-    ) -> list[Anchored]:
-        """Like `judge_event`, keeping which event each violation belongs to.
-
-        A sequence gap is found at a buffered event, not necessarily the one
-        just given, so each violation carries the anchor given with its event.
-        """
-        return self.judge_rules(kind, record, anchor) + self.observe_sequence(
-            record, payload_sha256, anchor
-        )
-
-    def judge_rules(self, kind: str, record: Record, anchor: Any = None) -> list[Anchored]:
-        """The rules that read the registry: per-event rules and FR-FILING.
-
-        The streaming validator may hold an event for a while until its consent
-        or deployment record arrives; these are the rules that wait with it.
-        """
-        found: list[Anchored] = [
-            (violation, anchor) for violation in self.engine.evaluate(kind, record)
-        ]
-        return found + self._violations(self.filings.observe(record, self.registry, anchor))
+        self._active = {rule.id for rule in self.catalogue.rules if self.rules.is_active(rule.id)}
 
     def judge_tables(self, tables: Tables) -> list[Anchored]:
         """The per-event rules and FR-FILING for the events of one batch, a table per kind.
@@ -136,7 +103,7 @@ class Judge:
         rows = [row for row, _, _ in findings]
         events, anchors = envelopes(table, rows), positions(table, rows)
         return [
-            (self.engine.violation(rule_id, event, details), anchor)
+            (self.rules.violation(rule_id, event, details), anchor)
             for (_, rule_id, details), event, anchor in zip(findings, events, anchors, strict=True)
         ]
 
@@ -150,12 +117,6 @@ class Judge:
     def judge_filings(self, arrived: pa.Table) -> list[Anchored]:
         """FR-FILING for events of any kinds, `message_index` the order they arrived in."""
         return self._violations(observe_filings(self.filings, {"": arrived}, self.registry))
-
-    def observe_sequence(
-        self, record: Record, payload_sha256: str | None, anchor: Any = None
-    ) -> list[Anchored]:
-        """AUDIT-SEQ-GAP and AUDIT-CHAIN-BREAK: need no registry, so never wait."""
-        return self._violations(self.sequences.observe(record, payload_sha256, anchor))
 
     def sequence_tracker(self) -> SequenceTracker:
         """A new tracker of device sequences with this profile's reorder window.
@@ -185,7 +146,7 @@ class Judge:
 
     def _violations(self, findings: list[Finding] | Any) -> list[Anchored]:
         return [
-            (self.engine.violation(rule_id, event, details), anchor)
+            (self.rules.violation(rule_id, event, details), anchor)
             for rule_id, details, event, anchor in findings
             if rule_id in self._active
         ]

@@ -1,8 +1,8 @@
-"""Registry state: the latest deployment and consent records, and consent validity.
+"""Registry state: the latest deployment and consent records, and why a consent may not be valid.
 
-Every event is judged against this state (tens of thousands per second), so
-lookups are plain dict gets and the validity check is a handful of
-comparisons on the records as decoded, with no copying or conversion.
+The rules read this state as Arrow columns (``columns``, kept current as
+records are applied) and work out consent validity over them
+(``consumers.rules.columns``); the reasons they give are named here.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ PURPOSE_NOT_COVERED: Final = "purpose not covered"
 NOT_YET_GRANTED: Final = "not yet granted"
 EXPIRED: Final = "expired"
 WITHDRAWN: Final = "withdrawn"
-MISSING: Final = frozenset((NO_CONSENT_ID, UNKNOWN_CONSENT))
-"""Reasons meaning there is no consent record at all, as opposed to a flawed one."""
 
 
 class Registry:
@@ -96,52 +94,3 @@ class Registry:
     def has_filing(self, processor_id: str) -> bool:
         """Whether any of the processor's deployments carries a filing_id (FR-FILING)."""
         return bool(self._filings.get(processor_id))
-
-    def valid_consent(self, event: Record) -> Record | None:
-        """The consent record that is valid for ``event`` (rules.md definition), else None."""
-        consent = self.consent(event["consent_id"])
-        if consent is None or consent_problems(consent, event):
-            return None
-        return consent
-
-    def consent_problems(self, event: Record) -> list[str]:
-        """Why the event's consent is not valid for it; empty if it is valid."""
-        consent_id = event["consent_id"]
-        if consent_id is None:
-            return [NO_CONSENT_ID]
-        consent = self._consents.get(consent_id)
-        if consent is None:
-            return [UNKNOWN_CONSENT]
-        return consent_problems(consent, event)
-
-
-def consent_problems(consent: Record, event: Record) -> list[str]:
-    """Why ``consent`` is not valid for ``event``; empty if it is.
-
-    Boundaries follow rules.md: valid from ``granted_at`` inclusive, until
-    ``expires_at`` and ``withdrawn_at`` exclusive.
-    """
-    t = event["event_time"]
-    problems = []
-    if consent["consent_type"] not in VALID_CONSENT_TYPES:
-        problems.append(BUNDLED)
-    if consent["processor_id"] != event["processor_id"]:
-        problems.append(PROCESSOR_DIFFERS)
-    if consent["subject_ref"] != event["subject_ref"]:
-        problems.append(SUBJECT_DIFFERS)
-    if event["purpose"] not in consent["purposes"]:
-        problems.append(PURPOSE_NOT_COVERED)
-    if consent["granted_at"] > t:
-        problems.append(NOT_YET_GRANTED)
-    expires_at = consent["expires_at"]
-    if expires_at is not None and expires_at <= t:
-        problems.append(EXPIRED)
-    if is_withdrawn(consent, t):
-        problems.append(WITHDRAWN)
-    return problems
-
-
-def is_withdrawn(consent: Record, t: Any) -> bool:
-    """Whether the consent was withdrawn at or before time ``t``."""
-    withdrawn_at = consent["withdrawn_at"]
-    return withdrawn_at is not None and withdrawn_at <= t

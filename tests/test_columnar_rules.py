@@ -1,12 +1,13 @@
-"""The columnar rules against the per-event engine, row by row, on the native decoder's batches.
+"""The columnar rules judge each row on its own, whatever batch it comes in.
 
-The reference is ``RuleEngine.evaluate`` on each event as ``codec.decode``
-gives it; ``ColumnarRules.evaluate`` must give, for the batch the native
-decoder makes of the same messages, exactly the same (row, rule id, details)
-in the same order. Events come from the simulated fleet, from the per-rule
-cases of test_rules (every rule firing and just missing, every consent
-reason), and from hypothesis; registries change between batches, and the
-registry's chunk compaction must not change any result.
+test_rules pins what each rule finds at one event. Here ``ColumnarRules``
+must give, for a whole batch the native decoder makes, exactly what it gives
+for each of its rows as a batch of its own: the same (row, rule id, details)
+in the same order, also when the enums come as plain strings in several
+chunks (tables built from JSON). Events come from the simulated fleet, from
+the per-rule cases of test_rules (every rule firing and just missing, every
+consent reason), and from hypothesis; registries change between batches,
+and the registry's chunk compaction must not change any result.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from consumers.registry_columns import MAX_CHUNKS
 from consumers.rules.catalogue import PROFILES, load_catalogue
 from consumers.rules.columnar import ColumnarRules
 from consumers.rules.columns import REASONS
-from consumers.rules.engine import RuleEngine
 from producers.fleet import Fleet
 from schemas import codec
 from schemas.native import contract_decoder
@@ -51,34 +51,33 @@ GUARDIAN_OTHER = {"grantor": "guardian", "processor_id": "p-2"}
 Finding = tuple[int, str, dict[str, Any]]
 
 
-def decoded_batches(events: Events) -> tuple[dict[str, pa.RecordBatch], list[bytes]]:
-    """The native decoder's batches of ``events``, and the messages they were made from."""
+def decoded_batches(events: Events) -> dict[str, pa.RecordBatch]:
+    """The native decoder's batches of ``events``."""
     messages = [codec.encode(kind, record) for kind, record in events]
     batches, failures = DECODER.decode_batch(messages, 1 << 20)
     assert failures == []
-    return batches, messages
+    return batches
 
 
-def reference(engine: RuleEngine, kind: str, batch: pa.RecordBatch, messages: list[bytes]) -> list:
-    """What the per-event engine finds on each row of ``batch``."""
-    found = []
-    for row, index in enumerate(batch.column("message_index").to_pylist()):
-        decoded = codec.decode(messages[index])
-        assert decoded.kind == kind
-        found += [(row, v.rule_id, v.details) for v in engine.evaluate(kind, decoded.record)]
-    return found
+def row_by_row(rules: ColumnarRules, kind: str, batch: pa.RecordBatch) -> list[Finding]:
+    """What the rules find on each row of ``batch`` given alone."""
+    return [
+        (row, rule_id, details)
+        for row in range(batch.num_rows)
+        for _, rule_id, details in rules.evaluate(kind, batch.slice(row, 1))
+    ]
 
 
 def assert_alike(
     registry: Registry, events: Events, profiles: Iterable[str] = PROFILES
 ) -> list[Finding]:
-    """Both engines judge ``events`` alike under each profile; the findings, all profiles."""
-    batches, messages = decoded_batches(events)
+    """``events`` in one batch are judged as each alone, under each profile; the findings."""
+    batches = decoded_batches(events)
     everything: list[Finding] = []
     for profile in profiles:
-        engine, columnar = RuleEngine(profile, registry), ColumnarRules(profile, registry)
+        columnar = ColumnarRules(profile, registry)
         for kind, batch in batches.items():
-            expected = reference(engine, kind, batch, messages)
+            expected = row_by_row(columnar, kind, batch)
             found = columnar.evaluate(kind, batch)
             assert found == expected, f"{profile} {kind}"
             assert json.loads(json.dumps(found)) == json.loads(json.dumps(expected))
@@ -350,7 +349,7 @@ def test_records_applied_after_a_batch_are_seen_by_the_next() -> None:
     registry.apply("deployment", sample("deployment"))
     events = [capture(), capture(consent_id="c-2", subject_ref="s-2"), capture(deployment_id="d-2")]
     rules = ColumnarRules("cac-2025", registry)
-    batches, _ = decoded_batches(events)
+    batches = decoded_batches(events)
     before = {(row, rule_id) for row, rule_id, _ in rules.evaluate("capture", batches["capture"])}
     assert before == {
         (1, "FR-PUBLIC-PURPOSE"),
@@ -415,7 +414,7 @@ def test_compaction_keeps_results_identical() -> None:
 
 def batch(events: Events) -> pa.RecordBatch:
     """The one batch the native decoder makes of events of one kind."""
-    (decoded,) = decoded_batches(events)[0].values()
+    (decoded,) = decoded_batches(events).values()
     return decoded
 
 
@@ -429,7 +428,7 @@ def test_columns_made_late_hold_every_record_so_far() -> None:
 
 def test_empty_batch_and_empty_registry() -> None:
     registry = Registry()
-    batches, _ = decoded_batches([capture()])
+    batches = decoded_batches([capture()])
     rules = ColumnarRules("cac-2025", registry)
     assert rules.evaluate("capture", batches["capture"].slice(0, 0)) == []
     assert [rule_id for _, rule_id, _ in rules.evaluate("capture", batches["capture"])] == [

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arrow_events import event_table
+from arrow_events import add_judged_events, chained
 from clickhouse_connect.driver.client import Client
 from flask import Flask
 from flask.testing import FlaskClient
@@ -42,7 +42,7 @@ from dashboard.queries import Reports
 from dashboard.scope import Scope
 from faceaudit.commands_dashboard import add_dashboard_parser
 from producers.fleet import Fleet
-from schemas.topics import EVENT_KINDS, EVENTS_TOPIC, TOPICS
+from schemas.topics import EVENTS_TOPIC, TOPICS
 
 PROFILE = "cac-2025"
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
@@ -71,22 +71,13 @@ def populate(client: Client, *, events: int = 2400, seed: int = 11) -> None:
             registry.apply(kind, dict(record))
         add(REGISTRY_TABLES[kind], kind, record)
     judge = Judge(PROFILE, registry)
-    sequence: Counter[str] = Counter()
-    by_kind: dict[str, tuple[list, list]] = {kind: ([], []) for kind in EVENT_KINDS}
-    for kind, record, _ in fleet.events(events):
-        record["event_time"] = T0 + (record["event_time"] - T0) * STRETCH
-        record["device_seq"] = sequence[record["device_id"]]
-        sequence[record["device_id"]] += 1
-        record["prev_hash"] = None
-        found = judge.judge_event(kind, record, None)
-        offset = offsets[EVENTS_TOPIC]
-        offsets[EVENTS_TOPIC] += 1
-        by_kind[kind][0].append(record)
-        by_kind[kind][1].append(offset)
-        for violation in found:
-            batch.add_violation(violation, EVENTS_TOPIC, 0, offset, T0 + timedelta(days=1))
-    for kind, (records, kind_offsets) in by_kind.items():
-        batch.add_events(event_table(kind, records, EVENTS_TOPIC, 0, kind_offsets))
+    stretched = [
+        (kind, {**record, "event_time": T0 + (record["event_time"] - T0) * STRETCH})
+        for kind, record, _ in fleet.events(events)
+    ]
+    add_judged_events(
+        batch, judge, chained(stretched), 0, offsets[EVENTS_TOPIC], T0 + timedelta(days=1)
+    )
     ClickHouseSink(client).write(batch)
 
 

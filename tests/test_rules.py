@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+from arrow_events import event_batch, rule_violations
 from samples import sample
 
 from consumers.registry import Registry
@@ -24,8 +25,8 @@ from consumers.rules.catalogue import (
     Parameters,
     load_catalogue,
 )
-from consumers.rules.engine import RuleEngine
-from consumers.rules.predicates import PREDICATES, pipia, predicate
+from consumers.rules.columnar import ColumnarRules
+from consumers.rules.conditions import CONDITIONS, condition, pipia
 
 RULES_MD = Path(__file__).resolve().parents[1].parent / "shared/design/rules.md"
 CATALOGUE = load_catalogue()
@@ -165,7 +166,7 @@ def test_unknown_profile_names_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="cac-2025, cac-2023-draft"):
         CATALOGUE.severity("FR-PIPIA", "gdpr")
     with pytest.raises(ValueError, match="cac-2025, cac-2023-draft"):
-        RuleEngine("cac-2024", Registry())
+        ColumnarRules("cac-2024", Registry())
 
 
 def test_active_rules_leave_out_off_and_other_kinds() -> None:
@@ -248,23 +249,23 @@ def test_invalid_catalogue_is_rejected(tmp_path: Path, edit: Any, error: str) ->
         Catalogue.load(_write_catalogue(tmp_path, edit))
 
 
-def test_engine_requires_a_predicate_for_every_event_rule(tmp_path: Path) -> None:
+def test_engine_requires_a_condition_for_every_event_rule(tmp_path: Path) -> None:
     def drop_pipia(doc: dict) -> None:
         doc["rules"] = [r for r in doc["rules"] if r["id"] != "FR-PIPIA"]
 
     catalogue = Catalogue.load(_write_catalogue(tmp_path, drop_pipia))
     with pytest.raises(ValueError, match="no rule for \\['FR-PIPIA'\\]"):
-        RuleEngine("cac-2025", Registry(), catalogue)
+        ColumnarRules("cac-2025", Registry(), catalogue)
 
 
-def test_every_event_rule_has_a_predicate() -> None:
-    assert {r.id for r in CATALOGUE.rules if not r.is_stream} == PREDICATES.keys()
+def test_every_event_rule_has_a_condition() -> None:
+    assert {r.id for r in CATALOGUE.rules if not r.is_stream} == CONDITIONS.keys()
 
 
-def test_a_rule_cannot_have_two_predicates() -> None:
-    with pytest.raises(ValueError, match="two predicates for rule 'FR-PIPIA'"):
-        predicate("FR-PIPIA")(pipia)
-    assert PREDICATES["FR-PIPIA"] is pipia
+def test_a_rule_cannot_have_two_conditions() -> None:
+    with pytest.raises(ValueError, match="two conditions for rule 'FR-PIPIA'"):
+        condition("FR-PIPIA")(pipia)
+    assert CONDITIONS["FR-PIPIA"] is pipia
 
 
 # -- per-event rules ---------------------------------------------------------------------------
@@ -329,7 +330,7 @@ def _registry(
 
 
 def _fired(profile: str, kind: str, event: dict[str, Any], registry: Registry) -> dict[str, Any]:
-    return {v.rule_id: v for v in RuleEngine(profile, registry).evaluate(kind, event)}
+    return {v.rule_id: v for v in rule_violations(profile, registry, kind, event)}
 
 
 CAP, MAT = "capture", "match"
@@ -534,7 +535,7 @@ CASES = [
 
 
 def test_every_event_rule_has_firing_and_near_miss_cases() -> None:
-    for rule_id in PREDICATES:
+    for rule_id in CONDITIONS:
         outcomes = {case.fires for case in CASES if case.rule == rule_id}
         assert outcomes == {True, False}, rule_id
 
@@ -648,7 +649,7 @@ BAD_CAPTURE_RULES = {
 def test_all_matching_rules_fire_together(profile: str, extra: set[str]) -> None:
     event = sample("capture", **BAD_CAPTURE)
     registry = _registry(deployment={"pipia_date": None, "notice_complete": False})
-    violations = RuleEngine(profile, registry).evaluate("capture", event)
+    violations = rule_violations(profile, registry, "capture", event)
     assert [v.rule_id for v in violations] == [
         r.id for r in CATALOGUE.rules if r.id in BAD_CAPTURE_RULES | extra
     ]
@@ -680,12 +681,13 @@ def test_bad_match_fires_all_its_rules_in_the_draft() -> None:
 
 
 def test_unknown_kind_is_rejected() -> None:
+    [deletions] = event_batch("deletion", [sample("deletion")]).values()
     with pytest.raises(ValueError, match="not 'deletion'"):
-        RuleEngine("cac-2025", Registry()).evaluate("deletion", sample("deletion"))
+        ColumnarRules("cac-2025", Registry()).evaluate("deletion", deletions)
 
 
 def test_violation_for_a_stream_rule() -> None:
-    engine = RuleEngine("cac-2023-draft", Registry())
+    engine = ColumnarRules("cac-2023-draft", Registry())
     finding = {"processor_id": "p-1", "event_time": T}
     details = {
         "consent_id": "c-1",
@@ -698,4 +700,4 @@ def test_violation_for_a_stream_rule() -> None:
     assert violation.event_id is None and violation.device_id == ""
     assert violation.severity == "high" and "c-1" in violation.message
     assert engine.is_active("FR-HIGH-STAKES-MANUAL")
-    assert not RuleEngine("cac-2025", Registry()).is_active("FR-HIGH-STAKES-MANUAL")
+    assert not ColumnarRules("cac-2025", Registry()).is_active("FR-HIGH-STAKES-MANUAL")

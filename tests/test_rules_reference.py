@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from arrow_events import rule_violations
 from samples import sample
 
 from consumers.registry import Registry
 from consumers.rules.catalogue import PROFILES, Example, Parameters, Rule, load_catalogue
-from consumers.rules.engine import RuleEngine
 from consumers.rules.reference import REGENERATE, render_markdown, render_text
 from faceaudit.cli import main
 from schemas import codec
@@ -74,7 +74,7 @@ def _fired(example: Example, profile: str) -> list[str]:
     for kind in ("consent", "deployment"):
         registry.apply(kind, _record(kind, example.changes.get(kind, {})))
     event = _record(example.kind, example.changes.get("event", {}))
-    return [v.rule_id for v in RuleEngine(profile, registry).evaluate(example.kind, event)]
+    return [v.rule_id for v in rule_violations(profile, registry, example.kind, event)]
 
 
 @pytest.mark.parametrize("kind", ["capture", "match"])

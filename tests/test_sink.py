@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from arrow_events import event_table
+from arrow_events import add_judged_events, chained
 from clickhouse_connect.driver.client import Client
 from kafka.consumer.fetcher import ConsumerRecord
 
@@ -27,7 +27,7 @@ from consumers.registry import Registry
 from consumers.sink import ClickHouseSink, write_files
 from consumers.store import open_store
 from producers.fleet import Fleet
-from schemas.topics import DEAD_LETTER_TOPIC, EVENT_KINDS, EVENTS_TOPIC, TOPICS
+from schemas.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, TOPICS
 
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 REGISTRY_TABLES = {"deployment": "deployments", "consent": "consents", "deletion": "deletions"}
@@ -62,21 +62,8 @@ def fleet_batch(partition: int, events: int = 300) -> Batch:
             registry.apply(kind, dict(record))
         add(REGISTRY_TABLES[kind], TOPICS[kind], record)
     judge = Judge("cac-2025", registry)
-    sequence: Counter[str] = Counter()
-    by_kind: dict[str, tuple[list[dict], list[int]]] = {kind: ([], []) for kind in EVENT_KINDS}
-    for kind, record, _ in fleet.events(events):
-        record["device_seq"] = sequence[record["device_id"]]  # as the producer numbers them
-        record["prev_hash"] = None
-        sequence[record["device_id"]] += 1
-        found = judge.judge_event(kind, record, None)
-        offset = offsets[EVENTS_TOPIC]
-        offsets[EVENTS_TOPIC] += 1
-        by_kind[kind][0].append(record)
-        by_kind[kind][1].append(offset)
-        for violation in found:
-            batch.add_violation(violation, EVENTS_TOPIC, partition, offset, T0)
-    for kind, (records, kind_offsets) in by_kind.items():
-        batch.add_events(event_table(kind, records, EVENTS_TOPIC, partition, kind_offsets))
+    read = chained((kind, record) for kind, record, _ in fleet.events(events))
+    add_judged_events(batch, judge, read, partition, offsets[EVENTS_TOPIC], T0)
     raw = b"\x00garbage\xff"
     poison = ConsumerRecord(
         TOPICS["capture"], 0, 0, 9_999, 0, 0, b"key", raw, [("trace", b"t-1")], None, 3, len(raw), 6

@@ -7,11 +7,12 @@ import inspect
 from datetime import timedelta
 
 import pytest
-from arrow_events import batch_tables
+from arrow_events import batch_tables, event_batch, judge_events
 from samples import sample
 
 from consumers.judge import Judge
 from consumers.registry import Registry
+from consumers.rules.sequence_columns import observe_tables
 from consumers.rules.stream import SequenceTracker, add_working_days
 from schemas import codec
 from schemas.topics import EVENTS_TOPIC
@@ -47,10 +48,15 @@ def chain(count: int, device: str = "dev-1", processor: str = "p-1") -> list[tup
     return events
 
 
+def judged(j: Judge, record: dict, digest: str | None) -> list:
+    """One capture judged as a batch of its own, as the validator judges a batch."""
+    return judge_events(j, "capture", [record], [digest])
+
+
 def rules_found(j: Judge, events: list[tuple[dict, str | None]]) -> list[tuple[str, str]]:
     found = []
     for record, digest in events:
-        found += [(v.rule_id, v.event_id) for v in j.judge_event("capture", record, digest)]
+        found += [(v.rule_id, v.event_id) for v in judged(j, record, digest)]
     return found + [(v.rule_id, v.event_id) for v in j.finish()]
 
 
@@ -70,7 +76,7 @@ def test_a_real_gap_fires_once_at_the_first_event_after_it() -> None:
     j = judge()
     found = []
     for record, digest in kept:
-        found += j.judge_event("capture", record, digest)
+        found += judged(j, record, digest)
     found += j.finish()
     gaps = [v for v in found if v.rule_id == "AUDIT-SEQ-GAP"]
     assert len(gaps) == 1
@@ -87,7 +93,7 @@ def test_a_gap_is_declared_once_the_reorder_window_fills() -> None:
     j = judge()
     found = []
     for record, digest in events[:1] + events[2:]:
-        found += j.judge_event("capture", record, digest)
+        found += judged(j, record, digest)
     assert [(v.rule_id, v.details["first_missing"]) for v in found] == [("AUDIT-SEQ-GAP", 1)]
 
 
@@ -100,7 +106,7 @@ def test_violations_at_buffered_events_carry_their_whole_envelope() -> None:
     j = judge()
     found = []
     for record, digest in [events[0], *events[3:], events[1]]:  # seq 2 never arrives
-        found += j.judge_event("capture", record, digest)
+        found += judged(j, record, digest)
     found += j.finish()
     assert [(v.rule_id, v.event_id) for v in found] == [
         ("AUDIT-SEQ-GAP", "dev-1-e3"),
@@ -131,7 +137,7 @@ def test_the_reorder_window_is_measured_in_event_time() -> None:
     j = judge()
     found_at = []
     for record, digest in events[:1] + events[2:]:
-        if j.judge_event("capture", record, digest):
+        if judged(j, record, digest):
             found_at.append(record["device_seq"])
     assert found_at == [2 + window]
 
@@ -144,7 +150,7 @@ def test_a_late_event_inside_the_event_time_window_is_not_a_gap() -> None:
 
 def test_the_sequence_rule_takes_no_arrival_time() -> None:
     """Nothing outside the events moves the window: a backlog and a file are judged alike."""
-    assert "arrival" not in inspect.signature(Judge.observe_sequence).parameters
+    assert "arrival" not in inspect.signature(observe_tables).parameters
     assert "arrival" not in inspect.signature(SequenceTracker.observe).parameters
 
 
@@ -154,7 +160,12 @@ def interleave(*streams: list) -> list:
 
 def sequence_found(j: Judge, events: list[tuple[dict, str | None]]) -> list[tuple[str, str]]:
     """Only the sequence rules (another processor's events break its consent rules)."""
-    found = [v for record, digest in events for v, _ in j.observe_sequence(record, digest)]
+    found = [
+        v
+        for record, digest in events
+        for table in event_batch("capture", [record], [digest]).values()
+        for v, _ in j.violations(observe_tables(j.sequences, [table]))
+    ]
     return [(v.rule_id, v.event_id) for v in [*found, *j.finish()]]
 
 
@@ -253,14 +264,21 @@ def filing_events(count: int, days: int = 1) -> list[dict]:
     ]
 
 
+def in_batches(j: Judge, matches: list[dict], size: int = 20_000) -> list:
+    """`matches` judged in batches of `size`, in order."""
+    return [
+        v
+        for first in range(0, len(matches), size)
+        for v in judge_events(j, "match", matches[first : first + size])
+    ]
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_filing_fires_at_the_event_that_reaches_the_threshold(profile: str) -> None:
     j = judge(profile)
     threshold = j.catalogue.parameters(profile).filing_threshold
     j.registry.apply("deployment", sample("deployment", filing_id=None, filing_date=None))
-    found = []
-    for record in filing_events(threshold + 50):
-        found += [v for v in j.judge_event("match", record, None) if v.rule_id == "FR-FILING"]
+    found = [v for v in in_batches(j, filing_events(threshold + 50)) if v.rule_id == "FR-FILING"]
     assert [v.event_id for v in found] == [f"m{threshold - 1}"]
     details = found[0].details
     assert details["subject_count"] == threshold and details["threshold"] == threshold
@@ -269,7 +287,7 @@ def test_filing_fires_at_the_event_that_reaches_the_threshold(profile: str) -> N
 
 
 @pytest.mark.parametrize("batch_size", [1_000, 7_777])
-def test_filing_over_tables_fires_where_event_by_event_it_does(batch_size: int) -> None:
+def test_filing_over_tables_fires_where_the_tracker_does_event_by_event(batch_size: int) -> None:
     judges = judge("cac-2023-draft"), judge("cac-2023-draft")
     for j in judges:
         j.registry.apply("deployment", sample("deployment", filing_id=None, filing_date=None))
@@ -283,9 +301,8 @@ def test_filing_over_tables_fires_where_event_by_event_it_does(batch_size: int) 
     by_event, by_table = judges
     expected = [
         (v.event_id, v.details)
-        for kind, record in events
-        for v in by_event.judge_event(kind, record, None)
-        if v.rule_id == "FR-FILING"
+        for _, record in events
+        for v, _ in by_event.violations(by_event.filings.observe(record, by_event.registry, None))
     ]
     found = [
         (v.event_id, v.details)
@@ -302,19 +319,14 @@ def test_filing_over_tables_fires_where_event_by_event_it_does(batch_size: int) 
 def test_filing_is_reported_again_each_day_the_breach_lasts() -> None:
     j = judge("cac-2023-draft")
     j.registry.apply("deployment", sample("deployment", filing_id=None, filing_date=None))
-    found = [
-        v
-        for record in filing_events(20_000, days=3)
-        for v in j.judge_event("match", record, None)
-        if v.rule_id == "FR-FILING"
-    ]
+    found = [v for v in in_batches(j, filing_events(20_000, days=3)) if v.rule_id == "FR-FILING"]
     days = [v.event_time.date() for v in found]
     assert len(found) == len(set(days)) >= 2
 
 
 def test_a_filed_processor_never_breaches() -> None:
     j = judge("cac-2023-draft")  # the sample deployment has a filing_id
-    found = [v for r in filing_events(10_050) for v in j.judge_event("match", r, None)]
+    found = in_batches(j, filing_events(10_050))
     assert "FR-FILING" not in {v.rule_id for v in found}
 
 

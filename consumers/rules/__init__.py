@@ -1,1 +1,1 @@
-"""The rule catalogue (data) and one small predicate per rule (logic)."""
+"""The rule catalogue (data) and one vectorized condition per rule (logic)."""

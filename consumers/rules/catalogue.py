@@ -7,7 +7,7 @@ profile can be reviewed against rules.md without reading Python. A rule's
 entry says all a reader needs (articles, severities, message, when it fires
 and an example), and a parameter's entry its meaning and its value per
 profile, so the rule reference is rendered from this file alone; only the
-predicates, one per per-event rule, are code.
+conditions, one per per-event rule (``conditions.py``), are code.
 """
 
 from __future__ import annotations

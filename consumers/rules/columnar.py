@@ -1,15 +1,18 @@
-"""The rule engine for a batch at a time: ``RuleEngine.evaluate`` over Arrow columns.
+"""The rule engine: every active per-event rule of a profile, a batch at a time.
 
-Each active rule's condition (``conditions.py``) runs once over the whole
-batch; the registry facts they share (each row's deployment and consent, and
-why that consent is not valid) are worked out once per batch, as
-``EventContext`` does once per event. Findings come back as the per-event
-engine would give them row by row: every rule that fires, ordered by row and
-then by catalogue order, with the same details.
+All matching rules are reported (Falco's ``rule_matching: all``): a regulator
+needs every breach, not the first. Each active rule's condition
+(``conditions.py``) runs once over the whole batch's Arrow columns; the
+registry facts they share (each row's deployment and consent, and why that
+consent is not valid) are worked out once per batch. Findings come row by
+row: every rule that fires, ordered by row and then by catalogue order. The
+stream rules live in the same catalogue but are judged by their trackers;
+``violation`` builds every rule's record the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from operator import itemgetter
 from typing import Any
 
@@ -20,6 +23,7 @@ from consumers.registry import Registry
 from consumers.rules.catalogue import Catalogue, Rule, check_profile, load_catalogue
 from consumers.rules.columns import BatchContext
 from consumers.rules.conditions import CONDITIONS, Condition
+from consumers.violation import Violation
 from schemas.topics import EVENT_KINDS
 
 Finding = tuple[int, str, dict[str, Any]]
@@ -77,6 +81,36 @@ class ColumnarRules:
         if batch.num_rows == 0:
             return pa.array([], pa.bool_())
         return _awaiting(BatchContext(batch, self.registry))
+
+    def is_active(self, rule_id: str) -> bool:
+        """Whether the rule can fire under this engine's profile (severity is not ``off``)."""
+        return self.catalogue.severity(rule_id, self.profile) != "off"
+
+    def violation(
+        self, rule_id: str, event: Mapping[str, Any], details: Mapping[str, Any]
+    ) -> Violation:
+        """The violation record of any rule, stream rules' as per-event ones'.
+
+        ``event`` supplies the envelope; a finding with no event (FR-DELETION-
+        OVERDUE) passes a mapping with at least ``processor_id`` and
+        ``event_time``, and the other envelope fields default to None or "".
+        """
+        rule = self.catalogue.rule(rule_id)
+        return Violation(
+            rule_id=rule.id,
+            severity=rule.severity[self.profile],
+            profile=self.profile,
+            catalogue_version=self.catalogue.version,
+            articles=rule.articles,
+            message=rule.format_message(details),
+            event_id=event.get("event_id"),
+            processor_id=event["processor_id"],
+            deployment_id=event.get("deployment_id", ""),
+            device_id=event.get("device_id", ""),
+            region_code=event.get("region_code", ""),
+            event_time=event["event_time"],
+            details=dict(details),
+        )
 
     def _evaluate(
         self, kind: str, events: pa.Table | pa.RecordBatch, hold: bool

@@ -1,12 +1,12 @@
 """A batch of events as Arrow columns, and the registry facts all rules share.
 
-``BatchContext`` is ``EventContext`` for a whole batch: each row's deployment
-and consent are joined once, and why each row's consent is not valid for it
-is worked out once, as one code per row whose bits are ``REASONS``. Columns
+``BatchContext`` holds them for a whole batch: each row's deployment and
+consent are joined once, and why each row's consent is not valid for it is
+worked out once, as one code per row whose bits are ``REASONS``. Columns
 come as the native decoder gives them (enums as dictionaries) or as plain
 strings (tables built from JSON); each is normalised once, on first use.
-Masks (boolean arrays) never hold nulls: a null compares as False, the way
-``None`` is falsy in the predicates.
+Masks (boolean arrays) never hold nulls: a null compares as False, so a rule
+on an absent value does not fire.
 """
 
 from __future__ import annotations
@@ -296,5 +296,5 @@ class Row:
 
     @property
     def problems(self) -> list[str]:
-        """Why the row's consent is not valid for it (``EventContext.consent_problems``)."""
+        """Why the row's consent is not valid for it (``consumers.registry.consent_problems``)."""
         return problem_list(self._taken.get("problems", "")[self._at])

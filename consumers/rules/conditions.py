@@ -1,8 +1,8 @@
-"""One vectorized condition per per-event rule: ``predicates.py`` for a batch at a time.
+"""One vectorized condition per per-event rule of rules.md, over a whole batch.
 
 A condition is ``(ctx) -> Fires``: a mask of the rows where the rule fires,
-and how to build one such row's details (the same dict the rule's predicate
-returns). The mask is worked out over the whole batch's columns; details are
+and how to build one such row's details (JSON-serialisable: plain values and
+ISO-8601 strings). The mask is worked out over the whole batch's columns; details are
 built in Python, for the firing rows only. A condition is only called for the
 kinds its catalogue entry lists, so it may read every column those kinds
 carry. Each is registered with its rule id by ``@condition``; the engine
@@ -30,14 +30,13 @@ from consumers.rules.columns import (
     mask,
     not_,
 )
-from consumers.rules.predicates import (
-    BUSINESS_VENUES,
-    EXEMPT_PURPOSES,
-    HIGH_STAKES_PURPOSES,
-    MINOR_AGE,
-    PRIVATE_SPACES,
-    SENSITIVE_ATTRIBUTES,
-)
+
+EXEMPT_PURPOSES: Final = frozenset(("public_security", "emergency"))
+PRIVATE_SPACES: Final = frozenset(("hotel_room", "public_bath", "changing_room", "toilet"))
+BUSINESS_VENUES: Final = frozenset(("hotel_lobby", "bank", "transport_hub", "venue", "retail"))
+SENSITIVE_ATTRIBUTES: Final = frozenset(("race", "ethnicity", "religion", "health", "social_class"))
+HIGH_STAKES_PURPOSES: Final = frozenset(("social_assistance", "real_estate"))
+MINOR_AGE: Final = 14
 
 
 class Fires(NamedTuple):
@@ -84,7 +83,7 @@ def _no_consent_covering(ctx: BatchContext, covers: str) -> Mask:
 
 
 def _gap_details(row: Row, missing: str) -> Details:
-    """``_consent_gap``'s details: the consent's problems, or ``missing`` for a valid one."""
+    """The consent's problems, or ``missing`` for a valid consent without the flag."""
     problems = row.problems
     return {"consent_id": row["consent_id"], "consent_problems": problems or [missing]}
 
