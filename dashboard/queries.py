@@ -18,10 +18,10 @@ from typing import Any, Final
 from consumers.rules.catalogue import Catalogue
 from dashboard.db import Database
 from dashboard.filters import Filters, Page, iso_z
-from dashboard.regions import province
 from dashboard.scope import OutOfScope, Scope
 from dashboard.stats import aware, counts_by, severity_counts, time_series
 from dashboard.where import Where
+from schemas.regions import province
 
 TOP: Final = 10
 LATEST: Final = 20

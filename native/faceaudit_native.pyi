@@ -14,10 +14,14 @@ class Decoder:
         self,
         schemas: Mapping[str, str],
         non_negative: Mapping[str, Sequence[str]] | None = None,
+        region_codes: Mapping[str, str] | None = None,
+        provinces: Sequence[str] = (),
     ) -> None:
         """``schemas``: each kind's writer schema (Avro JSON); ``non_negative``: per kind,
-        the int/long fields that must not be negative. Raises ValueError for a schema
-        the decoder does not support."""
+        the int/long fields that must not be negative; ``region_codes``: per kind, the
+        string field holding a region code, six digits starting with one of the
+        two-digit ``provinces``. Raises ValueError for a schema the decoder does not
+        support."""
 
     @property
     def fingerprints(self) -> dict[str, bytes]:

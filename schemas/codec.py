@@ -37,6 +37,7 @@ from fastavro.schema import fingerprint as avro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
+from schemas.regions import is_region_code
 from schemas.topics import KINDS, OUTPUT_KINDS
 
 #: The envelope (event-contract.md): the fields capture and match both start with.
@@ -73,6 +74,8 @@ NON_NEGATIVE: Final[dict[str, tuple[str, ...]]] = {
     "match": ("device_seq", "gallery_size", "subject_age"),
     "deployment": ("declared_retention_days",),
 }
+#: Fields that hold a region code (``schemas.regions``): six digits, a province's first.
+REGION_CODES: Final[dict[str, str]] = {"capture": "region_code", "match": "region_code"}
 _INT32_RANGE: Final = range(-(2**31), 2**31)
 _TIMESTAMP: Final = "timestamp-micros"
 
@@ -116,6 +119,7 @@ class _Kind:
     timestamps: frozenset[str]
     int32: tuple[str, ...]
     non_negative: tuple[str, ...]
+    region_code: str | None  # the field holding a region code, if the kind has one
     names: tuple[str, ...]  # the fields, in schema order
     required: frozenset[str]  # fields without a default
     json_keys: frozenset[str]  # the fields and "type"
@@ -226,6 +230,7 @@ def _load(kind: str) -> _Kind:
         timestamps=frozenset(name for name, declared in types.items() if _is_timestamp(declared)),
         int32=tuple(name for name, declared in types.items() if "int" in _branches(declared)),
         non_negative=NON_NEGATIVE.get(kind, ()),
+        region_code=REGION_CODES.get(kind),
         names=tuple(types),
         required=frozenset(field["name"] for field in raw["fields"] if "default" not in field),
         json_keys=frozenset(types) | {"type"},
@@ -311,7 +316,7 @@ def _check_keys(
 
 
 def _check_values(info: _Kind, record: Mapping[str, Any]) -> None:
-    """Types, enum symbols, aware timestamps and non-negative counts."""
+    """Types, enum symbols, aware timestamps, non-negative counts and region codes."""
     for name in info.timestamps:
         problem = _timestamp_problem(record.get(name))
         if problem:
@@ -324,7 +329,7 @@ def _check_values(info: _Kind, record: Mapping[str, Any]) -> None:
             validate(record, info.schema, raise_errors=True)
         except ValidationError as exc:
             raise EncodeError(_validation_message(info, exc)) from None
-    problem = _negative_count(info, record)
+    problem = _value_problem(info, record)
     if problem:
         raise EncodeError(problem)
 
@@ -387,12 +392,18 @@ def _short(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _negative_count(info: _Kind, record: Mapping[str, Any]) -> str | None:
-    """Describe the first count field that is negative, if any."""
+def _value_problem(info: _Kind, record: Mapping[str, Any]) -> str | None:
+    """Describe the first count field that is negative, else a region code that does not fit.
+
+    The native decoder checks the same, in the same order, with the same words.
+    """
     for name in info.non_negative:
         value = record.get(name)
         if value is not None and value < 0:
             return f"{info.name}.{name} is {value}; it must be >= 0"
+    name = info.region_code
+    if name is not None and not is_region_code(record.get(name)):
+        return f"{info.name}.{name} must be six digits starting with a province code (GB/T 2260)"
     return None
 
 
@@ -453,7 +464,7 @@ def _read_payload(info: _Kind, payload: bytes) -> dict[str, Any]:
 
 
 def _check_decoded(info: _Kind, record: dict[str, Any]) -> None:
-    """What Avro does not check: 32-bit ints in range, counts not negative."""
+    """What Avro does not check: 32-bit ints in range, counts not negative, region codes."""
     # fastavro accepts over-long varints, so an "int" can come back out of range.
     for name in info.int32:
         value = record[name]
@@ -461,7 +472,7 @@ def _check_decoded(info: _Kind, record: dict[str, Any]) -> None:
             raise DecodeError(
                 "invalid_payload", f"{info.name}.{name} = {value} is not a 32-bit int"
             )
-    problem = _negative_count(info, record)
+    problem = _value_problem(info, record)
     if problem:
         raise DecodeError("schema_invalid", problem)
 

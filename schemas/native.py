@@ -10,14 +10,15 @@ from importlib.resources import files
 
 import faceaudit_native
 
-from schemas.codec import NON_NEGATIVE
+from schemas.codec import NON_NEGATIVE, REGION_CODES
+from schemas.regions import PROVINCES
 from schemas.topics import KINDS, OUTPUT_KINDS
 
 
 def contract_decoder() -> faceaudit_native.Decoder:
-    """A decoder for every kind the codec knows, with the codec's non-negative counts."""
+    """A decoder for every kind the codec knows, with the codec's checks of values."""
     schemas = {
         kind: (files("schemas") / "avro" / f"{kind}.avsc").read_text(encoding="utf-8")
         for kind in (*KINDS, *OUTPUT_KINDS)
     }
-    return faceaudit_native.Decoder(schemas, NON_NEGATIVE)
+    return faceaudit_native.Decoder(schemas, NON_NEGATIVE, REGION_CODES, list(PROVINCES))

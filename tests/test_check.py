@@ -289,6 +289,7 @@ def test_every_bad_line_is_reported_and_good_lines_are_still_judged(
         "",
         '{"event_id": "x"}',
         json.dumps(bad_capture),
+        json.dumps(codec.to_json("capture", capture(10)) | {"region_code": "990305"}),
     ]
     expected = {  # line number -> words its message must hold
         3: "invalid JSON",
@@ -296,6 +297,7 @@ def test_every_bad_line_is_reported_and_good_lines_are_still_judged(
         6: "selfie",
         8: 'no "type"',
         9: "capture.retention_days",
+        10: "capture.region_code must be six digits starting with a province code",
     }
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -334,17 +336,24 @@ def test_an_avro_file_of_another_schema_is_one_clear_error(
     assert str(path) in line
 
 
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ({"retention_days": -1}, "capture.retention_days"),
+        ({"region_code": "44030"}, "capture.region_code"),
+    ],
+)
 def test_bad_avro_records_are_reported_by_number(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: dict[str, Any], named: str
 ) -> None:
-    events = [capture(0), capture(1, retention_days=-1), capture(2, signage_present=False)]
+    events = [capture(0), capture(1, **bad), capture(2, signage_present=False)]
     registry = write_jsonl(tmp_path / "registry.jsonl", REGISTRY)
     path = write_avro(tmp_path / "captures.avro", "capture", events)
     result = run(capsys, registry, path)
     assert result.code == 2
     [line] = result.error_lines
     assert line.startswith(f"{path}:record 2: ")
-    assert "capture.retention_days" in line
+    assert named in line
     after = events[2]["event_id"]  # the unusable record also leaves a hole in the sequence
     assert result.fired == [(after, "FR-PUBLIC-SIGNAGE"), (after, "AUDIT-SEQ-GAP")]
 

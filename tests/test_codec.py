@@ -35,6 +35,7 @@ from schemas.codec import (
     schema,
     to_json,
 )
+from schemas.regions import PROVINCES
 from schemas.topics import KINDS
 
 SITUATION = [
@@ -352,6 +353,33 @@ def test_negative_count_is_schema_invalid(kind: str, field: str) -> None:
     assert f"{kind}.{field}" in caught.value.detail
     with pytest.raises(EncodeError, match=f"{kind}.{field}"):
         encode(kind, sample(kind, **{field: -1}))
+
+
+NOT_REGION_CODES = ("990305", "000000", "44030", "4403050", "44O305", "", "\uff1440305")
+"""Unknown provinces, too short, too long, a letter O, empty, a full-width digit."""
+
+
+@pytest.mark.parametrize("kind", ["capture", "match"])
+@pytest.mark.parametrize("code", NOT_REGION_CODES)
+def test_a_region_code_outside_gb_t_2260_is_schema_invalid(kind: str, code: str) -> None:
+    message = frame(kind, raw_payload(kind, sample(kind, region_code=code)))
+    with pytest.raises(DecodeError) as caught:
+        decode(message)
+    assert caught.value.reason == "schema_invalid"
+    assert f"{kind}.region_code must be six digits starting with a province code" in str(
+        caught.value
+    )
+    with pytest.raises(EncodeError, match=f"{kind}.region_code"):
+        encode(kind, sample(kind, region_code=code))
+
+
+def test_every_province_s_region_codes_are_accepted() -> None:
+    for prefix in PROVINCES:
+        for code in (f"{prefix}0000", f"{prefix}9999"):
+            assert (
+                decode(encode("capture", sample("capture", region_code=code))).record["region_code"]
+                == code
+            )
 
 
 def test_decode_error_str_and_reasons() -> None:

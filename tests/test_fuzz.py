@@ -24,8 +24,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from io import BytesIO
 from typing import Any
 
+import fastavro
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka.consumer.fetcher import ConsumerRecord
@@ -41,6 +43,7 @@ from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
 from consumers.registry import Registry
 from schemas import codec
+from schemas.regions import PROVINCES, is_region_code
 from schemas.topics import EVENT_KINDS, KINDS, REGISTRY_KINDS, TOPICS
 
 SEED = int(os.environ.get("FACEAUDIT_FUZZ_SEED", "20260301"))
@@ -143,6 +146,7 @@ class Inputs:
             (self.bit_flipped, 15),
             (self.spliced, 8),
             (self.trailing_bytes, 5),
+            (self.bad_region, 3),
             (self.wrong_key, 5),
             (self.wrong_topic, 5),
             (self.random_bytes, 5),
@@ -192,6 +196,8 @@ class Inputs:
 
     def primitive(self, declared: str, name: str) -> Any:
         rng = self.rng
+        if declared == "string" and name in codec.REGION_CODES.values():
+            return rng.choice(list(PROVINCES)) + f"{rng.randrange(10_000):04d}"
         if declared == "string":
             return "".join(rng.choices(ALPHABET, k=rng.choice((0, 1, 8, 36, 200))))
         if declared == "boolean":
@@ -247,6 +253,28 @@ class Inputs:
         base = self.base()
         extra = self.rng.randbytes(self.rng.randint(1, 40))
         return Case(TOPICS[base.kind], base.key, base.message + extra, "trailing_bytes", "trailing")
+
+    def bad_region(self) -> Case:
+        """A well-formed event whose region code is not one (written past the codec)."""
+        kind, device = self.rng.choice(EVENT_KINDS), self.rng.choice(DEVICES)
+        code = self.rng.choice(
+            (
+                "990000",
+                "000000",
+                "44030",
+                "4403051",
+                "44O305",
+                "",
+                "\uff1440305",  # a full-width 4
+                self.primitive("string", ""),
+            )
+        )
+        assert not is_region_code(code)
+        record = sample(kind, device_id=device, region_code=code)
+        buffer = BytesIO()
+        fastavro.schemaless_writer(buffer, codec.schema(kind), record)
+        message = codec.frame(kind, buffer.getvalue())
+        return Case(TOPICS[kind], device.encode(), message, "schema_invalid", "bad region code")
 
     def oversized(self) -> Case:
         base = self.base()

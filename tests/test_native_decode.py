@@ -29,6 +29,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from samples import sample
+from test_codec import NOT_REGION_CODES
 from test_fuzz import Inputs
 
 from schemas import codec
@@ -388,6 +389,23 @@ def test_unsupported_schemas_are_refused() -> None:
     deletion = (files("schemas") / "avro" / "deletion.avsc").read_text(encoding="utf-8")
     with pytest.raises(ValueError, match="not an int or long"):
         faceaudit_native.Decoder({"deletion": deletion}, {"deletion": ["reason"]})
+
+    with pytest.raises(ValueError, match="reason is not a string field"):
+        faceaudit_native.Decoder({"deletion": deletion}, None, {"deletion": "reason"})
+    with pytest.raises(ValueError, match="region_codes names unknown kind capture"):
+        faceaudit_native.Decoder({"deletion": deletion}, None, {"capture": "region_code"})
+    with pytest.raises(ValueError, match='province "4" is not two digits'):
+        faceaudit_native.Decoder({"deletion": deletion}, None, None, ["4"])
+
+
+@pytest.mark.parametrize("kind", ["capture", "match"])
+@pytest.mark.parametrize("code", NOT_REGION_CODES)
+def test_a_bad_region_code_is_refused_in_the_codec_s_words(kind: str, code: str) -> None:
+    message = codec.frame(kind, payload(kind, sample(kind, region_code=code)))
+    with pytest.raises(codec.DecodeError) as caught:
+        codec.decode(message)
+    _, failures = DECODER.decode_batch([message], MAX_BYTES)
+    assert failures == [(0, caught.value.reason, caught.value.detail)]
 
 
 def test_the_gil_is_released_while_a_batch_decodes() -> None:

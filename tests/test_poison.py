@@ -126,6 +126,14 @@ def negative_seq_capture(device: str) -> bytes:
     return codec.frame("capture", buffer.getvalue())
 
 
+def unknown_region_capture(device: str) -> bytes:
+    """A capture whose region code no province has, written with fastavro directly."""
+    buffer = BytesIO()
+    record = sample("capture", device_id=device, event_id=str(uuid.uuid4()), region_code="990305")
+    fastavro.schemaless_writer(buffer, codec.schema("capture"), record)
+    return codec.frame("capture", buffer.getvalue())
+
+
 def poison_corpus(device: str, rng: random.Random) -> list[Poison]:
     """Every kind of bad message, all keyed by `device`: one partition, in this order."""
     key = device.encode()
@@ -158,6 +166,7 @@ def poison_corpus(device: str, rng: random.Random) -> list[Poison]:
             "wrong_topic",
         ),
         Poison("negative device_seq", key, negative_seq_capture(device), "schema_invalid"),
+        Poison("unknown region code", key, unknown_region_capture(device), "schema_invalid"),
     ]
 
 

@@ -45,18 +45,40 @@ pub enum Problem {
     NotInt32 { field: String, value: i64 },
     /// A count that must not be negative is.
     Negative { field: String, value: i64 },
+    /// A region code that is not six digits starting with a known province's two.
+    BadRegion { field: String },
 }
 
-/// Check `payload` against the top-level `fields`, `non_negative` naming the
-/// indexes of the fields that must not be negative. On success, returns the
-/// payload re-encoded in plain Avro when it is not plain already, or `None`
-/// when the bytes can be handed on as they are.
+/// What a kind's values must meet beyond their schema.
+#[derive(Default)]
+pub struct Constraints {
+    /// The indexes of the fields that must not be negative, in the order they are checked.
+    pub non_negative: Vec<usize>,
+    /// The index of the top-level string field holding a region code, if any.
+    pub region: Option<usize>,
+    /// The two-digit province prefixes a region code may start with.
+    pub provinces: Vec<[u8; 2]>,
+}
+
+impl Constraints {
+    /// Six ASCII digits whose first two are a known province's.
+    pub fn region_fits(&self, code: &[u8]) -> bool {
+        code.len() == 6
+            && code.iter().all(u8::is_ascii_digit)
+            && self.provinces.iter().any(|p| code[..2] == p[..])
+    }
+}
+
+/// Check `payload` against the top-level `fields` and what `constraints`
+/// asks of their values. On success, returns the payload re-encoded in plain
+/// Avro when it is not plain already, or `None` when the bytes can be handed
+/// on as they are.
 pub fn check(
     fields: &[Field],
-    non_negative: &[usize],
+    constraints: &Constraints,
     payload: &[u8],
 ) -> Result<Option<Vec<u8>>, Problem> {
-    let record = read_record(fields, non_negative, payload)?;
+    let record = read_record(fields, constraints, payload)?;
     if record.end != payload.len() {
         return Err(Problem::Trailing {
             end: record.end,
@@ -71,7 +93,7 @@ pub struct Record {
     /// Where the record ends.
     pub end: usize,
     /// The plain re-encoding (`None` when the bytes are plain), or what is
-    /// wrong with the values read: `NotInt32` or `Negative`.
+    /// wrong with the values read: `NotInt32`, `Negative` or `BadRegion`.
     pub verdict: Result<Option<Vec<u8>>, Problem>,
 }
 
@@ -79,10 +101,11 @@ pub struct Record {
 /// its bytes do not decode, so where it ends is unknown.
 pub fn read_record(
     fields: &[Field],
-    non_negative: &[usize],
+    constraints: &Constraints,
     data: &[u8],
 ) -> Result<Record, Problem> {
     let mut walk = Walk::new(data, None);
+    walk.region = constraints.region;
     let integers = walk.top_level(fields)?;
     let end = walk.pos;
     let verdict = if let Some((index, value)) = walk.not_int32 {
@@ -90,13 +113,22 @@ pub fn read_record(
             field: fields[index].name.clone(),
             value,
         })
-    } else if let Some((index, value)) = non_negative
+    } else if let Some((index, value)) = constraints
+        .non_negative
         .iter()
         .find_map(|&index| integers[index].filter(|v| *v < 0).map(|v| (index, v)))
     {
         Err(Problem::Negative {
             field: fields[index].name.clone(),
             value,
+        })
+    } else if let Some(index) = constraints.region.filter(|_| {
+        !walk
+            .region_text
+            .is_some_and(|(from, to)| constraints.region_fits(&data[from..to]))
+    }) {
+        Err(Problem::BadRegion {
+            field: fields[index].name.clone(),
         })
     } else if walk.unusual {
         let mut plain = Vec::with_capacity(end);
@@ -121,6 +153,9 @@ struct Walk<'a, 'o> {
     /// The first out-of-range `int`: the top-level field it is in, and its value.
     not_int32: Option<(usize, i64)>,
     field: usize,
+    /// The top-level field whose string is wanted (the region code), and where it lies.
+    region: Option<usize>,
+    region_text: Option<(usize, usize)>,
 }
 
 impl<'a, 'o> Walk<'a, 'o> {
@@ -132,6 +167,8 @@ impl<'a, 'o> Walk<'a, 'o> {
             unusual: false,
             not_int32: None,
             field: 0,
+            region: None,
+            region_text: None,
         }
     }
 
@@ -191,6 +228,9 @@ impl<'a, 'o> Walk<'a, 'o> {
             Shape::String => {
                 let text = self.sized()?;
                 std::str::from_utf8(text).map_err(|e| Stop(format!("string is not UTF-8: {e}")))?;
+                if self.region == Some(self.field) {
+                    self.region_text = Some((self.pos - text.len(), self.pos));
+                }
             }
             Shape::Enum { symbols } => {
                 self.index(symbols.len(), "enum symbol")?;

@@ -245,11 +245,21 @@ impl JsonLines {
             };
             scratch.integers.push(integer);
         }
-        let negative = kind
+        let constraints = &kind.constraints;
+        let negative = constraints
             .non_negative
             .iter()
             .any(|&index| scratch.integers[index].is_some_and(|v| v < 0));
-        (!negative).then_some(taken)
+        if negative {
+            return None;
+        }
+        if let Some(index) = constraints.region {
+            let (from, to) = scratch.slots[index]?;
+            if !constraints.region_fits(string(&line[from..to], &mut scratch.text)?) {
+                return None; // the per-line reader names the field
+            }
+        }
+        Some(taken)
     }
 
     /// The taken kind the line's one `"type"` member names.

@@ -6,10 +6,10 @@ use arrow_avro::codec::Tz;
 use arrow_avro::reader::{DecoderMode, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
 
-use crate::check::{Problem, check};
+use crate::check::{Constraints, Problem, check};
 use crate::frame::{Failure, HEADER_SIZE, Reason};
 use crate::rows::{MESSAGE_INDEX, PAYLOAD_SHA256, Rows};
-use crate::shape::{self, Field};
+use crate::shape::{self, Field, Shape};
 
 /// A message that passed every check, waiting for arrow-avro.
 pub struct Good<'m> {
@@ -25,13 +25,21 @@ pub struct Kind {
     pub fingerprint: [u8; 8],
     schema: AvroSchema,
     pub fields: Vec<Field>,
-    /// The indexes of the fields that must not be negative, in the order they are checked.
-    pub non_negative: Vec<usize>,
+    /// What the values must meet beyond the schema.
+    pub constraints: Constraints,
 }
 
 impl Kind {
-    /// `non_negative` names the integer fields that must not be negative.
-    pub fn new(name: &str, schema_json: &str, non_negative: &[String]) -> Result<Self, String> {
+    /// `non_negative` names the integer fields that must not be negative,
+    /// `region` the string field holding a region code, whose first two
+    /// digits must be one of `provinces`.
+    pub fn new(
+        name: &str,
+        schema_json: &str,
+        non_negative: &[String],
+        region: Option<&str>,
+        provinces: &[[u8; 2]],
+    ) -> Result<Self, String> {
         let fields = shape::parse(schema_json)?;
         if let Some(clash) = fields
             .iter()
@@ -51,6 +59,19 @@ impl Kind {
                     .ok_or_else(|| format!("{wanted} is not an int or long field"))
             })
             .collect::<Result<_, _>>()?;
+        let region = region
+            .map(|wanted| {
+                fields
+                    .iter()
+                    .position(|f| f.name == wanted && matches!(f.shape, Shape::String))
+                    .ok_or_else(|| format!("{wanted} is not a string field"))
+            })
+            .transpose()?;
+        let constraints = Constraints {
+            non_negative,
+            region,
+            provinces: provinces.to_vec(),
+        };
         let schema = AvroSchema::new(schema_json.to_string());
         // CRC-64-AVRO of the parsing canonical form; the header carries it little-endian.
         let fingerprint = match schema.fingerprint(FingerprintAlgorithm::Rabin) {
@@ -63,7 +84,7 @@ impl Kind {
             fingerprint,
             schema,
             fields,
-            non_negative,
+            constraints,
         };
         kind.arrow_decoder(1)?; // refuse now a schema arrow-avro cannot read
         Ok(kind)
@@ -72,7 +93,7 @@ impl Kind {
     /// Check one payload: the message's plain bytes if it is good.
     pub fn check<'m>(&self, index: u32, payload: &'m [u8]) -> Result<Good<'m>, Failure> {
         let plain =
-            check(&self.fields, &self.non_negative, payload).map_err(|p| self.failure(&p))?;
+            check(&self.fields, &self.constraints, payload).map_err(|p| self.failure(&p))?;
         Ok(Good {
             index,
             payload,
@@ -106,6 +127,9 @@ impl Kind {
                 Reason::SchemaInvalid,
                 format!("{kind}.{field} is {value}; it must be >= 0"),
             ),
+            Problem::BadRegion { field } => {
+                Failure::new(Reason::SchemaInvalid, region_message(kind, field))
+            }
         }
     }
 
@@ -125,6 +149,7 @@ impl Kind {
             Problem::Negative { field, value } => {
                 format!("{kind}.{field} is {value}; it must be >= 0")
             }
+            Problem::BadRegion { field } => region_message(kind, field),
             other => self.failure(other).detail,
         }
     }
@@ -164,4 +189,9 @@ impl Kind {
         rows.finish()?
             .ok_or_else(|| format!("no {} rows", self.name))
     }
+}
+
+/// What `schemas.codec` says of a region code that does not fit.
+fn region_message(kind: &str, field: &str) -> String {
+    format!("{kind}.{field} must be six digits starting with a province code (GB/T 2260)")
 }

@@ -62,13 +62,26 @@ struct Decoder {
 #[pymethods]
 impl Decoder {
     /// `schemas` maps each kind to its writer schema (Avro JSON); `non_negative`
-    /// maps a kind to the int/long fields that must not be negative.
+    /// maps a kind to the int/long fields that must not be negative;
+    /// `region_codes` maps a kind to its string field holding a region code:
+    /// six digits, the first two one of `provinces`.
     #[new]
-    #[pyo3(signature = (schemas, non_negative = None))]
+    #[pyo3(signature = (schemas, non_negative = None, region_codes = None, provinces = Vec::new()))]
     fn new(
         schemas: &Bound<'_, PyDict>,
         non_negative: Option<&Bound<'_, PyDict>>,
+        region_codes: Option<&Bound<'_, PyDict>>,
+        provinces: Vec<String>,
     ) -> PyResult<Self> {
+        let provinces = provinces
+            .iter()
+            .map(|p| match p.as_bytes() {
+                &[a, b] if a.is_ascii_digit() && b.is_ascii_digit() => Ok([a, b]),
+                _ => Err(PyValueError::new_err(format!(
+                    "province {p:?} is not two digits"
+                ))),
+            })
+            .collect::<PyResult<Vec<_>>>()?;
         let mut kinds = Vec::with_capacity(schemas.len());
         for (name, schema) in schemas.iter() {
             let name: String = name.extract()?;
@@ -77,15 +90,23 @@ impl Decoder {
                 Some(Some(fields)) => fields.extract()?,
                 _ => Vec::new(),
             };
-            let kind = Kind::new(&name, &schema, &counts)
+            let region: Option<String> =
+                match region_codes.map(|d| d.get_item(&name)).transpose()? {
+                    Some(Some(field)) => Some(field.extract()?),
+                    _ => None,
+                };
+            let kind = Kind::new(&name, &schema, &counts, region.as_deref(), &provinces)
                 .map_err(|e| PyValueError::new_err(format!("{name}: {e}")))?;
             kinds.push(kind);
         }
-        if let Some(non_negative) = non_negative {
-            for name in non_negative.keys() {
+        for (what, given) in [
+            ("non_negative", non_negative),
+            ("region_codes", region_codes),
+        ] {
+            for name in given.iter().flat_map(|d| d.keys()) {
                 if !schemas.contains(&name)? {
                     return Err(PyValueError::new_err(format!(
-                        "non_negative names unknown kind {name}"
+                        "{what} names unknown kind {name}"
                     )));
                 }
             }

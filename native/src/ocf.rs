@@ -164,7 +164,7 @@ impl Container {
                 continue;
             }
             let data = &block.data[block.pos..];
-            let record = match read_record(&kind.fields, &kind.non_negative, data) {
+            let record = match read_record(&kind.fields, &kind.constraints, data) {
                 Ok(record) => record,
                 Err(Problem::Unreadable { at, field, what }) => {
                     let problem = format!(

@@ -1,7 +1,13 @@
-"""Province-level names of GB/T 2260 region codes (the first two digits of a 6-digit code)."""
+"""GB/T 2260 region codes: six digits, the first two a province's; and the provinces' names.
+
+An event's ``region_code`` must be such a code (the codec and the native
+decoder refuse any other as ``schema_invalid``): it decides which regional
+regulator sees the event, so a made-up code would hide it from all of them.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 PROVINCES: Final[dict[str, str]] = {
@@ -40,6 +46,14 @@ PROVINCES: Final[dict[str, str]] = {
     "81": "Hong Kong",
     "82": "Macao",
 }
+
+
+_REGION_CODE: Final = re.compile(f"(?:{'|'.join(PROVINCES)})[0-9]{{4}}")
+
+
+def is_region_code(value: object) -> bool:
+    """Six ASCII digits whose first two are a province's."""
+    return isinstance(value, str) and _REGION_CODE.fullmatch(value) is not None
 
 
 def province(region_code: str) -> str:
