@@ -31,13 +31,15 @@ class Violation:
     def violation_id(self) -> str:
         """Deterministic id, so a redelivered event yields the same violation id.
 
-        Built from the rule, the profile and the event (or, for findings with
-        no event, their details), never from the detection time.
+        Built from the rule, the profile, the processor and the event (or, for
+        findings with no event, their details), never from the detection time.
+        Event ids are the processors' own: two processors may send the same
+        one, and each event's violation keeps an id of its own.
         """
         anchor = (
             self.event_id
             if self.event_id is not None
             else json.dumps(self.details, sort_keys=True, default=str)
         )
-        text = "|".join((self.rule_id, self.profile, anchor))
+        text = json.dumps([self.rule_id, self.profile, self.processor_id, anchor])
         return hashlib.sha256(text.encode()).hexdigest()[:32]

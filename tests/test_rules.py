@@ -656,6 +656,23 @@ def test_all_matching_rules_fire_together(profile: str, extra: set[str]) -> None
     assert len({v.violation_id for v in violations}) == len(violations)
 
 
+def test_violation_ids_are_unique_per_processor_event_and_rule() -> None:
+    """Event ids are the processors' own: the same one from two processors is two events."""
+    ids = set()
+    for processor, event_id in [("p-1", "e-1"), ("p-2", "e-1"), ("p-1|e", "1"), ("p-1", "e|1")]:
+        event = sample("capture", processor_id=processor, event_id=event_id)
+        registry = _registry(consent=None, deployment={"processor_id": processor})
+        [violation] = [
+            v
+            for v in rule_violations("cac-2025", registry, "capture", event)
+            if v.rule_id == "FR-CONSENT-MISSING"
+        ]
+        again = rule_violations("cac-2025", registry, "capture", event)
+        assert violation.violation_id in {v.violation_id for v in again}, "deterministic"
+        ids.add(violation.violation_id)
+    assert len(ids) == 4
+
+
 def test_bad_match_fires_all_its_rules_in_the_draft() -> None:
     event = sample(
         "match",
