@@ -40,12 +40,23 @@ class Cluster:
             self.root / "kafka-home", port=port, controller_port=controller_port, libs_dir=JAR_CACHE
         )
         self.bootstrap = self.broker.bootstrap
-        self.kafka = KafkaConfig(self.bootstrap)
         self._children: list[subprocess.Popen] = []
+
+    def kafka_as(self, role: str) -> KafkaConfig:
+        """How a client reaches the bench's (secured) broker as `role`'s user."""
+        return self.broker.kafka(role)
+
+    @property
+    def kafka(self) -> KafkaConfig:
+        """The admin's: it may do all a bench step needs."""
+        return self.kafka_as("admin")
 
     def __enter__(self) -> Cluster:
         try:
             self.broker.start()
+            # The commands the bench runs, in this process and in children, find
+            # the broker's credentials (their role's user) through this.
+            os.environ["FACEAUDIT_BROKER_HOME"] = str(self.broker.home)
             ensure_topics(self.kafka)
         except BaseException:
             self.close()
@@ -75,7 +86,7 @@ class Cluster:
     @staticmethod
     def group(name: str) -> str:
         """A consumer group nobody used before."""
-        return f"bench-{name}-{uuid.uuid4().hex[:8]}"
+        return f"faceaudit-bench-{name}-{uuid.uuid4().hex[:8]}"
 
     def faceaudit(
         self, *args: str, log_name: str, profile_to: Path | None = None

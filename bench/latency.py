@@ -39,7 +39,7 @@ def run_latency(cluster: Cluster, rate: float, seconds: float, seed: int = 2) ->
     """Stream `rate` events/s for `seconds` (after a warm-up) through a running validator."""
     name = "latency"
     group = cluster.group(name)
-    start_group_at_end(cluster.kafka, group)
+    start_group_at_end(cluster.kafka_as("validator"), group)
     store = cluster.store(name)
     watch = StoredWatch(1)
     args = ["consume", "--bootstrap", cluster.bootstrap, "--clickhouse", store, "--group", group]
@@ -48,7 +48,7 @@ def run_latency(cluster: Cluster, rate: float, seconds: float, seed: int = 2) ->
     try:
         _wait_until_joined(cluster.kafka, group, child)
         print(f"  {rate:,.0f} events/s for {WARMUP_SECONDS:g} + {seconds:g} s", file=sys.stderr)
-        sent = live(cluster.kafka, rate, seconds, WARMUP_SECONDS, seed)
+        sent = live(cluster.kafka_as("producer"), rate, seconds, WARMUP_SECONDS, seed)
         for _ in watch.wait_for(sent.total, lambda: child.poll() is None, lambda _: None):
             pass
         stop(child)  # SIGTERM: judge what is held, store, commit, exit

@@ -69,7 +69,9 @@ class Validator:
         self._policy = DeadLetterPolicy(
             settings.dead_letter_max_consecutive, settings.dead_letter_max_ratio
         )
-        self._reader = GroupReader(group_consumer(settings), settings.bootstrap, self._revoked)
+        self._reader = GroupReader(
+            group_consumer(settings), settings.bootstrap, self._revoked, settings.kafka
+        )
         self._feed = RegistryFeed(
             settings.kafka,
             self.judge,

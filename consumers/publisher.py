@@ -19,10 +19,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from kafka import TopicPartition
+from kafka.errors import AuthorizationError, SaslAuthenticationFailedError
 
 from consumers.batch import Mark, Row
 from consumers.published import source_headers
 from core.clients import KafkaConfig, kafka_producer
+from core.delivery import describe_failure
+from core.errors import FaceauditError
 from schemas import codec
 from schemas.topics import DEAD_LETTER_TOPIC, VIOLATION_TOPIC
 
@@ -40,6 +43,7 @@ class FindingsPublisher:
 
     def __init__(self, kafka: KafkaConfig) -> None:
         self.mark: Mark = {}
+        self._kafka = kafka
         self._producer = kafka_producer(
             kafka,
             enable_idempotence=True,
@@ -76,11 +80,14 @@ class FindingsPublisher:
             for row in outbox["dead_letters"]
         ]
         self._producer.flush(timeout=120)
-        for future in violations:
-            sent = future.get(timeout=120)
-            self.mark[sent.partition] = max(self.mark.get(sent.partition, 0), sent.offset + 1)
-        for future in dead_letters:
-            future.get(timeout=120)
+        try:
+            for future in violations:
+                sent = future.get(timeout=120)
+                self.mark[sent.partition] = max(self.mark.get(sent.partition, 0), sent.offset + 1)
+            for future in dead_letters:
+                future.get(timeout=120)
+        except (AuthorizationError, SaslAuthenticationFailedError) as exc:
+            raise FaceauditError(describe_failure(self._kafka, exc)) from None
 
     def raise_mark(self, ends: Mark) -> None:
         """Move the mark up to `ends`, the violations topic's end offsets just read."""

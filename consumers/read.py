@@ -14,14 +14,14 @@ from collections.abc import Callable
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import AuthorizationError, CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.batch import Batch
 from consumers.metrics import PipelineMetrics
 from consumers.settings import Settings
 from consumers.summary import RunTimer
-from core.clients import kafka_consumer
+from core.clients import KafkaConfig, kafka_consumer, refusal
 from core.errors import FaceauditError
 from schemas.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, INPUT_TOPICS, VIOLATION_TOPIC
 
@@ -42,10 +42,12 @@ class GroupReader:
         consumer: KafkaConsumer,
         bootstrap: str,
         on_revoked: Callable[[set[TopicPartition], bool], None],
+        kafka: KafkaConfig | None = None,
     ) -> None:
         """`on_revoked(partitions, closing)` runs inside `poll` when the group takes partitions
         (`closing`: because this reader is closing)."""
         _require_topics(consumer, bootstrap)
+        self._kafka = kafka
         self._consumer = consumer
         self._on_revoked = on_revoked
         self._assigned: set[TopicPartition] = set()  # assigned, not taken yet
@@ -83,7 +85,12 @@ class GroupReader:
             self._batch = None
 
     def _poll(self, timeout_ms: int, max_records: int) -> None:
-        polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        try:
+            polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except AuthorizationError as exc:
+            if self._kafka is None:
+                raise
+            raise FaceauditError(refusal(self._kafka, exc) or repr(exc)) from None
         for tp, messages in polled.items():
             if tp in self._assigned:
                 continue  # read from the old position: read again once taken

@@ -21,7 +21,7 @@ from clickhouse_connect.driver.client import Client
 from kafka.errors import KafkaError
 
 from core.clients import KafkaConfig, kafka_producer
-from core.delivery import DeliveryFailures
+from core.delivery import DeliveryFailures, describe_failure
 from core.errors import FaceauditError
 from schemas.ddl import DATABASE
 
@@ -182,7 +182,8 @@ def replay_to_kafka(kafka: KafkaConfig, letters: Iterable[DeadLetter]) -> Counte
     failed, first = failures.take()
     if first is not None:
         raise FaceauditError(
-            f"replay incomplete: {failed} send(s) to Kafka failed; first error: {first!r}; "
+            f"replay incomplete: {failed} send(s) to Kafka failed; first error: "
+            f"{describe_failure(kafka, first)}; "
             "the dead letters are still in the table"
         )
     return sent

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from consumers.rules.catalogue import PROFILES
-from core.clients import KafkaConfig
+from core.clients import KafkaConfig, read_password_file
 from core.errors import FaceauditError
+from core.local_kafka import local_credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,22 +36,40 @@ class Settings:
     max_poll_interval: float = 900.0
     session_timeout: float = 45.0
     kafka_timeout: float = 15.0
+    # Who the clients are to Kafka (core.clients.KafkaConfig): SASL_SSL when a user
+    # is given; the password from its file or FACEAUDIT_KAFKA_PASSWORD, never a flag.
+    kafka_security_protocol: str | None = None
+    kafka_user: str | None = None
+    kafka_password: str | None = field(default=None, repr=False)
+    kafka_password_file: str | None = None
+    kafka_ca_file: str | None = None
+    kafka_cert_file: str | None = None
+    kafka_key_file: str | None = None
 
     @classmethod
     def resolve(
-        cls, flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
+        cls,
+        flags: Mapping[str, Any],
+        environ: Mapping[str, str] | None = None,
+        role: str = "validator",
     ) -> Settings:
-        """Merge flags (None means not given), then FACEAUDIT_<NAME> variables, then defaults."""
+        """Merge flags (None means not given), then FACEAUDIT_<NAME> variables, then defaults.
+
+        Given no Kafka credentials, and no bootstrap or the local broker's own,
+        the clients are `role`'s user of the local broker (core.local_kafka),
+        if there is one.
+        """
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for field in fields(cls):
-            flag = flags.get(field.name)
+        for item in fields(cls):
+            flag = flags.get(item.name)
             if flag is not None:
-                values[field.name] = flag
+                values[item.name] = flag
                 continue
-            raw = environ.get(f"FACEAUDIT_{field.name.upper()}")
+            raw = environ.get(f"FACEAUDIT_{item.name.upper()}")
             if raw is not None and raw != "":
-                values[field.name] = _convert(field.name, raw, field.default)
+                values[item.name] = _convert(item.name, raw, item.default, item.type)
+        values |= _local_broker(values, environ, role)
         settings = cls(**values)
         settings.validate()
         return settings
@@ -58,7 +77,19 @@ class Settings:
     @property
     def kafka(self) -> KafkaConfig:
         """What every Kafka client the validator makes is built from."""
-        return KafkaConfig(self.bootstrap, self.kafka_timeout)
+        password = self.kafka_password
+        if password is None and self.kafka_password_file:
+            password = read_password_file(self.kafka_password_file)
+        return KafkaConfig(
+            self.bootstrap,
+            self.kafka_timeout,
+            security_protocol=self.kafka_security_protocol,
+            user=self.kafka_user,
+            password=password,
+            ca_file=self.kafka_ca_file,
+            cert_file=self.kafka_cert_file,
+            key_file=self.kafka_key_file,
+        )
 
     def validate(self) -> None:
         if self.profile not in PROFILES:
@@ -73,9 +104,36 @@ class Settings:
             raise FaceauditError(f"--until-idle must be positive, not {self.until_idle}")
 
 
-def _convert(name: str, raw: str, default: Any) -> Any:
+def _local_broker(
+    values: Mapping[str, Any], environ: Mapping[str, str], role: str
+) -> dict[str, Any]:
+    """The local broker's bootstrap and `role`'s credentials, unless others were given."""
+    if any(values.get(name) for name in _KAFKA_IDENTITY):
+        return {}
+    found = local_credentials(role, environ)
+    if found is None or values.get("bootstrap", found.bootstrap) != found.bootstrap:
+        return {}
+    return {
+        "bootstrap": found.bootstrap,
+        "kafka_user": found.user,
+        "kafka_password_file": found.password_file,
+        "kafka_ca_file": found.ca_file,
+    }
+
+
+_KAFKA_IDENTITY = (
+    "kafka_security_protocol",
+    "kafka_user",
+    "kafka_password",
+    "kafka_password_file",
+    "kafka_cert_file",
+)
+
+
+def _convert(name: str, raw: str, default: Any, annotation: Any = None) -> Any:
     """Convert an environment string to the type of the field's default."""
-    kind = type(default) if default is not None else float
+    optional = str if "str" in str(annotation) else float
+    kind = type(default) if default is not None else optional
     try:
         return kind(raw)
     except ValueError:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import threading
 
+from kafka.errors import TopicAuthorizationFailedError
+
+from core.clients import KafkaConfig, refusal
+
 
 class DeliveryFailures:
     """Pass `record` as every send's errback; `take` says what failed since the last take."""
@@ -25,3 +29,17 @@ class DeliveryFailures:
             taken = self._count, self._first
             self._count, self._first = 0, None
         return taken
+
+
+def describe_failure(kafka: KafkaConfig, error: BaseException) -> str:
+    """A failed send in words: who was refused what if it was an ACL or login refusal."""
+    if isinstance(error, TopicAuthorizationFailedError):
+        topics = ", ".join(sorted(str(name) for arg in error.args for name in _iterable(arg)))
+        return refusal(kafka, error, f"write {topics or 'the topic'}") or repr(error)
+    return refusal(kafka, error) or repr(error)
+
+
+def _iterable(arg: object) -> tuple[object, ...]:
+    if isinstance(arg, set | frozenset | list | tuple):
+        return tuple(arg)
+    return (arg,)

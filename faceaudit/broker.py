@@ -4,7 +4,11 @@ There is no Docker on the target machines, so the broker runs straight from the
 Kafka jars on Maven Central: ``deploy/local/pom.xml`` resolves them once into a
 jar cache, and :class:`LocalBroker` formats a KRaft data dir and launches
 ``kafka.Kafka`` as a detached JVM whose state (config, data, log, pid) lives
-under the project's state dir.  Only the broker a given state dir started is
+under the project's state dir.  It is secured as a real cluster would be
+(faceaudit/broker_security.py): SASL_SSL with SCRAM users for the clients, TLS
+with client certificates for the controller, and ACLs with no access where no
+ACL is found; the clients find its credentials through ``kafka/client.json``
+(core/local_kafka.py).  Only the broker a given state dir started is
 ever stopped: the pid file is trusted only if that pid's command line is
 ``kafka.Kafka`` with this state dir's config file.
 """
@@ -20,6 +24,7 @@ import signal
 import socket
 import string
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -29,15 +34,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kafka.admin import KafkaAdminClient
+from kafka.admin import KafkaAdminClient, ScramMechanism, UserScramCredentialUpsertion
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from core.clients import KafkaConfig, kafka_admin
+from core.errors import FaceauditError
+from core.local_kafka import ROLE_USERS, write_client_file
+from faceaudit.broker_security import BrokerSecurity, acls_for, private_dir, write_private
 from schemas.topics import (
     COMPACTED_TOPICS,
     DEAD_LETTER_TOPIC,
+    DIGESTS_TOPIC,
     EVENTS_TOPIC,
     INPUT_TOPICS,
+    KEYS_TOPIC,
     VIOLATION_TOPIC,
 )
 
@@ -47,6 +57,10 @@ _POM = _DEPLOY_DIR / "pom.xml"
 _TEMPLATE = _DEPLOY_DIR / "server.properties.template"
 
 _STARTED_LINE = "Kafka Server started"
+# Written once the data dir was formatted with the SCRAM users: a data dir without
+# it was formatted by an older, unsecured version and has no users to log in as.
+_SECURED_MARKER = ".faceaudit-secured"
+_SCRAM_ITERATIONS = 8192
 _JAR_MARKER = ".kafka-version"
 _JVM_OPTS = ("-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
 # The one-shot StorageTool runs for about a second: the C1 JIT alone starts it faster.
@@ -107,6 +121,7 @@ class LocalBroker:
         self.data_dir = self.kafka_dir / "data"
         self.log_path = self.kafka_dir / "broker.log"
         self.pid_path = self.kafka_dir / "broker.pid"
+        self.security = BrokerSecurity(self.kafka_dir)
         # The broker this object launched, kept so its exit status is collected
         # (no zombie, no "still running" ResourceWarning) when this process stops it.
         self._process: subprocess.Popen[bytes] | None = None
@@ -155,21 +170,59 @@ class LocalBroker:
         pid = self._our_pid()
         if pid is not None:
             self._wait_until_ready(pid, None, deadline)
+            self._describe_for_clients()
             return self.bootstrap
         self.pid_path.unlink(missing_ok=True)
         self._check_ports_free()
         java = _java()
         libs = self.ensure_jars()
+        self.security.ensure()
         self._write_config()
         self._format_storage(java, libs)
         self._process = self._launch(java, libs)
         try:
             self._wait_until_ready(self._process.pid, self._process, deadline)
-        except BrokerError:
+            self._describe_for_clients()
+            self._grant_acls(self.security.users())
+        except (BrokerError, FaceauditError):
             _terminate(self._process.pid, self._process, grace=5)
             self.pid_path.unlink(missing_ok=True)
             raise
         return self.bootstrap
+
+    def kafka(
+        self, role: str = "admin", user: str | None = None, timeout: float = 15.0
+    ) -> KafkaConfig:
+        """How a client reaches this broker as `role`'s user (or as `user`)."""
+        name = user or ROLE_USERS[role]
+        return KafkaConfig(
+            self.bootstrap,
+            timeout,
+            user=name,
+            password=self.security.password(name),
+            ca_file=str(self.security.ca_file),
+        )
+
+    def add_user(self, name: str, role: str) -> Path:
+        """Create a SCRAM user with a new random password and the ACLs of `role`.
+
+        The broker must be running. Returns the password's file (owner-only).
+        """
+        try:
+            password_file = self.security.add_user(name, role)
+        except ValueError as exc:
+            raise BrokerError(str(exc)) from None
+        try:
+            self._add_scram(name)
+            self._grant_acls({name: role})
+        except BaseException:
+            users = self.security.users()
+            users.pop(name, None)
+            self.security._write_users(users)
+            password_file.unlink(missing_ok=True)
+            raise
+        self._describe_for_clients()
+        return password_file
 
     def stop(self, timeout: float = 30) -> bool:
         """Stop this home's broker: SIGTERM, then SIGKILL after ``timeout`` seconds.
@@ -214,26 +267,42 @@ class LocalBroker:
                 )
 
     def _write_config(self) -> None:
+        """Render server.properties, owner-only: it holds the broker's key and password."""
         template = string.Template(_TEMPLATE.read_text())
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(
+        write_private(
+            self.config_path,
             template.substitute(
                 port=self.port,
                 controller_port=self.controller_port,
                 partitions=self.partitions,
                 log_dir=self.data_dir,
-            )
+                **self.security.template_values(),
+            ),
         )
 
     def _format_storage(self, java: str, libs: Path) -> None:
-        """Format the KRaft data dir once; re-formatting would wipe nothing but is refused."""
+        """Format the KRaft data dir once, with every user's SCRAM credential.
+
+        Re-formatting would wipe nothing but is refused; a data dir formatted
+        without users (by a version before the broker was secured) is moved
+        aside to ``data.unsecured``, since nobody could log in to it.
+        The passwords go to the JVM in an owner-only argument file, never on
+        its command line (which any local user can read).
+        """
         if (self.data_dir / "meta.properties").exists():
-            return
-        command = [
-            java,
-            *_TOOL_JVM_OPTS,
-            "-cp",
-            _classpath(libs),
+            if (self.data_dir / _SECURED_MARKER).exists():
+                return
+            aside = self.data_dir.with_name("data.unsecured")
+            shutil.rmtree(aside, ignore_errors=True)
+            self.data_dir.rename(aside)
+            print(
+                f"faceaudit: the local broker's data dir had no users; moved to {aside} "
+                "and formatted anew",
+                file=sys.stderr,
+            )
+            self.data_dir.mkdir()
+        arguments = [
             "kafka.tools.StorageTool",
             "format",
             "--standalone",
@@ -241,13 +310,56 @@ class LocalBroker:
             new_cluster_id(),
             "--config",
             str(self.config_path),
+            *self.security.scram_arguments(),
         ]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        argument_file = self.kafka_dir / "format.args"
+        write_private(argument_file, "\n".join(_java_quote(a) for a in arguments) + "\n")
+        command = [java, *_TOOL_JVM_OPTS, "-cp", _classpath(libs), f"@{argument_file}"]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+        finally:
+            argument_file.unlink(missing_ok=True)
         if result.returncode != 0:
             raise BrokerError(
                 f"Formatting the Kafka data dir {self.data_dir} failed: "
                 f"{_tail(result.stdout + result.stderr)}"
             )
+        (self.data_dir / _SECURED_MARKER).write_text("SCRAM users added at format time\n")
+
+    def _describe_for_clients(self) -> None:
+        write_client_file(
+            self.home, self.bootstrap, self.security.ca_file, self.security.client_users()
+        )
+
+    def _grant_acls(self, users: dict[str, str]) -> None:
+        """Create the ACLs of each user's role (creating an existing ACL changes nothing)."""
+        acls = [acl for name, role in users.items() for acl in acls_for(name, role)]
+        if not acls:
+            return
+        with _admin(self.kafka("admin"), 30_000) as admin:
+            try:
+                result = admin.create_acls(acls)
+            except KafkaError as exc:
+                raise BrokerError(f"Could not create the ACLs on {self.bootstrap}: {exc}") from exc
+        if result["failed"]:
+            raise BrokerError(f"Kafka refused ACLs on {self.bootstrap}: {result['failed'][0]}")
+
+    def _add_scram(self, name: str) -> None:
+        upsert = UserScramCredentialUpsertion(
+            name,
+            ScramMechanism.SCRAM_SHA_512,
+            self.security.password(name),
+            iterations=_SCRAM_ITERATIONS,
+        )
+        with _admin(self.kafka("admin"), 30_000) as admin:
+            try:
+                errors = admin.alter_user_scram_credentials([upsert])
+            except KafkaError as exc:
+                raise BrokerError(
+                    f"Could not add user {name!r} on {self.bootstrap}: {exc}"
+                ) from exc
+        if errors.get(name):
+            raise BrokerError(f"Kafka refused user {name!r}: {errors[name]}")
 
     def _launch(self, java: str, libs: Path) -> subprocess.Popen[bytes]:
         """Run the broker detached (own session), logging to broker.log; write the pid file."""
@@ -262,6 +374,7 @@ class LocalBroker:
             "kafka.Kafka",
             str(self.config_path),
         ]
+        private_dir(self.kafka_dir)
         with self.log_path.open("wb") as log:
             process = subprocess.Popen(
                 command,
@@ -353,7 +466,7 @@ def kafka_version() -> str:
 
 def _topic_specs(partitions: int) -> dict[str, dict[str, object]]:
     specs: dict[str, dict[str, object]] = {}
-    for topic in (*INPUT_TOPICS, DEAD_LETTER_TOPIC, VIOLATION_TOPIC):
+    for topic in (*INPUT_TOPICS, DEAD_LETTER_TOPIC, VIOLATION_TOPIC, DIGESTS_TOPIC, KEYS_TOPIC):
         spec: dict[str, object] = {"num_partitions": partitions, "replication_factor": 1}
         if topic in COMPACTED_TOPICS:
             spec["configs"] = {"cleanup.policy": "compact"}
@@ -425,6 +538,11 @@ def _run_maven(mvn: str, target: Path) -> None:
             f"Maven could not download the Kafka jars (exit {result.returncode}): "
             f"{_tail(result.stdout + result.stderr)}"
         )
+
+
+def _java_quote(argument: str) -> str:
+    """One argument of a java @-file: in double quotes, backslashes and quotes escaped."""
+    return '"' + argument.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _classpath(libs: Path) -> str:

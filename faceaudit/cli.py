@@ -10,12 +10,13 @@ import sys
 from collections.abc import Sequence
 
 from consumers.settings import Settings
-from core.clients import KafkaConfig
 from core.errors import FaceauditError
+from core.local_kafka import ROLES
 from faceaudit.commands_check import add_check_parser, add_rules_parser
 from faceaudit.commands_dashboard import add_dashboard_parser
 from faceaudit.commands_dead_letters import add_dead_letters_parser
 from faceaudit.home import home
+from faceaudit.kafka_flags import add_kafka_flags, kafka_flags
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -61,15 +62,38 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_broker(commands: argparse._SubParsersAction) -> None:
     broker = commands.add_parser(
         "broker",
-        help="start, stop or inspect the local single-node Kafka broker",
+        help="start, stop or inspect the local single-node Kafka broker; add its users",
         description="A local Apache Kafka broker (KRaft, single node, 127.0.0.1) whose jars "
-        "and data live under .faceaudit/ (FACEAUDIT_HOME).",
+        "and data live under .faceaudit/ (FACEAUDIT_HOME). It is secured: SASL_SSL with "
+        "SCRAM-SHA-512 users, its own CA under .faceaudit/kafka/tls, ACLs per role "
+        "(docs/security.md).",
     )
-    broker.add_argument("action", choices=("start", "stop", "status"))
-    broker.add_argument("--port", type=int, default=9092, help="client port (default 9092)")
-    broker.add_argument(
+    ports = argparse.ArgumentParser(add_help=False)
+    ports.add_argument("--port", type=int, default=9092, help="client port (default 9092)")
+    ports.add_argument(
         "--controller-port", type=int, default=9093, help="KRaft controller port (default 9093)"
     )
+    actions = broker.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, what in (
+        ("start", "start it (made and formatted on first start) and create the topics"),
+        ("stop", "stop it"),
+        ("status", "whether it runs"),
+    ):
+        actions.add_parser(action, parents=[ports], help=what, description=what)
+    user = actions.add_parser("user", help="manage its SCRAM users", description="SCRAM users")
+    user_actions = user.add_subparsers(dest="user_action", required=True, metavar="ACTION")
+    add = user_actions.add_parser(
+        "add",
+        parents=[ports],
+        help="add a user with a random password and its role's ACLs",
+        description="Add a SCRAM-SHA-512 user to the running local broker, with a random "
+        "password in an owner-only file (its path is printed, never the password) and the "
+        "ACLs of its role: producer writes the event and registry topics; validator reads "
+        "them (groups faceaudit-*) and writes the findings; operator writes the keys topic; "
+        "reader reads the violations (groups named NAME*); admin is a super user.",
+    )
+    add.add_argument("name", help="user name: letters, digits, '.', '_', '-'")
+    add.add_argument("--role", required=True, choices=ROLES, help="what the user may do")
     broker.set_defaults(handler=_broker)
 
 
@@ -80,10 +104,15 @@ def _broker(args: argparse.Namespace) -> int:
     try:
         if args.action == "start":
             bootstrap = broker.start()
-            ensure_topics(KafkaConfig(bootstrap))
+            ensure_topics(broker.kafka("admin"))
             print(bootstrap)
         elif args.action == "stop":
             print("stopped" if broker.stop() else "not running")
+        elif args.action == "user":
+            if not broker.status().running:
+                raise FaceauditError("the local broker is not running: faceaudit broker start")
+            path = broker.add_user(args.name, args.role)
+            print(f"added {args.role} {args.name!r}; its password is in {path}")
         else:
             status = broker.status()
             state = f"running (pid {status.pid})" if status.running else "stopped"
@@ -105,6 +134,7 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
         "from a simulated fleet; a share of them breaks rules on purpose.",
     )
     sim.add_argument("--bootstrap", help="Kafka bootstrap servers (FACEAUDIT_BOOTSTRAP)")
+    add_kafka_flags(sim)
     sim.add_argument("--events", type=_positive_int, default=10_000, help="events to send")
     sim.add_argument("--devices", type=_positive_int, default=20, help="devices in the fleet")
     sim.add_argument("--seed", type=int, default=1, help="random seed (same seed, same fleet)")
@@ -128,7 +158,9 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
 def _simulate(args: argparse.Namespace) -> int:
     from producers.simulate import simulate
 
-    kafka = Settings.resolve({"bootstrap": args.bootstrap}).kafka
+    kafka = Settings.resolve(
+        {"bootstrap": args.bootstrap, **kafka_flags(args)}, role="producer"
+    ).kafka
     report = simulate(
         kafka,
         events=args.events,
@@ -162,6 +194,7 @@ def _add_consume(commands: argparse._SubParsersAction) -> None:
         "commit offsets only after they are stored. Flags override FACEAUDIT_* variables.",
     )
     con.add_argument("--bootstrap", help="Kafka bootstrap servers (FACEAUDIT_BOOTSTRAP)")
+    add_kafka_flags(con)
     con.add_argument(
         "--clickhouse",
         metavar="DSN",
@@ -217,7 +250,7 @@ def _add_consume(commands: argparse._SubParsersAction) -> None:
 def _consume(args: argparse.Namespace) -> int:
     from faceaudit.consume import consume
 
-    return consume(Settings.resolve(vars(args)))
+    return consume(Settings.resolve(vars(args), role="validator"))
 
 
 # -- argument types -----------------------------------------------------------

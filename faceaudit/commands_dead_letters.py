@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from consumers.settings import Settings
+from faceaudit.kafka_flags import add_kafka_flags, kafka_flags
 
 if TYPE_CHECKING:
     from consumers.replay import DeadLetter, Selection
@@ -76,6 +77,7 @@ def _add_replay(actions: argparse._SubParsersAction) -> None:
     )
     _add_selection(replay)
     replay.add_argument("--bootstrap", help="Kafka bootstrap servers (FACEAUDIT_BOOTSTRAP)")
+    add_kafka_flags(replay)
     replay.add_argument(
         "--dry-run", action="store_true", help="count what would be sent, send nothing"
     )
@@ -131,7 +133,11 @@ def _replay(args: argparse.Namespace) -> int:
     from consumers.replay import dead_letters_to_replay, replay, replay_to_kafka
     from consumers.store import open_store
 
-    settings = Settings.resolve({"clickhouse": args.clickhouse, "bootstrap": args.bootstrap})
+    # Replayed letters go back to the input topics: the local broker's producer writes them.
+    settings = Settings.resolve(
+        {"clickhouse": args.clickhouse, "bootstrap": args.bootstrap, **kafka_flags(args)},
+        role="producer",
+    )
     client = open_store(settings.clickhouse)
     try:
         letters = dead_letters_to_replay(client, _selection(args))

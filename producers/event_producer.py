@@ -30,7 +30,8 @@ from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
 from core.clients import KafkaConfig, kafka_producer
-from core.delivery import DeliveryFailures
+from core.delivery import DeliveryFailures, describe_failure
+from core.errors import FaceauditError
 from schemas import codec
 from schemas.topics import EVENT_KINDS, KEY_FIELD, KINDS, TOPICS
 
@@ -43,11 +44,18 @@ _RETRIES = 2_147_483_647
 _MAX_IN_FLIGHT = 5
 
 
-class ProducerError(Exception):
-    """One or more sends failed; ``failed`` counts them, ``first_error`` is the earliest."""
+class ProducerError(FaceauditError):
+    """One or more sends failed; ``failed`` counts them, ``first_error`` is the earliest.
 
-    def __init__(self, failed: int, first_error: BaseException) -> None:
-        super().__init__(f"{failed} send(s) to Kafka failed; first error: {first_error!r}")
+    With the producer's `kafka` config, a refusal (login, ACL) is told as one:
+    who was refused to write what.
+    """
+
+    def __init__(
+        self, failed: int, first_error: BaseException, kafka: KafkaConfig | None = None
+    ) -> None:
+        first = describe_failure(kafka, first_error) if kafka else repr(first_error)
+        super().__init__(f"{failed} send(s) to Kafka failed; first error: {first}")
         self.failed = failed
         self.first_error = first_error
 
@@ -143,6 +151,7 @@ class EventProducer:
             "max_in_flight_requests_per_connection": _MAX_IN_FLIGHT,
             **kafka_overrides,
         }
+        self._kafka = kafka
         self._producer = kafka_producer(kafka, **options)
         self._chains = DeviceChains()
         self._failures = DeliveryFailures()
@@ -190,7 +199,7 @@ class EventProducer:
         self._producer.flush(timeout=timeout)
         failed, first = self._failures.take()
         if first is not None:
-            raise ProducerError(failed, first)
+            raise ProducerError(failed, first, self._kafka)
 
     def close(self, timeout: float | None = None) -> None:
         """Flush, then close the Kafka producer even if the flush raised."""
@@ -224,7 +233,7 @@ class EventProducer:
         try:
             future = self._producer.send(topic, value=value, key=key)
         except KafkaError as exc:
-            raise ProducerError(1, exc) from exc
+            raise ProducerError(1, exc, self._kafka) from exc
         future.add_errback(self._failures.record)
         return future
 

@@ -23,7 +23,11 @@ DEAD_LETTER_TOPIC: Final = "faceaudit.dead-letters.v1"
 # What the validator itself produces: its findings, for SIEMs and paging.
 OUTPUT_KINDS: Final = ("violation",)
 VIOLATION_TOPIC: Final = "faceaudit.violations.v1"
-COMPACTED_TOPICS: Final = frozenset(TOPICS[kind] for kind in REGISTRY_KINDS)
+# Signed digests of what the validator stored, written by the validator alone.
+DIGESTS_TOPIC: Final = "faceaudit.digests.v1"
+# Public keys the audit trusts (`key` records), written by the operator alone.
+KEYS_TOPIC: Final = "faceaudit.keys.v1"
+COMPACTED_TOPICS: Final = frozenset({*(TOPICS[kind] for kind in REGISTRY_KINDS), KEYS_TOPIC})
 
 KEY_FIELD: Final[dict[str, str]] = {
     "capture": "device_id",

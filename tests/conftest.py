@@ -1,8 +1,11 @@
 """Shared fixtures: one real Kafka broker per test session.
 
 Starting a broker costs seconds, so the whole session shares one (in a pytest tmp
-dir, on free ports, reusing the repo's jar cache).  Set FACEAUDIT_TEST_BOOTSTRAP
-to ``host:port`` to run the suite against an already running broker instead.
+dir, on free ports, reusing the repo's jar cache).  It is secured like
+`faceaudit broker start`'s; FACEAUDIT_BROKER_HOME points at it, so the CLI
+processes the tests start, and `helpers.kafka_as`, log in as their role's
+user.  Set FACEAUDIT_TEST_BOOTSTRAP to ``host:port`` to run the suite against an
+already running broker instead (its credentials in FACEAUDIT_KAFKA_*).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from core.clients import KafkaConfig
+from consumers.settings import Settings
 from faceaudit.broker import LocalBroker, ensure_topics, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +47,7 @@ def kafka_bootstrap(
     """Bootstrap address of a broker with the pipeline's topics; stopped at session end."""
     external = os.environ.get(BOOTSTRAP_ENV)
     if external:
-        ensure_topics(KafkaConfig(external))
+        ensure_topics(Settings.resolve({"bootstrap": external}, role="admin").kafka)
         yield external
         return
     port, controller_port = _distinct_free_ports()
@@ -54,12 +57,18 @@ def kafka_bootstrap(
         controller_port=controller_port,
         libs_dir=kafka_libs_dir,
     )
+    saved = os.environ.get("FACEAUDIT_BROKER_HOME")
     try:
         bootstrap = broker.start()
-        ensure_topics(KafkaConfig(bootstrap))
+        os.environ["FACEAUDIT_BROKER_HOME"] = str(broker.home)
+        ensure_topics(broker.kafka("admin"))
         yield bootstrap
     finally:
         broker.stop()
+        if saved is None:
+            os.environ.pop("FACEAUDIT_BROKER_HOME", None)
+        else:
+            os.environ["FACEAUDIT_BROKER_HOME"] = saved
 
 
 @pytest.fixture

@@ -1,4 +1,9 @@
-"""Helpers for the integration tests: run the CLI, open a chDB store, position a group."""
+"""Helpers for the integration tests: run the CLI, open a chDB store, position a group.
+
+Tests build their Kafka clients with `kafka_as(role)`: the session broker's
+credentials for that role's user (conftest.py points FACEAUDIT_BROKER_HOME at
+it), or, against an external broker, the FACEAUDIT_KAFKA_* settings.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +21,30 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from consumers.read import GROUP_TOPICS
+from consumers.settings import Settings
+from core.clients import KafkaConfig, kafka_consumer
+from core.local_kafka import local_kafka
 from schemas import codec
 from schemas.topics import VIOLATION_TOPIC
 
 CLI = [sys.executable, "-m", "faceaudit.cli"]
+BROKER_HOME_ENV = "FACEAUDIT_BROKER_HOME"
+EXTERNAL_BOOTSTRAP_ENV = "FACEAUDIT_TEST_BOOTSTRAP"
+
+
+def kafka_as(role: str = "admin", user: str | None = None, timeout: float = 15.0) -> KafkaConfig:
+    """How a test reaches the session broker as `role`'s user (or `user`)."""
+    external = os.environ.get(EXTERNAL_BOOTSTRAP_ENV)
+    if external:
+        return Settings.resolve({"bootstrap": external, "kafka_timeout": timeout}).kafka
+    config = local_kafka(role, timeout=timeout, user=user)
+    assert config is not None, "no session broker: use the kafka_bootstrap fixture first"
+    return config
+
+
+def broker_environ() -> dict[str, str]:
+    """Only what points Settings.resolve at the session broker's credentials."""
+    return {name: os.environ[name] for name in (BROKER_HOME_ENV,) if name in os.environ}
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -92,7 +117,7 @@ def start_group_at_end(bootstrap: str, group: str) -> None:
     The session broker's topics hold every earlier test's messages; a group
     positioned at the end sees only the test's own.
     """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = kafka_consumer(_as("validator", bootstrap), group_id=group, enable_auto_commit=False)
     ends = consumer.end_offsets(event_partitions(consumer))
     consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
     consumer.close()
@@ -132,15 +157,24 @@ def fleet_violations(data: Path, seed: int) -> set[str]:
 
 def published_violations(bootstrap: str, wanted: set[str]) -> Counter[str]:
     """How often each of `wanted` appears on the violations topic."""
-    consumer = KafkaConsumer(
-        VIOLATION_TOPIC,
-        bootstrap_servers=bootstrap,
+    consumer = kafka_consumer(
+        _as("validator", bootstrap),
         group_id=None,
         auto_offset_reset="earliest",
         consumer_timeout_ms=5000,
     )
+    consumer.subscribe([VIOLATION_TOPIC])
     try:
         records = (codec.decode(message.value).record for message in consumer)
         return Counter(r["violation_id"] for r in records if r["violation_id"] in wanted)
     finally:
         consumer.close()
+
+
+def _as(role: str, bootstrap: str | KafkaConfig) -> KafkaConfig:
+    """`bootstrap` as a config: the session broker's, as `role`, if it is that broker."""
+    if isinstance(bootstrap, KafkaConfig):
+        return bootstrap
+    config = kafka_as(role)
+    assert config.bootstrap == bootstrap, f"{bootstrap} is not the session broker"
+    return config

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from helpers import kafka_as
+from kafka import TopicPartition
 from kafka.admin import ConfigResource, KafkaAdminClient
 
-from core.clients import KafkaConfig
+from core.clients import kafka_admin, kafka_consumer, kafka_producer
 from faceaudit.broker import (
     BrokerError,
     BrokerStatus,
@@ -35,24 +36,24 @@ MESSAGE_LIMIT = 12 * 1024 * 1024
 
 @pytest.fixture
 def admin(kafka_bootstrap: str) -> Iterator[KafkaAdminClient]:
-    client = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    client = kafka_admin(kafka_as("admin"))
     yield client
     client.close()
 
 
 def test_produce_and_consume_through_a_group(kafka_bootstrap: str, unique_group: str) -> None:
     marker = uuid.uuid4().hex.encode()
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer = kafka_producer(kafka_as("producer"), acks="all")
     producer.send(TOPICS["capture"], key=b"device-1", value=marker).get(timeout=30)
     producer.close()
 
-    consumer = KafkaConsumer(
-        TOPICS["capture"],
-        bootstrap_servers=kafka_bootstrap,
+    consumer = kafka_consumer(
+        kafka_as("validator"),
         group_id=unique_group,
         auto_offset_reset="earliest",
         consumer_timeout_ms=20_000,
     )
+    consumer.subscribe([TOPICS["capture"]])
     try:
         found = next((record for record in consumer if record.value == marker), None)
     finally:
@@ -64,12 +65,13 @@ def test_produce_and_consume_through_a_group(kafka_bootstrap: str, unique_group:
 def test_broker_accepts_a_10_mib_message(kafka_bootstrap: str) -> None:
     """The poison-message tests need the broker, not the client, to be the size limit."""
     payload = os.urandom(10 * 1024 * 1024)
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=MESSAGE_LIMIT)
+    # The validator writes dead letters (of up to the broker's limit).
+    producer = kafka_producer(kafka_as("validator"), max_request_size=MESSAGE_LIMIT)
     sent = producer.send(DEAD_LETTER_TOPIC, value=payload).get(timeout=60)
     producer.close()
 
-    consumer = KafkaConsumer(
-        bootstrap_servers=kafka_bootstrap,
+    consumer = kafka_consumer(
+        kafka_as("admin"),
         max_partition_fetch_bytes=MESSAGE_LIMIT,
         consumer_timeout_ms=20_000,
     )
@@ -85,7 +87,7 @@ def test_broker_accepts_a_10_mib_message(kafka_bootstrap: str) -> None:
 
 
 def test_ensure_topics_is_idempotent(kafka_bootstrap: str, admin: KafkaAdminClient) -> None:
-    ensure_topics(KafkaConfig(kafka_bootstrap))
+    ensure_topics(kafka_as("admin"))
 
     described = {topic["name"]: topic for topic in admin.describe_topics(list(ALL_TOPICS))}
     assert {name: len(described[name]["partitions"]) for name in ALL_TOPICS} == dict.fromkeys(

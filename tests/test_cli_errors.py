@@ -58,8 +58,19 @@ def test_unreachable_broker(tmp_path: Path) -> None:
         "--clickhouse",
         f"chdb://{tmp_path}/ch",
         FACEAUDIT_KAFKA_TIMEOUT="3",
+        FACEAUDIT_KAFKA_USER="validator",
+        FACEAUDIT_KAFKA_PASSWORD="not-shown",
     )
     assert_one_clear_error(result, "cannot reach Kafka", f"127.0.0.1:{port}")
+    assert "not-shown" not in result.stderr
+
+
+def test_a_broker_but_no_credentials(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    result = run_cli(
+        "simulate", "--bootstrap", address, "--events", "1", FACEAUDIT_BROKER_HOME=str(tmp_path)
+    )
+    assert_one_clear_error(result, f"no Kafka credentials for {address}", "--kafka-user")
 
 
 def test_unwritable_data_dir(tmp_path: Path) -> None:

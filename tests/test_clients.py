@@ -20,14 +20,17 @@ from faceaudit.broker import free_port
 def test_no_broker_is_an_error_naming_the_address_and_the_wait(make) -> None:
     address = f"127.0.0.1:{free_port()}"
     with pytest.raises(FaceauditError) as raised:
-        make(KafkaConfig(address, timeout=0.5), client_id="faceaudit-test")
+        make(KafkaConfig(address, timeout=0.5, user="u", password="p"), client_id="faceaudit-test")
     message = str(raised.value)
     assert message == f"cannot reach Kafka at {address} (no broker answered within 0.5 s)"
 
 
 def test_the_connection_settings_cannot_be_overridden_by_a_caller() -> None:
     with pytest.raises(TypeError, match="bootstrap_servers"):
-        kafka_consumer(KafkaConfig("127.0.0.1:9"), bootstrap_servers="elsewhere:9092")
+        kafka_consumer(
+            KafkaConfig("127.0.0.1:9", security_protocol="PLAINTEXT"),
+            bootstrap_servers="elsewhere:9092",
+        )
 
 
 def test_an_unreachable_clickhouse_server_is_an_error_without_the_password() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from helpers import broker_environ, kafka_as
 
 from consumers import read
 from consumers.batch import Batch
@@ -16,7 +17,6 @@ from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
 from consumers.settings import Settings
 from consumers.store import open_store
-from core.clients import KafkaConfig
 from producers.simulate import simulate
 
 
@@ -62,7 +62,7 @@ def test_stored_rows_are_freed_without_the_cycle_collector(
     stored, and the publish step of the findings once the outbox has them.
     """
     simulate(
-        KafkaConfig(kafka_bootstrap),
+        kafka_as("producer"),
         events=3000,
         devices=6,
         seed=5,
@@ -74,7 +74,7 @@ def test_stored_rows_are_freed_without_the_cycle_collector(
     client = open_store(f"chdb://{tmp_path / 'ch'}")
     settings = Settings.resolve(
         {"bootstrap": kafka_bootstrap, "group": unique_group, "until_idle": 2.0, "batch_size": 500},
-        environ={},
+        environ=broker_environ(),
     )
     gc.collect()
     gc.disable()

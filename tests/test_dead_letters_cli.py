@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import consume, faceaudit, start_group_at_end, store
+from helpers import consume, faceaudit, kafka_as, start_group_at_end, store
 from kafka.consumer.fetcher import ConsumerRecord
 from samples import sample
 from test_poison import assert_one_clear_error, dead_letter_rows
@@ -35,7 +35,6 @@ from consumers.replay import (
 )
 from consumers.sink import ClickHouseSink
 from consumers.store import open_store
-from core.clients import KafkaConfig
 from core.errors import FaceauditError
 from faceaudit.broker import free_port
 from producers.event_producer import EventProducer
@@ -257,8 +256,11 @@ def test_replay_to_an_unreachable_broker_is_one_clear_error(seeded: Path) -> Non
         "--bootstrap",
         f"127.0.0.1:{port}",
         FACEAUDIT_KAFKA_TIMEOUT="3",
+        FACEAUDIT_KAFKA_USER="producer",
+        FACEAUDIT_KAFKA_PASSWORD="not-used",
     )
     assert_one_clear_error(result, "cannot reach Kafka", f"127.0.0.1:{port}")
+    assert "not-used" not in result.stderr
 
 
 # -- replay on the real broker -------------------------------------------------------------
@@ -269,7 +271,7 @@ def send_events(bootstrap: str, tag: str, device: str, count: int) -> dict[str, 
     ids = {"deployment_id": f"d-{tag}", "processor_id": f"p-{tag}"}
     consent = sample("consent", consent_id=f"c-{tag}", processor_id=f"p-{tag}")
     sent: dict[str, str] = {}
-    with EventProducer(KafkaConfig(bootstrap)) as producer:
+    with EventProducer(kafka_as("producer")) as producer:
         producer.send_registry("deployment", sample("deployment", **ids))
         producer.send_registry("consent", consent)
         for _ in range(count):
@@ -351,7 +353,7 @@ def test_a_refused_replay_reports_how_many_sends_failed_and_the_first_error(
     kafka_bootstrap: str, size: int
 ) -> None:
     with pytest.raises(FaceauditError) as raised:
-        replay_to_kafka(KafkaConfig(kafka_bootstrap), [oversized_letter(size)])
+        replay_to_kafka(kafka_as("producer"), [oversized_letter(size)])
     message = str(raised.value)
     assert message.startswith("replay incomplete: 1 send(s) to Kafka failed; first error: ")
     assert "MessageSizeTooLargeError" in message

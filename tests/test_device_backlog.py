@@ -22,6 +22,7 @@ from helpers import (
     consume,
     fleet_seed,
     fleet_violation_rules,
+    kafka_as,
     scalar,
     start_group_at_end,
     store,
@@ -29,7 +30,7 @@ from helpers import (
 from kafka.partitioner.default import murmur2
 from samples import sample
 
-from core.clients import KafkaConfig, kafka_consumer
+from core.clients import kafka_consumer
 from producers.event_producer import EventProducer
 from producers.fleet import SEQUENCE_GAP
 from producers.simulate import simulate
@@ -52,7 +53,7 @@ def same_partition_devices(bootstrap: str, tag: str) -> list[str]:
     The partition is the one kafka-python's default partitioner picks for the
     key (murmur2, as the Java client).
     """
-    consumer = kafka_consumer(KafkaConfig(bootstrap))
+    consumer = kafka_consumer(kafka_as("validator"))
     partitions = len(consumer.partitions_for_topic(EVENTS_TOPIC))
     consumer.close()
     by_partition: dict[int, list[str]] = {}
@@ -82,13 +83,11 @@ def backlog(kafka_bootstrap: str) -> tuple[list[str], str]:
     The groups `G-small` and `G-default` both start just before the backlog.
     """
     tag = uuid.uuid4().hex[:8]
-    devices, group = same_partition_devices(kafka_bootstrap, tag), f"backlog-{tag}"
+    devices, group = same_partition_devices(kafka_bootstrap, tag), f"faceaudit-test-backlog-{tag}"
     for run in ("small", "default"):
         start_group_at_end(kafka_bootstrap, f"{group}-{run}")
     skips = {(devices[i], sent): skipped for i, sent, skipped in GAPS}
-    with EventProducer(
-        KafkaConfig(kafka_bootstrap), client_id="faceaudit-test-backlog"
-    ) as producer:
+    with EventProducer(kafka_as("producer"), client_id="faceaudit-test-backlog") as producer:
         for kind in ("deployment", "consent"):
             producer.send_registry(kind, sample(kind))
         for n in range(EVENTS_PER_DEVICE):
@@ -158,7 +157,7 @@ def test_a_fleet_backlog_raises_exactly_the_gaps_the_fleet_was_made_to(
     seed = fleet_seed()
     start_group_at_end(kafka_bootstrap, unique_group)
     report = simulate(
-        KafkaConfig(kafka_bootstrap),
+        kafka_as("producer"),
         events=6_000,
         devices=12,
         seed=seed,

@@ -25,17 +25,18 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 from helpers import (
+    broker_environ,
     event_partitions,
     faceaudit,
     fleet_seed,
     fleet_violations,
+    kafka_as,
     published_violations,
     scalar,
     start_faceaudit,
     start_group_at_end,
     store,
 )
-from kafka import KafkaAdminClient
 from kafka.errors import KafkaConnectionError
 
 from consumers.batch import Batch
@@ -45,7 +46,7 @@ from consumers.published import decode_mark
 from consumers.read import GROUP_TOPICS, group_consumer
 from consumers.settings import Settings
 from consumers.store import open_store
-from core.clients import KafkaConfig
+from core.clients import kafka_admin
 from faceaudit.broker import LocalBroker, ensure_topics, free_port
 from producers.simulate import simulate
 
@@ -164,9 +165,9 @@ def fleet_for_a_validator_in_process(
     """Send a new fleet's events past the group's position; the seed and validator settings."""
     seed = fleet_seed()
     start_group_at_end(bootstrap, group)
-    simulate(KafkaConfig(bootstrap), events=events, devices=10, seed=seed, progress=False)
+    simulate(kafka_as("producer"), events=events, devices=10, seed=seed, progress=False)
     settings = Settings.resolve(
-        {"bootstrap": bootstrap, "group": group, "until_idle": 3.0}, environ={}
+        {"bootstrap": bootstrap, "group": group, "until_idle": 3.0}, environ=broker_environ()
     )
     return seed, settings
 
@@ -203,7 +204,7 @@ def test_a_crash_between_publishing_and_committing_publishes_nothing_twice(
         client.close()
     assert_exactly_once(data, seed, events)
     assert_published_once(kafka_bootstrap, data, seed)
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = kafka_admin(kafka_as("admin"))
     try:
         commits = admin.list_group_offsets(unique_group)[unique_group]
     finally:
@@ -220,7 +221,7 @@ def test_broker_restart_mid_stream(tmp_path: Path, kafka_libs_dir: Path) -> None
     )
     bootstrap = broker.start()
     try:
-        ensure_topics(KafkaConfig(bootstrap))
+        ensure_topics(broker.kafka("admin"))
         seed, events, data = fleet_seed(), 20_000, tmp_path / "ch"
         validator = start_faceaudit(
             "consume",
@@ -230,13 +231,14 @@ def test_broker_restart_mid_stream(tmp_path: Path, kafka_libs_dir: Path) -> None
             f"chdb://{data}",
             "--until-idle",
             "30",
+            FACEAUDIT_BROKER_HOME=str(broker.home),
         )
         result: dict = {}
 
         def produce() -> None:
             try:
                 result["report"] = simulate(
-                    KafkaConfig(bootstrap),
+                    broker.kafka("producer"),
                     events=events,
                     devices=20,
                     seed=seed,
@@ -288,7 +290,7 @@ def test_clickhouse_failing_inserts_for_a_while(
 ) -> None:
     events = 5000
     seed, settings = fleet_for_a_validator_in_process(kafka_bootstrap, unique_group, events)
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = kafka_admin(kafka_as("admin"))
 
     def committed() -> tuple:
         offsets = admin.list_group_offsets(unique_group)[unique_group]
@@ -445,7 +447,9 @@ def test_a_rebalance_after_the_last_record_rereads_the_dropped_rows(
     )  # fmt: skip
     time.sleep(5)
     intruder = group_consumer(
-        Settings.resolve({"bootstrap": kafka_bootstrap, "group": unique_group}, environ={})
+        Settings.resolve(
+            {"bootstrap": kafka_bootstrap, "group": unique_group}, environ=broker_environ()
+        )
     )
     intruder.subscribe(list(GROUP_TOPICS))
     deadline = time.monotonic() + 30

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from arrow_events import batch_tables
+from helpers import kafka_as
 
 from consumers.registry import Registry
 from consumers.rules.catalogue import PROFILES
@@ -204,7 +205,7 @@ def test_simulate_refuses_a_non_positive_rate_before_connecting() -> None:
 
 def test_simulate_sends_registry_and_events(kafka_bootstrap: str) -> None:
     report = simulate(
-        KafkaConfig(kafka_bootstrap),
+        kafka_as("producer"),
         events=300,
         devices=20,
         seed=4,
@@ -219,7 +220,5 @@ def test_simulate_sends_registry_and_events(kafka_bootstrap: str) -> None:
 
 
 def test_simulate_holds_the_requested_rate(kafka_bootstrap: str) -> None:
-    report = simulate(
-        KafkaConfig(kafka_bootstrap), events=100, devices=5, rate=200.0, progress=False
-    )
+    report = simulate(kafka_as("producer"), events=100, devices=5, rate=200.0, progress=False)
     assert report.seconds >= 99 / 200

@@ -6,13 +6,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import broker_environ, kafka_as
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
 from consumers.settings import Settings
 from consumers.store import open_store
-from core.clients import KafkaConfig
 from producers.simulate import simulate
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ def test_metrics_endpoint_reports_the_run(
     kafka_bootstrap: str, unique_group: str, tmp_path: Path
 ) -> None:
     simulate(
-        KafkaConfig(kafka_bootstrap),
+        kafka_as("producer"),
         events=300,
         devices=4,
         seed=11,
@@ -41,7 +41,8 @@ def test_metrics_endpoint_reports_the_run(
     client = open_store(f"chdb://{tmp_path / 'ch'}")
     try:
         settings = Settings.resolve(
-            {"bootstrap": kafka_bootstrap, "group": unique_group, "until_idle": 2.0}, environ={}
+            {"bootstrap": kafka_bootstrap, "group": unique_group, "until_idle": 2.0},
+            environ=broker_environ(),
         )
         validator = Validator(settings, ClickHouseGateway(client))
         port = validator.metrics.serve(0)

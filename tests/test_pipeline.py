@@ -10,9 +10,17 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import consume, faceaudit, fleet_violations, published_violations, scalar, store
-from kafka import KafkaProducer
+from helpers import (
+    consume,
+    faceaudit,
+    fleet_violations,
+    kafka_as,
+    published_violations,
+    scalar,
+    store,
+)
 
+from core.clients import kafka_producer
 from producers.fleet import Fleet
 from schemas.topics import TOPICS
 
@@ -26,7 +34,7 @@ GARBAGE = b"\xc3\x01not-a-fingerprint-and-no-payload"
 def streamed(kafka_bootstrap: str, tmp_path_factory) -> dict:
     """Simulate a fleet, add one garbage message, and validate until idle (twice)."""
     data = tmp_path_factory.mktemp("pipeline") / "clickhouse"
-    group = f"pipeline-{os.getpid()}"
+    group = f"faceaudit-pipeline-{os.getpid()}"
     sim = faceaudit(
         "simulate",
         "--bootstrap",
@@ -42,7 +50,7 @@ def streamed(kafka_bootstrap: str, tmp_path_factory) -> dict:
         "--no-progress",
     )
     assert sim.returncode == 0, sim.stderr
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer = kafka_producer(kafka_as("producer"))
     producer.send(TOPICS["capture"], key=b"garbage-device", value=GARBAGE).get(timeout=30)
     producer.close()
     first = consume(kafka_bootstrap, data, group)

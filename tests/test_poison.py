@@ -20,12 +20,12 @@ from pathlib import Path
 
 import fastavro
 import pytest
-from helpers import consume, start_group_at_end, store
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from helpers import consume, kafka_as, start_group_at_end, store
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from samples import sample
 
-from core.clients import KafkaConfig
+from core.clients import kafka_admin, kafka_consumer
 from producers.event_producer import EventProducer
 from schemas import codec
 from schemas.topics import DEAD_LETTER_TOPIC, TOPICS
@@ -56,7 +56,7 @@ def dead_letter_rows(client, topic: str) -> dict[Position, list[tuple]]:
 
 
 def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka_admin(kafka_as("admin"))
     try:
         offsets = admin.list_group_offsets({group: None})[group]
     finally:
@@ -66,7 +66,7 @@ def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 60) -> list[ConsumerRecord]:
     """Every record of `topic` from the beginning to its current end."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = kafka_consumer(kafka_as("admin"), group_id=None, enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
         consumer.assign(partitions)
@@ -172,7 +172,7 @@ def poison_corpus(device: str, rng: random.Random) -> list[Poison]:
 
 def send_poison(bootstrap: str, corpus: list[Poison]) -> list[Position]:
     """Send the corpus in order; return where each message landed."""
-    with EventProducer(KafkaConfig(bootstrap), max_request_size=PRODUCER_MAX_REQUEST) as producer:
+    with EventProducer(kafka_as("producer"), max_request_size=PRODUCER_MAX_REQUEST) as producer:
         futures = [producer.send_raw(CAPTURE, poison.value, poison.key) for poison in corpus]
         producer.flush(timeout=60)
         metadata = [future.get(timeout=60) for future in futures]
@@ -182,7 +182,7 @@ def send_poison(bootstrap: str, corpus: list[Poison]) -> list[Position]:
 def send_valid_events(bootstrap: str, devices: list[str], tag: str) -> dict[str, Position]:
     """A deployment, a consent and two captures per device; positions by event_id."""
     ids = {"deployment_id": f"d-{tag}", "processor_id": f"p-{tag}"}
-    with EventProducer(KafkaConfig(bootstrap)) as producer:
+    with EventProducer(kafka_as("producer")) as producer:
         producer.send_registry("deployment", sample("deployment", **ids))
         producer.send_registry(
             "consent", sample("consent", consent_id=f"c-{tag}", processor_id=f"p-{tag}")
@@ -209,7 +209,7 @@ def send_valid_events(bootstrap: str, devices: list[str], tag: str) -> dict[str,
 def poisoned(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The corpus, then valid events behind it on the same partition, validated until idle."""
     tag = uuid.uuid4().hex[:10]
-    group = f"poison-{tag}"
+    group = f"faceaudit-poison-{tag}"
     data = tmp_path_factory.mktemp("poison") / "clickhouse"
     start_group_at_end(kafka_bootstrap, group)
     device = f"poison-dev-{tag}"
@@ -276,7 +276,7 @@ def test_dead_letter_limit_stops_the_validator_without_committing(
     start_group_at_end(kafka_bootstrap, unique_group)
     garbage = [f"garbage-{n}-{uuid.uuid4().hex}".encode() for n in range(30)]
     key = f"garbage-{unique_group}".encode()  # one key: one partition, 30 in a row
-    with EventProducer(KafkaConfig(kafka_bootstrap)) as producer:
+    with EventProducer(kafka_as("producer")) as producer:
         futures = [producer.send_raw(CAPTURE, value, key) for value in garbage]
         producer.flush(timeout=60)
         metadata = [future.get(timeout=60) for future in futures]

@@ -9,11 +9,12 @@ import uuid
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from helpers import kafka_as
+from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from samples import sample
 
-from core.clients import KafkaConfig
+from core.clients import kafka_consumer
 from producers.event_producer import DeviceChain, DeviceChains, EventProducer, ProducerError
 from producers.subject import subject_ref
 from schemas import codec
@@ -179,13 +180,13 @@ def test_producer_error_names_the_count_and_first_error() -> None:
 
 def _consume(bootstrap: str, group: str, device_ids: set[str], expected: int) -> list[Any]:
     """Read the event topics from the beginning until ``expected`` messages of ``device_ids``."""
-    consumer = KafkaConsumer(
-        EVENTS_TOPIC,
-        bootstrap_servers=bootstrap,
+    consumer = kafka_consumer(
+        kafka_as("validator"),
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
+    consumer.subscribe([EVENTS_TOPIC])
     found: list[Any] = []
     deadline = time.monotonic() + 60
     try:
@@ -202,7 +203,7 @@ def test_events_arrive_keyed_by_device_in_chain_order(
 ) -> None:
     devices = [f"dev-{uuid.uuid4().hex[:8]}" for _ in range(2)]
     kinds = ("capture", "match", "capture", "capture", "match")
-    with EventProducer(KafkaConfig(kafka_bootstrap)) as producer:
+    with EventProducer(kafka_as("producer")) as producer:
         futures = [
             producer.send_event(kind, _event(kind, device_id))
             for kind in kinds
@@ -230,9 +231,9 @@ def test_registry_records_are_keyed_by_their_key_field(
     kafka_bootstrap: str, unique_group: str
 ) -> None:
     consent_id = f"c-{uuid.uuid4()}"
-    with EventProducer(KafkaConfig(kafka_bootstrap)) as producer:
+    with EventProducer(kafka_as("producer")) as producer:
         metadata = producer.send_registry("consent", sample("consent", consent_id=consent_id))
-    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=unique_group)
+    consumer = kafka_consumer(kafka_as("validator"), group_id=unique_group)
     try:
         record = metadata.get(timeout=10)
         tp = TopicPartition(record.topic, record.partition)
@@ -248,7 +249,7 @@ def test_registry_records_are_keyed_by_their_key_field(
 def test_flush_raises_when_the_broker_rejects_a_send(kafka_bootstrap: str) -> None:
     # The test broker accepts messages up to 12 MiB; the client is allowed to try more.
     too_big = b"\0" * (13 * 1024 * 1024)
-    producer = EventProducer(KafkaConfig(kafka_bootstrap), max_request_size=32 * 1024 * 1024)
+    producer = EventProducer(kafka_as("producer"), max_request_size=32 * 1024 * 1024)
     try:
         future = producer.send_raw(TOPICS["capture"], too_big, key=b"dev-oversized")
         with pytest.raises(ProducerError) as raised:
@@ -264,7 +265,7 @@ def test_flush_raises_when_the_broker_rejects_a_send(kafka_bootstrap: str) -> No
 def test_send_to_a_missing_topic_raises_at_once(kafka_bootstrap: str) -> None:
     # The broker does not auto-create topics, so metadata never arrives.
     with (
-        EventProducer(KafkaConfig(kafka_bootstrap), max_block_ms=500) as producer,
+        EventProducer(kafka_as("admin"), max_block_ms=500) as producer,
         pytest.raises(ProducerError) as raised,
     ):
         producer.send_raw(f"faceaudit.no-such-topic-{uuid.uuid4().hex}", b"x")
@@ -272,7 +273,7 @@ def test_send_to_a_missing_topic_raises_at_once(kafka_bootstrap: str) -> None:
 
 
 def test_close_raises_for_failures_not_yet_flushed(kafka_bootstrap: str) -> None:
-    producer = EventProducer(KafkaConfig(kafka_bootstrap), max_request_size=32 * 1024 * 1024)
+    producer = EventProducer(kafka_as("producer"), max_request_size=32 * 1024 * 1024)
     producer.send_raw(TOPICS["capture"], b"\0" * (13 * 1024 * 1024), key=b"dev-oversized")
     with pytest.raises(ProducerError):
         producer.close()

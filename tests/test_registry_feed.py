@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from helpers import kafka_as
 from samples import sample
 
 from consumers.batch import Batch
@@ -17,7 +18,6 @@ from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
-from core.clients import KafkaConfig
 from producers.event_producer import EventProducer
 
 pytestmark = pytest.mark.integration
@@ -26,14 +26,14 @@ LIMIT = 100
 
 
 def feed(bootstrap: str) -> RegistryFeed:
-    return RegistryFeed(KafkaConfig(bootstrap), Judge("cac-2025", Registry()), PipelineMetrics())
+    return RegistryFeed(kafka_as("validator"), Judge("cac-2025", Registry()), PipelineMetrics())
 
 
 def test_the_catch_up_hands_over_batches_of_the_limit_and_loses_no_row(
     kafka_bootstrap: str,
 ) -> None:
     tag = uuid.uuid4().hex[:8]
-    with EventProducer(KafkaConfig(kafka_bootstrap)) as producer:
+    with EventProducer(kafka_as("producer")) as producer:
         for n in range(5 * LIMIT):
             producer.send_registry("consent", sample("consent", consent_id=f"c-{tag}-{n}"))
         producer.flush()

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from helpers import start_group_at_end
+from helpers import broker_environ, kafka_as, start_group_at_end
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from samples import sample
@@ -24,7 +24,6 @@ from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
 from consumers.settings import Settings
 from consumers.store import open_store
-from core.clients import KafkaConfig
 from faceaudit.cli import main
 from producers.event_producer import EventProducer
 from schemas import codec
@@ -115,9 +114,9 @@ def build_stream(specs: list[dict], tag: str) -> tuple[list, list]:
 def stream_violations(
     bootstrap: str, registry: list, events: list, tag: str, store: Path
 ) -> set[tuple]:
-    group = f"stream-vs-check-{tag}"
+    group = f"faceaudit-stream-vs-check-{tag}"
     start_group_at_end(bootstrap, group)
-    with EventProducer(KafkaConfig(bootstrap)) as producer:
+    with EventProducer(kafka_as("producer")) as producer:
         for kind, record in registry:
             producer.send_registry(kind, record)
         producer.flush()
@@ -129,7 +128,7 @@ def stream_violations(
     client = open_store(f"chdb://{store}")
     try:
         settings_ = Settings.resolve(
-            {"bootstrap": bootstrap, "group": group, "until_idle": 2.0}, environ={}
+            {"bootstrap": bootstrap, "group": group, "until_idle": 2.0}, environ=broker_environ()
         )
         Validator(settings_, ClickHouseGateway(client)).run()
         rows = client.query(

@@ -11,9 +11,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import consume, fleet_events, fleet_seed, fleet_violation_rules, start_group_at_end
+from helpers import (
+    consume,
+    fleet_events,
+    fleet_seed,
+    fleet_violation_rules,
+    kafka_as,
+    start_group_at_end,
+)
 
-from core.clients import KafkaConfig
 from producers.simulate import simulate
 
 pytestmark = pytest.mark.integration
@@ -30,7 +36,7 @@ def test_two_workers_store_and_find_what_one_process_does(
     one, two = f"{unique_group}-one", f"{unique_group}-two"
     for group in (one, two):
         start_group_at_end(kafka_bootstrap, group)
-    simulate(KafkaConfig(kafka_bootstrap), events=events, devices=30, seed=seed, progress=False)
+    simulate(kafka_as("producer"), events=events, devices=30, seed=seed, progress=False)
 
     single = consume(kafka_bootstrap, tmp_path / "one", one)
     assert single.returncode == 0, single.stderr
