@@ -22,6 +22,7 @@ from consumers.chain.commit import CommitStep
 from consumers.chain.decode import DecodeStep
 from consumers.chain.gather import GatherStep
 from consumers.chain.judge import EventClock, JudgeStep
+from consumers.chain.mask import MaskStep
 from consumers.chain.publish import PublishStep
 from consumers.chain.step import Step
 from consumers.chain.store import StoreStep
@@ -29,6 +30,7 @@ from consumers.collector import collecting_in_batches
 from consumers.dead_letters import DeadLetterPolicy
 from consumers.gateway import StoreGateway
 from consumers.judge import Judge
+from consumers.masking import IdentifierMask, load_mask_key
 from consumers.metrics import PipelineMetrics
 from consumers.published import PublishedLog, decode_mark, encode_mark
 from consumers.publisher import FindingsPublisher, Outbox
@@ -61,6 +63,7 @@ class Validator:
         for deletion in store.deletions():
             self.judge.observe_deletion(deletion)
         self._store = store
+        self._mask = IdentifierMask(load_mask_key(settings.mask_key_file))
         self._stop = threading.Event()
         self._timer = RunTimer()
         self._last_message = time.monotonic()
@@ -174,7 +177,9 @@ class Validator:
         commit = CommitStep(self._reader.commit, commits)
         publish = PublishStep(commit, self._publisher, outbox)
         store = self._store_step(publish, tails)
-        gather = GatherStep(store, settings.batch_size, settings.batch_seconds)
+        gather = GatherStep(
+            MaskStep(store, self._mask), settings.batch_size, settings.batch_seconds
+        )
         judge = JudgeStep(
             gather,
             self.judge,

@@ -20,6 +20,8 @@ class Settings:
     bootstrap: str = "127.0.0.1:9092"
     # In the command line's state dir (`faceaudit.home.HOME`), which git ignores.
     clickhouse: str = "chdb://.faceaudit/clickhouse"
+    # The key of the hashes that replace real identifiers in stored events; made if missing.
+    mask_key_file: str = ".faceaudit/mask.key"
     group: str = "faceaudit-validator"
     profile: str = "cac-2025"
     metrics_port: int = 0

@@ -201,6 +201,12 @@ def _add_consume(commands: argparse._SubParsersAction) -> None:
         help="chdb://PATH (embedded, default chdb://.faceaudit/clickhouse) or "
         "http(s)://user:pass@host:8123/faceaudit (FACEAUDIT_CLICKHOUSE)",
     )
+    con.add_argument(
+        "--mask-key-file",
+        metavar="PATH",
+        help="key of the hashes that replace real identifiers in stored events, made "
+        "(owner-only) if missing (default .faceaudit/mask.key; FACEAUDIT_MASK_KEY_FILE)",
+    )
     con.add_argument("--group", help="consumer group id (FACEAUDIT_GROUP)")
     con.add_argument("--profile", help="cac-2025 (default) or cac-2023-draft (FACEAUDIT_PROFILE)")
     con.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on 127.0.0.1:PORT")

@@ -102,6 +102,10 @@ class BatchContext:
 
     # -- the event's columns
 
+    def has(self, name: str) -> bool:
+        """The events carry the field ``name`` (a capture has no operator_id)."""
+        return name in self._batch.schema.names
+
     def values(self, name: str) -> pa.Array:
         """An event column as plain values (strings decoded, times in µs UTC)."""
         column = self._values.get(name)

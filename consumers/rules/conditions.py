@@ -30,6 +30,11 @@ from consumers.rules.columns import (
     mask,
     not_,
 )
+from consumers.rules.identifiers import (
+    IDENTIFIER_FIELDS,
+    identifier_kind,
+    looks_like_identifier,
+)
 
 EXEMPT_PURPOSES: Final = frozenset(("public_security", "emergency"))
 PRIVATE_SPACES: Final = frozenset(("hotel_room", "public_bath", "changing_room", "toilet"))
@@ -400,3 +405,19 @@ def high_stakes_manual(ctx: BatchContext) -> Fires:
     """Matches: social assistance or real estate without review."""
     fires = all_of(ctx.is_in("purpose", HIGH_STAKES_PURPOSES), ctx.is_null("manual_review_id"))
     return Fires(fires, lambda row: {"purpose": row["purpose"]})
+
+
+@condition("AUDIT-RAW-IDENTIFIER")
+def raw_identifier(ctx: BatchContext) -> Fires:
+    """A subject_ref or operator_id that is a real identifier; the details never hold it."""
+    fields = [name for name in IDENTIFIER_FIELDS if ctx.has(name)]
+    fires = any_of(*(looks_like_identifier(ctx.values(name)) for name in fields))
+
+    def details(row: Row) -> Details:
+        found = [(name, identifier_kind(row[name])) for name in fields]
+        return {
+            "fields": [name for name, kind in found if kind],
+            "identifiers": [kind for _, kind in found if kind],
+        }
+
+    return Fires(fires, details)
