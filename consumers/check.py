@@ -117,7 +117,8 @@ def check(
 
     reading = Ahead(_read(sources, bad))  # starts at once, alongside the registry pass
     try:
-        judge = Judge(check_profile(profile), load_registry(sources), catalogue, in_order=True)
+        judge = Judge(check_profile(profile), Registry(), catalogue, in_order=True)
+        emit([(violation, None) for violation in load_registry(sources, judge)])
         merged = len(sources) > 1  # FR-FILING waits for every input, to count in merged order
         kept = KeptEvents(subjects=merged)
         latest: datetime | None = None
@@ -186,13 +187,14 @@ def _later(latest: datetime | None, events: Tables) -> datetime:
     return max(times if latest is None else [latest, *times])
 
 
-def load_registry(sources: Iterable[Source]) -> Registry:
-    """Every good consent and deployment record of the inputs, in input order (later wins)."""
-    registry = Registry()
+def load_registry(sources: Iterable[Source], judge: Judge) -> list[Violation]:
+    """Apply every good consent and deployment record of the inputs, in input order
+    (later wins); the violations of the consents whose history they would rewrite."""
+    found = []
     for source in sources:
         for kind, record in source.registry():
-            registry.apply(kind, record)
-    return registry
+            found += judge.apply_registry(kind, record)
+    return found
 
 
 # -- output ---------------------------------------------------------------------

@@ -30,6 +30,7 @@ from consumers.rules.filing_columns import observe_filings
 from consumers.rules.stream import DeletionTracker, FilingTracker, Finding, SequenceTracker
 from consumers.violation import Violation
 
+REWRITTEN = "REG-CONSENT-REWRITTEN"
 Tables = dict[str, pa.Table]
 """Events of one batch: a table per kind, as the decode step makes them."""
 Anchored = tuple[Violation, Any]
@@ -129,6 +130,24 @@ class Judge:
     def violations(self, findings: list[Finding]) -> list[Anchored]:
         """The violations of stream-rule findings, with their anchors (inactive rules dropped)."""
         return self._violations(findings)
+
+    def apply_registry(self, kind: str, record: Record) -> list[Violation]:
+        """Apply a consent or deployment record to the registry.
+
+        REG-CONSENT-REWRITTEN if it would have rewritten a consent's history
+        (the rewrite is not applied): it names the consent and what changed,
+        and, having no event, the time kept as its event time.
+        """
+        refused = self.registry.apply(kind, record)
+        if not refused or REWRITTEN not in self._active:
+            return []
+        details = {
+            "consent_id": record["consent_id"],
+            "processor_id": record["processor_id"],
+            "changes": [rewrite.describe() for rewrite in refused],
+        }
+        anchor = {"processor_id": record["processor_id"], "event_time": refused[0].known}
+        return [self.rules.violation(REWRITTEN, anchor, details)]
 
     def observe_deletion(self, record: Record) -> None:
         self.deletions.observe_deletion(record)

@@ -8,11 +8,31 @@ records are applied) and work out consent validity over them
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, Final
+from datetime import datetime
+from typing import Any, Final, NamedTuple
 
 from consumers.registry_columns import RegistryColumns
 
 Record = Mapping[str, Any]
+
+
+class Rewrite(NamedTuple):
+    """A change to a consent's history that a later record asked for and was refused."""
+
+    field: str  # granted_at or withdrawn_at
+    known: datetime  # the value kept
+    asked: datetime | None  # the value the record gave (None: the withdrawal dropped)
+
+    def describe(self) -> str:
+        """What was asked, in words: ``withdrawal of 2026-03-01T08:00:00+00:00 dropped``."""
+        known = self.known.isoformat()
+        if self.asked is None:
+            return f"withdrawal of {known} dropped"
+        what = (
+            "granted_at moved earlier" if self.field == "granted_at" else "withdrawal moved later"
+        )
+        return f"{what}, from {known} to {self.asked.isoformat()}"
+
 
 VALID_CONSENT_TYPES: Final = frozenset(("separate", "written"))
 
@@ -30,7 +50,13 @@ WITHDRAWN: Final = "withdrawn"
 
 
 class Registry:
-    """Deployments by deployment_id and consents by consent_id; a later record wins."""
+    """Deployments by deployment_id and consents by consent_id; a later record wins.
+
+    Except where a consent would be rewritten (REG-CONSENT-REWRITTEN): a later
+    record may not move its ``granted_at`` earlier, nor, once it was
+    withdrawn, drop the withdrawal or move it later. Such a change is not
+    applied; the rest of the record is.
+    """
 
     __slots__ = ("_columns", "_consents", "_deployments", "_filings", "version")
 
@@ -43,9 +69,16 @@ class Registry:
         self._filings: dict[str, set[str]] = {}
         self._columns: RegistryColumns | None = None
 
-    def apply(self, kind: str, record: Record) -> None:
-        """Store a consent or deployment record, replacing any earlier one with its id whole."""
+    def apply(self, kind: str, record: Record) -> list[Rewrite]:
+        """Store a consent or deployment record, replacing any earlier one with its id.
+
+        Returns the rewrites of a consent that were refused (none for a deployment).
+        """
+        refused: list[Rewrite] = []
         if kind == "consent":
+            known = self._consents.get(record["consent_id"])
+            if known is not None:
+                record, refused = kept_history(known, record)
             self._consents[record["consent_id"]] = record
         elif kind == "deployment":
             self._apply_deployment(record)
@@ -54,6 +87,7 @@ class Registry:
         self.version += 1
         if self._columns is not None:
             self._columns.apply(kind, record)
+        return refused
 
     @property
     def columns(self) -> RegistryColumns:
@@ -94,3 +128,23 @@ class Registry:
     def has_filing(self, processor_id: str) -> bool:
         """Whether any of the processor's deployments carries a filing_id (FR-FILING)."""
         return bool(self._filings.get(processor_id))
+
+
+def kept_history(known: Record, later: Record) -> tuple[Record, list[Rewrite]]:
+    """``later`` as applied over ``known``: its grant no earlier, its earliest withdrawal kept.
+
+    Returns the record to apply and the rewrites refused.
+    """
+    refused = []
+    kept: dict[str, Any] = {}
+    granted = known["granted_at"]
+    if later["granted_at"] < granted:
+        refused.append(Rewrite("granted_at", granted, later["granted_at"]))
+        kept["granted_at"] = granted
+    withdrawn = known["withdrawn_at"]
+    if withdrawn is not None and (
+        later["withdrawn_at"] is None or later["withdrawn_at"] > withdrawn
+    ):
+        refused.append(Rewrite("withdrawn_at", withdrawn, later["withdrawn_at"]))
+        kept["withdrawn_at"] = withdrawn
+    return ({**later, **kept} if kept else later), refused

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from consumers.batch import Batch
+from consumers.batch import Batch, now_utc
 from consumers.dead_letters import dead_letter_row
 from consumers.decoding import decode_message
 from consumers.judge import Judge
@@ -109,13 +109,16 @@ class RegistryFeed:
                 row = dead_letter_row(message, *decoded)
                 batch.add_finding("dead_letters", row, *position)
             return
+        found = []
         if decoded.kind == "deletion":
             self._judge.observe_deletion(decoded.record)
         else:
-            self._judge.registry.apply(decoded.kind, decoded.record)
+            found = self._judge.apply_registry(decoded.kind, decoded.record)
         self._metrics.registry_records.labels(decoded.kind).inc()
-        if not stored:
+        if not stored:  # the record as sent: the trail shows a refused rewrite too
             batch.add(TABLE_FOR_KIND[decoded.kind], dict(decoded.record), *position)
+            for violation in found:
+                batch.add_violation(violation, *position, now_utc())
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

@@ -244,16 +244,16 @@ GRANTED = sample("consent")
 
 
 @pytest.mark.parametrize(
-    ("first", "last", "withdrawn"),
-    [(GRANTED, WITHDRAWN, True), (WITHDRAWN, GRANTED, False)],
+    ("first", "last", "rewritten"),
+    [(GRANTED, WITHDRAWN, False), (WITHDRAWN, GRANTED, True)],
     ids=["withdrawal-last", "grant-last"],
 )
-def test_the_later_consent_record_wins(
+def test_the_later_consent_record_wins_but_a_withdrawal_stays(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     first: dict[str, Any],
     last: dict[str, Any],
-    withdrawn: bool,
+    rewritten: bool,
 ) -> None:
     records = [
         ("deployment", sample("deployment")),
@@ -262,7 +262,13 @@ def test_the_later_consent_record_wins(
         ("consent", last),
     ]
     result = run(capsys, write_jsonl(tmp_path / "in.jsonl", records))
-    assert ("FR-CONSENT-WITHDRAWN" in {rule for _, rule in result.fired}) == withdrawn
+    assert (capture(0)["event_id"], "FR-CONSENT-WITHDRAWN") in result.fired
+    assert ((None, "REG-CONSENT-REWRITTEN") in result.fired) == rewritten
+    if rewritten:
+        [violation] = [v for v in result.violations if v["rule_id"] == "REG-CONSENT-REWRITTEN"]
+        withdrawn_at = WITHDRAWN["withdrawn_at"].isoformat()
+        assert violation["details"]["changes"] == [f"withdrawal of {withdrawn_at} dropped"]
+        assert violation["severity"] == "critical"
 
 
 def test_the_later_file_wins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -420,7 +420,7 @@ def batch(events: Events) -> pa.RecordBatch:
 
 def test_columns_made_late_hold_every_record_so_far() -> None:
     registry = Registry()
-    registry.apply("consent", sample("consent", withdrawn_at=T))
+    registry.apply("consent", sample("consent", purposes=[]))
     registry.apply("consent", sample("consent"))  # replaces the first before any batch
     registry.apply("deployment", sample("deployment"))
     assert assert_alike(registry, [capture(), ("match", sample("match"))]) == []

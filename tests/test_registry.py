@@ -58,9 +58,9 @@ def test_lookups() -> None:
 
 def test_later_record_replaces_the_earlier_whole() -> None:
     registry = Registry()
-    registry.apply("consent", sample("consent", withdrawn_at=T))
+    registry.apply("consent", sample("consent", notice_version="n0"))
     later = sample("consent", purposes=["access_control"])
-    registry.apply("consent", later)
+    assert registry.apply("consent", later) == []
     assert registry.consent("c-1") == later
     registry.apply("deployment", sample("deployment", notice_complete=False))
     registry.apply("deployment", sample("deployment", declared_retention_days=7))
@@ -150,3 +150,52 @@ def test_validity_window_is_granted_inclusive_expiry_and_withdrawal_exclusive(
         granted <= T and (expires is None or expires > T) and (withdrawn is None or withdrawn > T)
     )
     assert (consent_problems(registry, "capture", EVENT) == []) == valid
+
+
+DAY = timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("known", "later", "refused", "applied"),
+    [
+        ({"granted_at": T}, {"granted_at": T - US}, [("granted_at", T, T - US)], {"granted_at": T}),
+        ({"granted_at": T}, {"granted_at": T + DAY}, [], {"granted_at": T + DAY}),
+        (
+            {"withdrawn_at": T},
+            {"withdrawn_at": None},
+            [("withdrawn_at", T, None)],
+            {"withdrawn_at": T},
+        ),
+        (
+            {"withdrawn_at": T},
+            {"withdrawn_at": T + US},
+            [("withdrawn_at", T, T + US)],
+            {"withdrawn_at": T},
+        ),
+        ({"withdrawn_at": T}, {"withdrawn_at": T - DAY}, [], {"withdrawn_at": T - DAY}),
+        ({"withdrawn_at": None}, {"withdrawn_at": T}, [], {"withdrawn_at": T}),
+        (
+            {"granted_at": T - DAY, "withdrawn_at": T},
+            {"granted_at": T - 2 * DAY, "withdrawn_at": None, "purposes": ["access_control"]},
+            [("granted_at", T - DAY, T - 2 * DAY), ("withdrawn_at", T, None)],
+            {"granted_at": T - DAY, "withdrawn_at": T, "purposes": ["access_control"]},
+        ),
+    ],
+    ids=[
+        "grant-earlier",
+        "grant-later",
+        "withdrawal-dropped",
+        "withdrawal-later",
+        "withdrawal-earlier",
+        "withdrawn-now",
+        "both-and-more",
+    ],
+)
+def test_a_consent_s_history_is_never_rewritten(
+    known: dict, later: dict, refused: list[tuple], applied: dict
+) -> None:
+    registry = Registry()
+    assert registry.apply("consent", sample("consent", **known)) == []
+    asked = registry.apply("consent", sample("consent", **later))
+    assert [tuple(rewrite) for rewrite in asked] == refused
+    assert registry.consent("c-1") == sample("consent", **{**later, **applied})

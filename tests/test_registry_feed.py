@@ -8,6 +8,7 @@ would make the memory needed to start grow with the registry.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from helpers import kafka_as
@@ -51,3 +52,31 @@ def test_the_catch_up_hands_over_batches_of_the_limit_and_loses_no_row(
     everything = [(r["partition"], r["offset"]) for b in whole for r in b.rows["consents"]]
     assert sorted(read) == sorted(everything)
     assert sum(map(len, handed)) == sum(map(len, whole))
+
+
+def test_a_rewritten_consent_history_is_reported_once_and_not_applied(
+    kafka_bootstrap: str,
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    consent_id = f"c-{tag}"
+    granted = sample("consent", consent_id=consent_id)
+    withdrawn = {**granted, "withdrawn_at": granted["granted_at"] + timedelta(days=3)}
+    with EventProducer(kafka_as("producer")) as producer:
+        for record in (granted, withdrawn, granted, withdrawn):  # an un-withdrawal, then again
+            producer.send_registry("consent", record)
+        producer.flush()
+
+    judge = Judge("cac-2025", Registry())
+    batches: list[Batch] = []
+    RegistryFeed(kafka_as("validator"), judge, PipelineMetrics()).catch_up(batches.append)
+
+    assert judge.registry.consent(consent_id)["withdrawn_at"] == withdrawn["withdrawn_at"]
+    ours = [
+        row for batch in batches for row in batch.rows["violations"] if consent_id in row["details"]
+    ]
+    assert [row["rule_id"] for row in ours] == ["REG-CONSENT-REWRITTEN"]
+    [row] = ours
+    assert row["event_id"] is None and row["severity"] == "critical"
+    stored = [r for b in batches for r in b.rows["consents"] if r["consent_id"] == consent_id]
+    assert len(stored) == 4, "every record is stored as it was sent"
+    assert (row["partition"], row["offset"]) == (stored[2]["partition"], stored[2]["offset"])

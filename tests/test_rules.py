@@ -68,18 +68,21 @@ def _doc_rules(section: str | None = None) -> dict[str, DocRule]:
     """The rules of rules.md's tables; with `section`, only that section's ("## Trust rules")."""
     if not RULES_MD.exists():
         pytest.skip(f"{RULES_MD} not present")
-    rules, stream, heading = {}, False, ""
+    rules, stream, trust, heading = {}, False, False, ""
     for line in RULES_MD.read_text().splitlines():
         if line.startswith("## "):
             heading = line
             stream = line.startswith("## Stream rules")
+            trust = line.startswith(TRUST_SECTION)
         if section is not None and not heading.startswith(section):
             continue
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) == 5 and re.fullmatch(r"[A-Z]+(-[A-Z0-9]+)+", cells[0]):
             rule_id, articles, cac_2025, draft, fires_when = cells
             severity = {"cac-2025": cac_2025, "cac-2023-draft": draft}
-            rules[rule_id] = DocRule(rule_id, articles, severity, stream, fires_when)
+            # A trust rule with "no event" is judged over the stream of records.
+            eventless = trust and "no event" in fires_when
+            rules[rule_id] = DocRule(rule_id, articles, severity, stream or eventless, fires_when)
     return rules
 
 
@@ -108,7 +111,6 @@ def test_article_list_parsing() -> None:
 
 SIGNED_RECORD_RULES = (
     "REG-UNSIGNED-RECORD",
-    "REG-CONSENT-REWRITTEN",
     "AUDIT-CHECKPOINT-MISMATCH",
     "AUDIT-CHECKPOINT-BAD",
     "AUDIT-UNCHECKPOINTED",
@@ -123,7 +125,7 @@ def test_catalogue_has_exactly_the_rules_of_rules_md() -> None:
     assert len(trust) == 7
     assert set(SIGNED_RECORD_RULES) <= set(trust)
     doc = [rule_id for rule_id in _doc_rules() if rule_id not in SIGNED_RECORD_RULES]
-    assert len(doc) == 27
+    assert len(doc) == 28
     assert [rule.id for rule in CATALOGUE.rules] == doc
 
 
@@ -187,7 +189,13 @@ def test_active_rules_leave_out_off_and_other_kinds() -> None:
     draft = {rule.id for rule in CATALOGUE.active_rules("cac-2023-draft", "capture")}
     assert "FR-ON-DEVICE" not in draft and "FR-ENCRYPTION" in draft
     stream = {rule.id for rule in CATALOGUE.active_rules("cac-2025", STREAM)}
-    assert stream == {"AUDIT-SEQ-GAP", "AUDIT-CHAIN-BREAK", "FR-FILING", "FR-DELETION-OVERDUE"}
+    assert stream == {
+        "AUDIT-SEQ-GAP",
+        "AUDIT-CHAIN-BREAK",
+        "FR-FILING",
+        "FR-DELETION-OVERDUE",
+        "REG-CONSENT-REWRITTEN",
+    }
     with pytest.raises(ValueError, match="unknown kind"):
         CATALOGUE.active_rules("cac-2025", "consent")
 
@@ -626,17 +634,21 @@ def test_withdrawn_and_invalid_fire_together() -> None:
     assert fired["FR-CONSENT-INVALID"].details["reasons"] == ["bundled", "expired"]
 
 
-def test_later_consent_record_wins() -> None:
-    registry = _registry({**AT_T, "withdrawn_at": T - timedelta(days=1)})
+def test_a_later_consent_record_wins_but_never_undoes_a_withdrawal() -> None:
+    registry = _registry(AT_T)
     event = sample("capture")
-    assert "FR-CONSENT-WITHDRAWN" in _fired("cac-2025", "capture", event, registry)
-    registry.apply("consent", sample("consent", **AT_T))
     assert _fired("cac-2025", "capture", event, registry) == {}
-    registry.apply("consent", sample("consent", purposes=["access_control"]))
+    assert registry.apply("consent", sample("consent", **AT_T, purposes=["access_control"])) == []
     assert set(_fired("cac-2025", "capture", event, registry)) == {
         "FR-PUBLIC-PURPOSE",
         "FR-CONSENT-INVALID",
     }
+    withdrawal = sample("consent", **{**AT_T, "withdrawn_at": T - timedelta(days=1)})
+    assert registry.apply("consent", withdrawal) == []
+    assert "FR-CONSENT-WITHDRAWN" in _fired("cac-2025", "capture", event, registry)
+    [refused] = registry.apply("consent", sample("consent", **AT_T))
+    assert (refused.field, refused.asked) == ("withdrawn_at", None)
+    assert "FR-CONSENT-WITHDRAWN" in _fired("cac-2025", "capture", event, registry)
 
 
 BAD_CAPTURE = {
