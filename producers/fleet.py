@@ -55,6 +55,7 @@ CONSENT_WITHDRAWN: Final = "FR-CONSENT-WITHDRAWN"
 UNKNOWN_DEPLOYMENT: Final = "REG-UNKNOWN-DEPLOYMENT"
 PUBLIC_SIGNAGE: Final = "FR-PUBLIC-SIGNAGE"
 PURPOSE_REGISTERED: Final = "FR-PURPOSE-REGISTERED"
+RAW_IDENTIFIER: Final = "AUDIT-RAW-IDENTIFIER"
 FAULTS: Final = (
     PRIVATE_SPACE,
     CONSENT_MISSING,
@@ -62,6 +63,7 @@ FAULTS: Final = (
     UNKNOWN_DEPLOYMENT,
     PUBLIC_SIGNAGE,
     PURPOSE_REGISTERED,
+    RAW_IDENTIFIER,
 )
 """The rules the fleet can break on purpose, one per faulty event."""
 
@@ -522,6 +524,7 @@ class Fleet:
             and not device.template.remote_noncontact
         ]
         return {
+            RAW_IDENTIFIER: list(self._regular),  # a match whose operator_id is a phone number
             PRIVATE_SPACE: [device for device in self.devices if device.role == "private"],
             UNKNOWN_DEPLOYMENT: [
                 device for device in self.devices if device.role == "unregistered"
@@ -636,7 +639,9 @@ class Fleet:
             consented = device.processor.consent_purposes
             unregistered = [p for p in consented if p not in device.template.purposes]
             encounter = Encounter(rng.choice(unregistered), encounter.subject)
-        if rule == PUBLIC_SIGNAGE or rng.random() < FAULTY_CAPTURE_SHARE:
+        if rule != RAW_IDENTIFIER and (
+            rule == PUBLIC_SIGNAGE or rng.random() < FAULTY_CAPTURE_SHARE
+        ):
             kind, record = "capture", self._capture(device, encounter)
         else:
             kind, record = "match", self._match(device, encounter, None)
@@ -644,6 +649,8 @@ class Fleet:
             record["signage_present"] = False
         elif rule == CONSENT_MISSING:
             record["consent_id"] = rng.choice((None, self._uuid("cns")))
+        elif rule == RAW_IDENTIFIER:  # the operator's mobile number instead of a pseudonym
+            record["operator_id"] = f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}"
         return kind, record
 
     def _encounter(self, device: Device) -> Encounter:
