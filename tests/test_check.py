@@ -278,6 +278,23 @@ def test_the_later_file_wins(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert (capture(0)["event_id"], "FR-CONSENT-WITHDRAWN") in result.fired
 
 
+def test_a_real_identifier_is_reported_without_its_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    resident_id = "11010519491231002X"
+    consent = sample("consent", subject_ref=resident_id)
+    match = sample("match", subject_ref=resident_id, operator_id="13800138000")
+    path = write_jsonl(tmp_path / "in.jsonl", [REGISTRY[0], ("consent", consent), ("match", match)])
+    result = run(capsys, path)
+    assert result.fired == [(match["event_id"], "AUDIT-RAW-IDENTIFIER")]
+    [violation] = result.violations
+    assert violation["details"] == {
+        "fields": ["subject_ref", "operator_id"],
+        "identifiers": ["resident identity number", "mobile number"],
+    }
+    assert resident_id not in json.dumps(violation) and "13800138000" not in json.dumps(violation)
+
+
 # -- bad input ----------------------------------------------------------------------
 
 
