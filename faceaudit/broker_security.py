@@ -306,7 +306,7 @@ def acls_for(name: str, role: str) -> list[ACL]:
             *_allow(principal, group, (VALIDATOR_GROUPS,), (read, describe), prefixed=True),
         ]
     if role == "operator":
-        return _allow(principal, topic, (KEYS_TOPIC,), (write, describe))
+        return _allow(principal, topic, (KEYS_TOPIC,), (write, read, describe))
     if role == "reader":
         return [
             *_allow(principal, topic, (VIOLATION_TOPIC,), (read, describe)),

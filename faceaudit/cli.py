@@ -15,6 +15,7 @@ from core.local_kafka import ROLES
 from faceaudit.commands_check import add_check_parser, add_rules_parser
 from faceaudit.commands_dashboard import add_dashboard_parser
 from faceaudit.commands_dead_letters import add_dead_letters_parser
+from faceaudit.commands_keys import add_keys_parser
 from faceaudit.home import home
 from faceaudit.kafka_flags import add_kafka_flags, kafka_flags
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_check_parser(commands)
     add_rules_parser(commands)
     add_dead_letters_parser(commands)
+    add_keys_parser(commands)
     add_dashboard_parser(commands)
     return parser
 

@@ -23,6 +23,7 @@ Avro can only type as int/long must not be negative.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -123,6 +124,7 @@ class _Kind:
     names: tuple[str, ...]  # the fields, in schema order
     required: frozenset[str]  # fields without a default
     json_keys: frozenset[str]  # the fields and "type"
+    binary: tuple[str, ...]  # bytes fields: standard base64 in the JSON form
     # The quick validity tests: the exact types each field accepts, in schema
     # order, and a test per field whose type alone does not settle it (enum
     # symbols, int ranges, array items).
@@ -177,6 +179,7 @@ def _single_test(declared: Any) -> Callable[[Any], bool]:
         "long": lambda value: type(value) is int and -(2**63) <= value < 2**63,
         "float": lambda value: type(value) in (int, float),
         "double": lambda value: type(value) in (int, float),
+        "bytes": lambda value: isinstance(value, bytes),
     }
     return simple.get(declared, lambda value: False)
 
@@ -190,6 +193,7 @@ _SIMPLE_TYPES: Final[dict[str, tuple[frozenset[type], bool]]] = {
     "long": (frozenset((int,)), True),
     "float": (frozenset((int, float)), False),
     "double": (frozenset((int, float)), False),
+    "bytes": (frozenset((bytes,)), False),
 }
 
 
@@ -234,6 +238,7 @@ def _load(kind: str) -> _Kind:
         names=tuple(types),
         required=frozenset(field["name"] for field in raw["fields"] if "default" not in field),
         json_keys=frozenset(types) | {"type"},
+        binary=tuple(name for name, declared in types.items() if "bytes" in _branches(declared)),
         exact_types=tuple(exact for exact, _ in quick.values()),
         value_checks=tuple(
             (name, _value_test(types[name])) for name, (_, tested) in quick.items() if tested
@@ -491,6 +496,8 @@ def to_json(kind: str, record: Mapping[str, Any]) -> dict[str, Any]:
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
     if isinstance(value, list | tuple):
         return list(value)
     return value
@@ -508,8 +515,21 @@ def from_json(obj: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     record = dict(zip(info.names, map(obj.get, info.names), strict=True))
     for name in info.timestamps:
         record[name] = _parse_timestamp(info, name, record[name])
+    for name in info.binary:
+        record[name] = _parse_base64(info, name, record[name])
     _check_values(info, record)
     return info.name, record
+
+
+def _parse_base64(info: _Kind, name: str, value: object) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EncodeError(f"{info.name}.{name}: expected a base64 string, got {_show(value)}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:  # binascii.Error, or a character outside ASCII
+        raise EncodeError(f"{info.name}.{name}: {_short(value)} is not standard base64") from None
 
 
 def _parse_timestamp(info: _Kind, name: str, value: object) -> datetime | None:

@@ -3,8 +3,9 @@
 All samples describe one story: processor ``p-1`` runs deployment ``d-1`` (a
 payment terminal in a retail shop, region 310104); subject ``s-1`` gave
 separate consent ``c-1``; on 2026-03-01 device ``dev-1`` captured the face and
-verified it 1:1. Each event sample is the first of its device (``device_seq`` 0,
-``prev_hash`` None): a test that chains events sets both itself.
+verified it 1:1; ``p-1`` signs with key ``k-p-1``. Each event sample is the
+first of its device (``device_seq`` 0, ``prev_hash`` None): a test that chains
+events sets both itself.
 """
 
 from __future__ import annotations
@@ -132,12 +133,26 @@ def _deletion() -> dict[str, Any]:
     }
 
 
+def _key() -> dict[str, Any]:
+    return {
+        "key_id": "k-p-1",
+        "owner": "processor",
+        "processor_id": "p-1",
+        "device_id": None,
+        "algorithm": "ed25519",
+        "public_key": bytes(range(32)),
+        "valid_from": _at(2026, 1, 1),
+        "revoked_at": None,
+    }
+
+
 _BUILDERS = {
     "capture": _capture,
     "match": _match,
     "consent": _consent,
     "deployment": _deployment,
     "deletion": _deletion,
+    "key": _key,
 }
 
 

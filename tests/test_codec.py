@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC
 from importlib.resources import files
@@ -117,6 +118,16 @@ CONTRACT_FIELDS: dict[str, list[str]] = {
         "filing_date",
     ],
     "deletion": ["event_id", "processor_id", "subject_ref", "deleted_at", "reason"],
+    "key": [
+        "key_id",
+        "owner",
+        "processor_id",
+        "device_id",
+        "algorithm",
+        "public_key",
+        "valid_from",
+        "revoked_at",
+    ],
 }
 
 # --- an independent CRC-64-AVRO (Avro specification, "Schema Fingerprints") ---
@@ -380,6 +391,16 @@ def test_every_province_s_region_codes_are_accepted() -> None:
                 decode(encode("capture", sample("capture", region_code=code))).record["region_code"]
                 == code
             )
+
+
+def test_bytes_are_standard_base64_in_the_json_form() -> None:
+    record = sample("key", public_key=b"\x00\xff" * 16)
+    obj = to_json("key", record)
+    assert obj["public_key"] == base64.b64encode(b"\x00\xff" * 16).decode()
+    assert from_json(obj) == ("key", record)
+    for bad in ("AP8", "AP8A/w==!", 12):
+        with pytest.raises(EncodeError, match=r"key\.public_key"):
+            from_json(obj | {"public_key": bad})
 
 
 def test_decode_error_str_and_reasons() -> None:

@@ -138,6 +138,7 @@ def values(declared: Any, wide: bool = True) -> st.SearchStrategy[Any]:
         "int": st.one_of(INT32, st.integers(-(2**40), 2**40)) if wide else INT32,
         "long": st.integers(-(2**63), 2**63 - 1),
         "float": st.floats(width=32),
+        "bytes": st.binary(max_size=40),
     }[declared]
 
 
@@ -201,6 +202,9 @@ class Unusual:
             self.long(value)
         elif declared == "float":
             self.out += struct.pack("<f", value)
+        elif declared == "bytes":
+            self.long(len(value))
+            self.out += value
         else:
             assert declared == "null", declared
 
