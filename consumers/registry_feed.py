@@ -20,6 +20,7 @@ from consumers.decoding import decode_message
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
 from core.clients import KafkaConfig, kafka_consumer
+from core.errors import FaceauditError
 from schemas.topics import TOPICS
 
 TABLE_FOR_KIND = {"consent": "consents", "deployment": "deployments", "deletion": "deletions"}
@@ -70,6 +71,7 @@ class RegistryFeed:
         registries' size.
         """
         ends = self._consumer.end_offsets(self._partitions)
+        self._check_store_is_behind(ends)
         deadline = time.monotonic() + timeout
         batch = Batch()
         while any(self._consumer.position(tp) < end for tp, end in ends.items()):
@@ -80,6 +82,17 @@ class RegistryFeed:
                 submit(batch)
                 batch = Batch()
         submit(batch)
+
+    def _check_store_is_behind(self, ends: Mapping[TopicPartition, int]) -> None:
+        """FaceauditError if the store holds offsets a registry partition never reached."""
+        for tp, end in ends.items():
+            stored = self._stored.get((tp.topic, tp.partition), -1)
+            if stored >= end:
+                raise FaceauditError(
+                    f"the store holds {tp.topic}[{tp.partition}] up to offset {stored}, but the "
+                    f"topic ends at offset {end}: it was created anew, or this is another "
+                    "cluster; validate into another store (--clickhouse)"
+                )
 
     def fetch(self, timeout_ms: int = 0, max_records: int = 50_000) -> list[ConsumerRecord]:
         """The registry records that have arrived, to `apply`.

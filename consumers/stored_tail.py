@@ -3,10 +3,14 @@
 After a crash between insert and commit, the next owner of a partition
 re-reads from the last committed offset. Loading the rows already stored
 from that offset on lets it skip them, so re-reading never stores twice.
+An event is known by its offset and its payload's hash: a different event
+at a stored offset (the topic was created anew, or this is another cluster)
+is an error, never taken for the one stored.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -20,7 +24,8 @@ from schemas.topics import EVENTS_TOPIC
 class StoredTail:
     """Offsets (and violation ids) stored at or after the committed offset."""
 
-    events: frozenset[int] = field(default_factory=frozenset)
+    events: Mapping[int, str | None] = field(default_factory=dict)
+    """Offset -> the stored event's payload SHA-256."""
     dead_letters: frozenset[int] = field(default_factory=frozenset)
     violations: frozenset[str] = field(default_factory=frozenset)
 
@@ -40,8 +45,11 @@ def load_stored_tail(client: Client, topic: str, partition: int, start: int) -> 
         )
         return frozenset(row[0] for row in result.result_rows)
 
+    stored = client.query(
+        f"SELECT offset, payload_sha256 FROM {DATABASE}.events WHERE {where}", parameters=params
+    )
     return StoredTail(
-        events=column("events", "offset"),
+        events=dict(stored.result_rows),
         dead_letters=column("dead_letters", "offset"),
         violations=column("violations", "violation_id"),
     )

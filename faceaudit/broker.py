@@ -298,7 +298,9 @@ class LocalBroker:
             self.data_dir.rename(aside)
             print(
                 f"faceaudit: the local broker's data dir had no users; moved to {aside} "
-                "and formatted anew",
+                "and formatted anew. Its topics start again at offset 0: a store filled from "
+                "the old ones (such as .faceaudit/clickhouse) is refused by the validator; "
+                "move it aside too",
                 file=sys.stderr,
             )
             self.data_dir.mkdir()

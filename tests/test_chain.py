@@ -31,6 +31,7 @@ from consumers.read import GroupReader
 from consumers.registry import Registry
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary, RunTimer
+from core.errors import FaceauditError
 from schemas import codec
 from schemas.topics import DEAD_LETTER_TOPIC, EVENTS_TOPIC, INPUT_TOPICS, VIOLATION_TOPIC
 
@@ -284,7 +285,7 @@ def judged(*messages) -> Batch:
 def test_store_leaves_out_what_the_store_holds_but_passes_it_on_to_publish() -> None:
     batch = judged(*chained({"location_type": "toilet"}, {}))
     stored_violation = batch.rows["violations"][0]["violation_id"]
-    tail = StoredTail(events=frozenset({0}), violations=frozenset({stored_violation}))
+    tail = StoredTail(events={0: payload_hash(batch, 0)}, violations=frozenset({stored_violation}))
     store = FlakyStore()
     step, handed, summary = store_step(store, {TP: tail})
     step.submit(batch)
@@ -293,6 +294,27 @@ def test_store_leaves_out_what_the_store_holds_but_passes_it_on_to_publish() -> 
     assert rows["violations"] == []
     assert len(handed.batches[0].outbox["violations"]) == 1, "still published"
     assert summary.events == {"capture": 1}
+
+
+def payload_hash(batch: Batch, offset: int) -> str:
+    """The payload SHA-256 of the batch's event at `offset`."""
+    [digest] = [
+        row["payload_sha256"]
+        for table in batch.event_tables
+        for row in table.select(["offset", "payload_sha256"]).to_pylist()
+        if row["offset"] == offset
+    ]
+    return digest
+
+
+def test_another_event_at_a_stored_offset_stops_the_store_and_writes_nothing() -> None:
+    batch = judged(*chained({}, {}))
+    tail = StoredTail(events={1: "0" * 64})  # what a topic created anew would show
+    store = FlakyStore()
+    step, handed, _ = store_step(store, {TP: tail})
+    with pytest.raises(FaceauditError, match=r"another event at .*\[0\]@1 than the topic"):
+        step.submit(batch)
+    assert store.written == [] and handed.batches == []
 
 
 def test_store_retries_a_failing_insert_with_the_same_token() -> None:

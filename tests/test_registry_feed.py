@@ -18,7 +18,8 @@ from consumers.batch import Batch
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
 from consumers.registry import Registry
-from consumers.registry_feed import RegistryFeed
+from consumers.registry_feed import FEED_TOPICS, RegistryFeed
+from core.errors import FaceauditError
 from producers.event_producer import EventProducer
 
 pytestmark = pytest.mark.integration
@@ -80,3 +81,13 @@ def test_a_rewritten_consent_history_is_reported_once_and_not_applied(
     stored = [r for b in batches for r in b.rows["consents"] if r["consent_id"] == consent_id]
     assert len(stored) == 4, "every record is stored as it was sent"
     assert (row["partition"], row["offset"]) == (stored[2]["partition"], stored[2]["offset"])
+
+
+def test_a_store_ahead_of_the_registry_topics_is_refused(kafka_bootstrap: str) -> None:
+    """Offsets stored that the topic never reached: it was made anew, or it is another cluster."""
+    stored = {(topic, 0): 10**12 for topic in FEED_TOPICS}
+    ahead = RegistryFeed(
+        kafka_as("validator"), Judge("cac-2025", Registry()), PipelineMetrics(), stored=stored
+    )
+    with pytest.raises(FaceauditError, match=r"the store holds faceaudit\..*up to offset"):
+        ahead.catch_up(lambda batch: None)

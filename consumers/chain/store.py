@@ -89,7 +89,10 @@ class StoreStep(Forwarding):
         ]
 
     def _unstored_events(self, table: pa.Table) -> pa.Table:
-        """The rows of an event table whose offsets the store does not hold."""
+        """The rows of an event table whose offsets the store does not hold.
+
+        FaceauditError if the store holds another event at one of them.
+        """
         stored = None
         for tp, tail in self._tails.items():
             if not tail.events:
@@ -100,6 +103,7 @@ class StoreStep(Forwarding):
                 ),
                 pc.is_in(table["offset"], value_set=pa.array(sorted(tail.events), pa.uint64())),
             )
+            _same_events(table.filter(here), tp, tail)
             stored = here if stored is None else pc.or_(stored, here)
         return table if stored is None else table.filter(pc.invert(stored))
 
@@ -158,3 +162,17 @@ class StoreStep(Forwarding):
             event_us = pc.cast(table.column("event_time"), pa.int64())
             seconds = pc.divide(pc.subtract(stored_at_us, event_us), 1e6)
             self._metrics.latency.observe_many(seconds)
+
+
+def _same_events(read: pa.Table, tp: TopicPartition, tail: StoredTail) -> None:
+    """The events read at stored offsets are those stored: the same payload hashes."""
+    offsets = read.column("offset").to_pylist()
+    hashes = read.column("payload_sha256").to_pylist()
+    for offset, digest in zip(offsets, hashes, strict=True):
+        if tail.events[offset] != digest:
+            raise FaceauditError(
+                f"the store holds another event at {tp.topic}[{tp.partition}]@{offset} than "
+                "the topic does: the topic was created anew, or this is another cluster; "
+                "the stored rows are left as they are: validate into another store "
+                "(--clickhouse)"
+            )
