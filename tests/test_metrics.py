@@ -11,9 +11,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
+from consumers.rules.catalogue import load_catalogue
 from consumers.settings import Settings
 from consumers.store import open_store
 from producers.simulate import simulate
+from schemas.regions import PROVINCES
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +63,11 @@ def test_metrics_endpoint_reports_the_run(
     assert found[("faceaudit_event_to_stored_seconds_count", ())] == sum(summary.events.values())
     lags = [value for (name, _), value in found.items() if name == "faceaudit_consumer_lag"]
     assert lags and all(value == 0 for value in lags), "drained partitions must show no lag"
+    labelled = [dict(labels) for (_, labels), _ in found.items()]
+    provinces = {each["province"] for each in labelled if "province" in each}
+    assert provinces and provinces <= {*PROVINCES, ""}, "only known provinces (or none) label"
+    rules = {each["rule"] for each in labelled if "rule" in each}
+    assert rules <= {rule.id for rule in load_catalogue().rules}
     info = [labels for (name, labels), _ in found.items() if name == "faceaudit_rules_info"]
     assert info and ("profile", "cac-2025") in info[0]
     assert any(key == "catalogue_version" for key, _ in info[0])
