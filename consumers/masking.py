@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from consumers.rules.identifiers import IDENTIFIER_FIELDS, looks_like_identifier
 from core.errors import FaceauditError
+from core.private_files import private_dir, write_private
 
 MASK_PREFIX: Final = "masked:"
 KEY_BYTES: Final = 32
@@ -81,12 +82,10 @@ def load_mask_key(path: str | os.PathLike[str]) -> bytes:
 
 def _create_key(path: Path) -> None:
     """Write a new random key; atomically, so processes starting together agree on one."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(path.parent)
     draft = path.with_name(f".{path.name}.{os.getpid()}")
-    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    write_private(draft, secrets.token_bytes(KEY_BYTES), exclusive=True)
     try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(secrets.token_bytes(KEY_BYTES))
         with contextlib.suppress(FileExistsError):  # another process made it first: theirs
             os.link(draft, path)
     finally:

@@ -40,7 +40,8 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from core.clients import KafkaConfig, kafka_admin
 from core.errors import FaceauditError
 from core.local_kafka import ROLE_USERS, write_client_file
-from faceaudit.broker_security import BrokerSecurity, acls_for, private_dir, write_private
+from core.private_files import private_dir, write_private
+from faceaudit.broker_security import BrokerSecurity, acls_for
 from schemas.topics import (
     COMPACTED_TOPICS,
     DEAD_LETTER_TOPIC,

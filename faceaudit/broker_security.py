@@ -29,7 +29,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import os
 import re
 import secrets
 from collections.abc import Iterable
@@ -49,6 +48,7 @@ from kafka.admin import (
 )
 
 from core.local_kafka import ROLES
+from core.private_files import private_dir, write_private
 from producers.fleet import CATALOG
 from schemas.topics import (
     DEAD_LETTER_TOPIC,
@@ -337,23 +337,6 @@ def _allow(
 
 
 # --------------------------------------------------------------- files
-
-
-def private_dir(path: Path) -> None:
-    """Make `path` (and parents) and leave it readable by its owner alone."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.chmod(0o700)
-
-
-def write_private(path: Path, data: str | bytes) -> None:
-    """Write `path` readable by its owner alone (0600), whatever the umask."""
-    raw = data.encode() if isinstance(data, str) else data
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, raw)
-    finally:
-        os.close(fd)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

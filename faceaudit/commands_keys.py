@@ -19,6 +19,7 @@ from core.clients import KafkaConfig
 from core.errors import FaceauditError
 from faceaudit.home import home
 from faceaudit.kafka_flags import add_kafka_flags, kafka_flags
+from schemas import codec
 
 KEYS_DIR: Final = "keys"
 TABLE_HEADER: Final = ("KEY_ID", "OWNER", "PROCESSOR", "DEVICE", "VALID_FROM", "REVOKED_AT")
@@ -108,7 +109,7 @@ def _list(args: argparse.Namespace) -> int:
         print(f"faceaudit keys list: skipped {problem}", file=sys.stderr)
     if args.format == "jsonl":
         for record in keys.values():
-            print(json.dumps(_json(record)))
+            print(json.dumps(codec.to_json("key", record)))
         return 0
     rows = [TABLE_HEADER, *(_row(record) for record in keys.values())]
     widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_HEADER))]
@@ -130,12 +131,6 @@ def _revoke(args: argparse.Namespace) -> int:
     publish(kafka, update)
     print(f"key {args.key_id} revoked at {update['revoked_at'].isoformat()}")
     return 0
-
-
-def _json(record: dict[str, Any]) -> dict[str, Any]:
-    from schemas import codec
-
-    return codec.to_json("key", record)
 
 
 def _row(record: dict[str, Any]) -> tuple[str, ...]:

@@ -9,7 +9,6 @@ how a key is revoked. Nothing here prints or logs a private key.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from kafka.errors import KafkaError
 
 from core.clients import KafkaConfig, kafka_consumer, kafka_producer, refusal
 from core.errors import FaceauditError
+from core.private_files import private_dir, write_private
 from schemas import codec
 from schemas.topics import KEYS_TOPIC
 
@@ -59,13 +59,10 @@ def new_key_record(
 
 def write_private_key(private: Ed25519PrivateKey, directory: Path, key_id: str) -> Path:
     """The private key as PKCS#8 PEM in ``directory/KEY_ID.pem``: mode 0600, directory 0700."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
+    private_dir(directory)
     path = directory / f"{key_id}.pem"
     pem = private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(pem)
+    write_private(path, pem, exclusive=True)
     return path
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import fastavro
 import pytest
+from arrow_events import chained
 from samples import sample
 
 from consumers.check import check, iso_z
@@ -22,7 +23,6 @@ from consumers.rules.catalogue import DEFAULT_PATH as DEFAULT_CATALOGUE
 from consumers.rules.catalogue import Catalogue, load_catalogue
 from consumers.violation import Violation
 from faceaudit.cli import main
-from producers.event_producer import DeviceChain
 from producers.fleet import Fleet
 from schemas import codec
 
@@ -96,18 +96,6 @@ def capture(n: int, **overrides: Any) -> dict[str, Any]:
     """The n-th capture of device dev-1, one second apart, compliant unless overridden."""
     numbered = {"event_id": event_id(n), "event_time": T0 + timedelta(seconds=n), "device_seq": n}
     return sample("capture", **(numbered | overrides))
-
-
-def chained(events: Records) -> list[tuple[str, dict[str, Any]]]:
-    """Events of many devices, each device's numbered and chained as the producer SDK does."""
-    chains: dict[str, DeviceChain] = {}
-    out = []
-    for kind, record in events:
-        chain = chains.setdefault(record["device_id"], DeviceChain())
-        stamped = chain.stamp(record)
-        chain.advance(codec.encode_payload(kind, stamped))
-        out.append((kind, stamped))
-    return out
 
 
 def write_avro_by_kind(directory: Path, events: Records) -> list[Path]:
