@@ -48,7 +48,8 @@ def run_latency(cluster: Cluster, rate: float, seconds: float, seed: int = 2) ->
     try:
         _wait_until_joined(cluster.kafka, group, child)
         print(f"  {rate:,.0f} events/s for {WARMUP_SECONDS:g} + {seconds:g} s", file=sys.stderr)
-        sent = live(cluster.kafka_as("producer"), rate, seconds, WARMUP_SECONDS, seed)
+        producer, operator = cluster.kafka_as("producer"), cluster.kafka_as("operator")
+        sent = live(producer, operator, rate, seconds, WARMUP_SECONDS, seed)
         for _ in watch.wait_for(sent.total, lambda: child.poll() is None, lambda _: None):
             pass
         stop(child)  # SIGTERM: judge what is held, store, commit, exit

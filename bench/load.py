@@ -12,15 +12,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from consumers.read import GROUP_TOPICS
 from core.clients import KafkaConfig, kafka_consumer
+from faceaudit.fleet_keys import register_fleet_keys
 from producers.event_producer import EventProducer
 from producers.fleet import Fleet
-from producers.simulate import SimulationReport, simulate
+from producers.simulate import SimulationReport, earliest_time, simulate
 
 DEVICES = 200
 VIOLATION_RATE = 0.05
@@ -42,14 +44,28 @@ class Sent:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-def preload(kafka: KafkaConfig, events: int) -> SimulationReport:
-    """Registry, then `events` events from a fleet of DEVICES devices, as fast as possible."""
+def preload(kafka: KafkaConfig, operator: KafkaConfig, events: int) -> SimulationReport:
+    """Signed registry (keys registered as `operator`), then `events` events from a fleet
+    of DEVICES devices, as fast as possible."""
     return simulate(
-        kafka, events, DEVICES, PRELOAD_SEED, violation_rate=VIOLATION_RATE, gap_rate=GAP_RATE
+        kafka,
+        events,
+        DEVICES,
+        PRELOAD_SEED,
+        violation_rate=VIOLATION_RATE,
+        gap_rate=GAP_RATE,
+        signing_keys=partial(register_fleet_keys, operator),
     )
 
 
-def live(kafka: KafkaConfig, rate: float, seconds: float, warmup: float, seed: int) -> Sent:
+def live(
+    kafka: KafkaConfig,
+    operator: KafkaConfig,
+    rate: float,
+    seconds: float,
+    warmup: float,
+    seed: int,
+) -> Sent:
     """Send for `warmup` + `seconds` s at `rate` events/s; counts only what follows the warm-up.
 
     The fleet's events are made before the clock starts, so the send loop does
@@ -58,10 +74,13 @@ def live(kafka: KafkaConfig, rate: float, seconds: float, warmup: float, seed: i
     """
     fleet = Fleet(DEVICES, seed, VIOLATION_RATE)
     events = [(kind, record) for kind, record, _ in fleet.events(int(rate * (warmup + seconds)))]
+    registry = fleet.registry_records()
+    processors = [processor.processor_id for processor in fleet.processors]
+    signers = register_fleet_keys(operator, processors, earliest_time(registry))
     with EventProducer(
-        kafka, client_id="faceaudit-bench-live", linger_ms=50, batch_size=1 << 20
+        kafka, client_id="faceaudit-bench-live", linger_ms=50, batch_size=1 << 20, signers=signers
     ) as producer:
-        for kind, record in fleet.registry_records():
+        for kind, record in registry:
             producer.send_registry(kind, record)
         producer.flush()
         start = time.monotonic()

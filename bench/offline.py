@@ -17,20 +17,36 @@ from bench import BenchError
 from bench.cluster import Cluster
 from bench.load import DEVICES, VIOLATION_RATE
 from bench.memory import PeakMemory
+from faceaudit.keys import new_key_record
 from producers.event_producer import DeviceChain
 from producers.fleet import Fleet
+from producers.signer import Signer, signed_json
+from producers.simulate import earliest_time
 from schemas import codec
 
 _RATE = re.compile(r"\(([\d,]+) events/s\)")
 
 
 def write_export(path: Path, events: int, seed: int = 3) -> None:
-    """A JSON-lines file: the registry, then `events` events with device_seq and prev_hash."""
+    """A JSON-lines file: a key per processor, the registry signed with it, then `events`
+    events with device_seq and prev_hash."""
     fleet = Fleet(DEVICES, seed, VIOLATION_RATE)
+    registry = fleet.registry_records()
+    valid_from = earliest_time(registry)
+    keys = {
+        processor.processor_id: new_key_record(
+            "processor", processor.processor_id, None, valid_from
+        )
+        for processor in fleet.processors
+    }
     chains: dict[str, DeviceChain] = {}
     with path.open("w", encoding="utf-8") as out:
-        for kind, record in fleet.registry_records():
-            out.write(json.dumps(codec.to_json(kind, record)) + "\n")
+        for record, _ in keys.values():
+            out.write(json.dumps(codec.to_json("key", record)) + "\n")
+        for kind, record in registry:
+            key, private = keys[record["processor_id"]]
+            signed = signed_json(kind, record, Signer(key["key_id"], private))
+            out.write(json.dumps(signed) + "\n")
         for kind, record, _ in fleet.events(events):
             chain = chains.setdefault(record["device_id"], DeviceChain())
             stamped = chain.stamp(record)

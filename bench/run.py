@@ -78,7 +78,7 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
 
     sent = _step(
         f"preload {events:,} events",
-        lambda: preload(cluster.kafka_as("producer"), events),
+        lambda: preload(cluster.kafka_as("producer"), cluster.kafka_as("operator"), events),
         lambda r: rate(r.events_per_second),
     )
     expected = sum(end_offsets(cluster.kafka).values())

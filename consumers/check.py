@@ -1,11 +1,13 @@
 """The offline checker behind ``faceaudit check``: files of records, judged like the stream.
 
 It feeds the same ``Judge`` as the streaming validator, in the order rules.md
-prescribes for finite input: every registry record of every input first (a
-later record with the same id wins), then events and deletions, then the
-sequence rules, then FR-DELETION-OVERDUE as of the latest ``event_time`` in
-the input. So a file and the same records sent through Kafka, which keeps
-each device's order, yield the same findings (the hash chain is checked only
+prescribes for finite input: every registry record and deletion of every
+input first (a later record with the same id wins; with signatures checked,
+the inputs' key records before them, and a record that is not signed by its
+processor is refused: REG-UNSIGNED-RECORD), then events, then the sequence
+rules, then FR-DELETION-OVERDUE as of the latest ``event_time`` in the
+input. So a file and the same records sent through Kafka, which keeps each
+device's order, yield the same findings (the hash chain is checked only
 where payload bytes exist, i.e. for Avro input).
 
 Inputs are read natively into Arrow tables (``record_batches``, on a thread
@@ -55,6 +57,7 @@ from consumers.event_columns import POSITION_COLUMNS
 from consumers.input_chunks import READ_TIME, Chunk, ReadClock, chunks
 from consumers.judge import Anchored, Judge, Tables
 from consumers.kept_events import INPUT, KeptEvents
+from consumers.keyring import KeyRing
 from consumers.prefetch import Ahead
 from consumers.readers import OnBad, Source
 from consumers.registry import Registry
@@ -62,6 +65,7 @@ from consumers.rules.catalogue import SEVERITIES, Catalogue, check_profile
 from consumers.rules.sequence_columns import observe_tables
 from consumers.tables import MESSAGE_INDEX
 from consumers.violation import Violation
+from schemas import codec
 from schemas.topics import EVENT_KINDS
 
 OnViolation = Callable[[Violation], None]
@@ -99,8 +103,12 @@ def check(
     on_violation: OnViolation,
     on_bad: OnBad,
     catalogue: Catalogue | None = None,
+    trust: str = "signatures",
 ) -> CheckStats:
-    """Judge every record of ``sources`` under ``profile``; report findings and bad records."""
+    """Judge every record of ``sources`` under ``profile``; report findings and bad records.
+
+    ``trust``: ``signatures`` (registry records count only if signed) or ``none``.
+    """
     started = time.perf_counter()
     stats = CheckStats()
 
@@ -118,15 +126,13 @@ def check(
     reading = Ahead(_read(sources, bad))  # starts at once, alongside the registry pass
     try:
         judge = Judge(check_profile(profile), Registry(), catalogue, in_order=True)
-        emit([(violation, None) for violation in load_registry(sources, judge)])
+        keyring = KeyRing() if trust == "signatures" else None
+        emit([(violation, None) for violation in load_registry(sources, judge, keyring)])
         merged = len(sources) > 1  # FR-FILING waits for every input, to count in merged order
         kept = KeptEvents(subjects=merged)
         latest: datetime | None = None
         for chunk, events in reading:
             stats.records += sum(table.num_rows for table in chunk.values())
-            if "deletion" in chunk:
-                for record in chunk["deletion"].to_pylist():
-                    judge.observe_deletion(record)
             if not events:
                 continue
             stats.events += sum(table.num_rows for table in events.values())
@@ -187,12 +193,35 @@ def _later(latest: datetime | None, events: Tables) -> datetime:
     return max(times if latest is None else [latest, *times])
 
 
-def load_registry(sources: Iterable[Source], judge: Judge) -> list[Violation]:
-    """Apply every good consent and deployment record of the inputs, in input order
-    (later wins); the violations of the consents whose history they would rewrite."""
+def load_registry(
+    sources: Iterable[Source], judge: Judge, keyring: KeyRing | None
+) -> list[Violation]:
+    """Apply every good consent, deployment and deletion record of the inputs, in input
+    order (later wins); the violations of the records refused and the rewrites.
+
+    With a key ring (signatures checked), the key records of every input are
+    registered first, and a signed kind's record counts only if its signature
+    verifies over the record encoded again (Avro binary is deterministic).
+    """
+    registered = [item for source in sources for item in source.registry()]
+    if keyring is not None:
+        for item in registered:
+            if item.kind == "key":
+                keyring.add(item.record)
     found = []
-    for source in sources:
-        for kind, record in source.registry():
+    read_at = datetime.now(UTC)
+    for kind, record, signature in registered:
+        if kind == "key":
+            continue
+        if keyring is not None:
+            message = codec.encode(kind, record)
+            refused = keyring.refusal(kind, record, message, signature)
+            if refused is not None:
+                found += judge.unsigned(kind, record, refused, read_at)
+                continue
+        if kind == "deletion":
+            judge.observe_deletion(record)
+        else:
             found += judge.apply_registry(kind, record)
     return found
 

@@ -9,6 +9,7 @@ deploy halts the pipeline instead of sending the whole stream aside.
 
 from __future__ import annotations
 
+import base64
 import itertools
 from collections import deque
 
@@ -16,6 +17,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from consumers.batch import Position, Row, now_utc
 from core.errors import FaceauditError
+from schemas.signatures import SIGNATURE_HEADER
 
 
 class DeadLetterLimitExceeded(FaceauditError):
@@ -77,11 +79,18 @@ def dead_letter_row(message: ConsumerRecord, reason: str, detail: str) -> Row:
     return {
         "message_key": message.key,
         "raw": message.value or b"",
-        "headers": {name: _text(value) or "" for name, value in (message.headers or [])},
+        "headers": {name: _header(name, value) for name, value in (message.headers or [])},
         "reason": reason,
         "detail": f"{message.topic}[{message.partition}]@{message.offset}: {detail}",
         "received_at": now_utc(),
     }
+
+
+def _header(name: str, value: bytes | None) -> str:
+    """A header as text; the signature's raw bytes in standard base64, so they are kept."""
+    if name == SIGNATURE_HEADER and value is not None:
+        return base64.b64encode(value).decode("ascii")
+    return _text(value) or ""
 
 
 def _text(value: bytes | None) -> str | None:

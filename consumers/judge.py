@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from consumers.event_columns import detached, envelopes, positions
+from consumers.keyring import Refusal
 from consumers.registry import Record, Registry
 from consumers.rules.catalogue import Catalogue, load_catalogue
 from consumers.rules.columnar import ColumnarRules
@@ -29,8 +30,11 @@ from consumers.rules.columnar import Finding as RowFinding
 from consumers.rules.filing_columns import observe_filings
 from consumers.rules.stream import DeletionTracker, FilingTracker, Finding, SequenceTracker
 from consumers.violation import Violation
+from schemas.signatures import record_time
+from schemas.topics import KEY_FIELD
 
 REWRITTEN = "REG-CONSENT-REWRITTEN"
+UNSIGNED = "REG-UNSIGNED-RECORD"
 Tables = dict[str, pa.Table]
 """Events of one batch: a table per kind, as the decode step makes them."""
 Anchored = tuple[Violation, Any]
@@ -148,6 +152,31 @@ class Judge:
         }
         anchor = {"processor_id": record["processor_id"], "event_time": refused[0].known}
         return [self.rules.violation(REWRITTEN, anchor, details)]
+
+    def unsigned(
+        self, kind: str, record: Record, refused: Refusal, seen_at: datetime
+    ) -> list[Violation]:
+        """REG-UNSIGNED-RECORD for a registry record whose signature does not count.
+
+        Having no event, it carries the record's own time, or ``seen_at``
+        (when the audit read it) for a deployment, which has none.
+        """
+        if UNSIGNED not in self._active:
+            return []
+        id_field = "event_id" if kind == "deletion" else KEY_FIELD[kind]
+        details = {
+            "kind": kind,
+            "record_id": record[id_field],
+            "processor_id": record["processor_id"],
+            "reason": refused.reason,
+            "problem": refused.detail,
+            "key_id": refused.key_id,
+        }
+        anchor = {
+            "processor_id": record["processor_id"],
+            "event_time": record_time(kind, record) or seen_at,
+        }
+        return [self.rules.violation(UNSIGNED, anchor, details)]
 
     def observe_deletion(self, record: Record) -> None:
         self.deletions.observe_deletion(record)

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO, Final
 import orjson
 
 from schemas import codec
+from schemas.signatures import Signature
 from schemas.topics import KINDS
 
 _BLOCK: Final = 1 << 18
@@ -27,12 +28,18 @@ class BadRecord(ValueError):
 
 def parse_line(line: bytes) -> tuple[str, dict[str, Any]]:
     """One JSON-lines record as ``(kind, record)``; raises BadRecord saying what is wrong."""
+    kind, record, _ = parse_signed_line(line)
+    return kind, record
+
+
+def parse_signed_line(line: bytes) -> tuple[str, dict[str, Any], Signature | None]:
+    """`parse_line`, and the signature the record carries (None if none)."""
     try:
         obj = orjson.loads(line)  # several times faster than json.loads: parsing dominated
     except orjson.JSONDecodeError as exc:
         raise BadRecord(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
     try:
-        return codec.from_json(obj)
+        return codec.from_signed_json(obj)
     except codec.EncodeError as exc:
         if isinstance(obj, dict) and "type" not in obj:
             raise BadRecord(f'no "type" field (one of {", ".join(KINDS)})') from None

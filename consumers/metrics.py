@@ -69,6 +69,11 @@ class PipelineMetrics:
             "faceaudit_insert_failures", "Failed batch inserts (retried)", registry=r
         )
         self.info = Info("faceaudit_rules", "Loaded rule catalogue and profile", registry=r)
+        self.signatures_required = Gauge(
+            "faceaudit_signatures_required",
+            "1 if registry records count only when signed, 0 under --trust none",
+            registry=r,
+        )
 
     def describe_rules(self, catalogue: Catalogue, profile: str) -> None:
         """The info metric: which catalogue (version and file hash) judges, under which profile."""

@@ -30,6 +30,8 @@ from consumers.collector import collecting_in_batches
 from consumers.dead_letters import DeadLetterPolicy
 from consumers.gateway import StoreGateway
 from consumers.judge import Judge
+from consumers.key_feed import KeyFeed
+from consumers.keyring import KeyRing
 from consumers.masking import IdentifierMask, load_mask_key
 from consumers.metrics import PipelineMetrics
 from consumers.published import PublishedLog, decode_mark, encode_mark
@@ -75,12 +77,15 @@ class Validator:
         self._reader = GroupReader(
             group_consumer(settings), settings.bootstrap, self._revoked, settings.kafka
         )
+        signed = settings.trust == "signatures"
+        self.metrics.signatures_required.set(1 if signed else 0)
         self._feed = RegistryFeed(
             settings.kafka,
             self.judge,
             self.metrics,
             stored=store.registry_offsets(),
             max_message_bytes=settings.max_message_bytes,
+            keys=KeyFeed(settings.kafka, KeyRing()) if signed else None,
         )
         self._publisher = FindingsPublisher(settings.kafka)
         self._published_log = PublishedLog(settings.kafka)

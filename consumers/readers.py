@@ -4,9 +4,10 @@ rules.md has the checker load every registry record of its inputs before it
 judges any event, and a later record with the same id wins. Rather than keep
 every event in memory until the inputs are read, a source is read twice:
 
-- ``registry()`` yields only the good consent and deployment records, silently;
-  a JSON-lines file is only parsed on the lines that can hold one, so this
-  pass costs a small fraction of the second;
+- ``registry()`` yields only the good consent, deployment, deletion and key
+  records, silently, each with its signature (JSON lines carry one; an Avro
+  container cannot); a JSON-lines file is only parsed on the lines that can
+  hold one, so this pass costs a small fraction of the second;
 - ``records(on_bad)`` yields every good record in input order and reports each
   bad one as ``file:line: what is wrong`` (``file:record N: ...`` for Avro).
 
@@ -35,22 +36,30 @@ from fastavro.schema import to_parsing_canonical_form
 
 from consumers.bulk_avro import Header, container_tables, native_container
 from consumers.bulk_json import json_tables
-from consumers.lines import BadRecord, OnBad, lines_holding, parse_line
+from consumers.lines import BadRecord, OnBad, lines_holding, parse_line, parse_signed_line
 from consumers.tables import numbered_tables
 from schemas import codec
+from schemas.signatures import Signature
 from schemas.topics import EVENT_KINDS, KINDS, REGISTRY_KINDS
 
 AVRO_MAGIC: Final = b"Obj\x01"
 STDIN: Final = "-"
 STDIN_NAME: Final = "<stdin>"
 
-# A valid consent has a "grantor" key and a valid deployment a "registered_purposes"
-# key, which no other kind has. In the raw line such a key is spelt literally or
-# contains a JSON escape, so a line with neither marker cannot be a registry record.
-_CONSENT_KEY: Final = b'"grantor"'
-_DEPLOYMENT_KEY: Final = b'"registered_purposes"'
+# A valid consent has a "grantor" key, a deployment "registered_purposes", a
+# deletion "deleted_at" and a key record "public_key", which no other kind has.
+# In the raw line such a key is spelt literally or contains a JSON escape, so a
+# line with no marker cannot be a registry record.
 _ESCAPE: Final = b"\\"
-_REGISTRY_MARKERS: Final = (_CONSENT_KEY, _DEPLOYMENT_KEY, _ESCAPE)
+_REGISTRY_MARKERS: Final = (
+    b'"grantor"',
+    b'"registered_purposes"',
+    b'"deleted_at"',
+    b'"public_key"',
+    _ESCAPE,
+)
+REGISTRY_PASS_KINDS: Final = (*REGISTRY_KINDS, "deletion", "key")
+"""What ``registry()`` yields: what must be known (and verified) before events are judged."""
 _KIND_BY_SCHEMA_NAME: Final = {codec.schema(kind)["name"]: kind for kind in KINDS}
 
 Opener = Callable[[], BinaryIO]
@@ -58,6 +67,14 @@ Opener = Callable[[], BinaryIO]
 
 class InputError(Exception):
     """An input that cannot be read at all: missing, unreadable, or not a faceaudit file."""
+
+
+class Registered(NamedTuple):
+    """A record of the registry pass, with the signature it carries (None: unsigned)."""
+
+    kind: str
+    record: dict[str, Any]
+    signature: Signature | None
 
 
 class Item(NamedTuple):
@@ -78,16 +95,16 @@ class JsonLinesSource:
         self._open = opener
         self._native = native
 
-    def registry(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The good consent and deployment records, in input order; bad lines are skipped."""
+    def registry(self) -> Iterator[Registered]:
+        """The good records of the registry pass, in input order; bad lines are skipped."""
         with self._open() as stream:
             for line in lines_holding(stream, _REGISTRY_MARKERS):
                 try:
-                    kind, record = parse_line(line)
+                    registered = Registered(*parse_signed_line(line))
                 except BadRecord:
                     continue  # reported by records()
-                if kind in REGISTRY_KINDS:
-                    yield kind, record
+                if registered.kind in REGISTRY_PASS_KINDS:
+                    yield registered
 
     def records(self, on_bad: OnBad) -> Iterator[Item]:
         """Good records in input order; bad lines go to ``on_bad``, blank lines are skipped."""
@@ -131,11 +148,12 @@ class AvroSource:
         self._reader_schema = codec.schema(kind) if resolve else None
         self._native = None if resolve else native
 
-    def registry(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The good records if this is a consent or deployment file, else nothing."""
-        if self.kind in REGISTRY_KINDS:
+    def registry(self) -> Iterator[Registered]:
+        """The good records if this is a file of a registry pass kind, else nothing;
+        unsigned, as an Avro container cannot carry a record's signature."""
+        if self.kind in REGISTRY_PASS_KINDS:
             for item in self.records(_ignore):
-                yield item.kind, item.record
+                yield Registered(item.kind, item.record, None)
 
     def records(self, on_bad: OnBad) -> Iterator[Item]:
         """Every good record in file order; each bad one goes to ``on_bad``.

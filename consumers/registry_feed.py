@@ -4,12 +4,18 @@ Every validator process reads these topics from the beginning with its own
 group-less consumer (a global table), so any process can judge any event.
 Deletions travel with them because FR-DELETION-OVERDUE needs every deletion
 known before it judges a withdrawal, as the consents must be.
+
+With a key feed, a record counts only if its signature verifies under a
+registered key (REG-UNSIGNED-RECORD): one that does not is kept as a dead
+letter, with its bytes and headers, and is not applied. Without one
+(``--trust none``) every record counts.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
@@ -18,9 +24,12 @@ from consumers.batch import Batch, now_utc
 from consumers.dead_letters import dead_letter_row
 from consumers.decoding import decode_message
 from consumers.judge import Judge
+from consumers.key_feed import KeyFeed
+from consumers.keyring import Refusal
 from consumers.metrics import PipelineMetrics
 from core.clients import KafkaConfig, kafka_consumer
 from core.errors import FaceauditError
+from schemas import codec, signatures
 from schemas.topics import TOPICS
 
 TABLE_FOR_KIND = {"consent": "consents", "deployment": "deployments", "deletion": "deletions"}
@@ -37,10 +46,13 @@ class RegistryFeed:
         metrics: PipelineMetrics,
         stored: Mapping[tuple[str, int], int] | None = None,
         max_message_bytes: int = 1024 * 1024,
+        keys: KeyFeed | None = None,
         **kafka_config: object,
     ) -> None:
-        """`stored`: per registry partition, the highest offset the store already holds."""
+        """`stored`: per registry partition, the highest offset the store already holds;
+        `keys`: where signatures are checked (None: they are not)."""
         self._judge = judge
+        self._keys = keys
         self._metrics = metrics
         self._max_bytes = max_message_bytes
         self._stored = dict(stored or {})
@@ -70,6 +82,8 @@ class RegistryFeed:
         on the way, and the memory needed to start does not grow with the
         registries' size.
         """
+        if self._keys is not None:
+            self._keys.read_to_end(timeout)
         ends = self._consumer.end_offsets(self._partitions)
         self._check_store_is_behind(ends)
         deadline = time.monotonic() + timeout
@@ -109,6 +123,8 @@ class RegistryFeed:
 
     def apply(self, records: list[ConsumerRecord], batch: Batch) -> int:
         """Apply fetched registry records and stage their rows; return how many there were."""
+        if self._keys is not None and records:
+            self._keys.poll()  # a revocation may have come
         for message in records:
             self._apply(message, batch)
         return len(records)
@@ -122,6 +138,17 @@ class RegistryFeed:
                 row = dead_letter_row(message, *decoded)
                 batch.add_finding("dead_letters", row, *position)
             return
+        refused = self._refusal(message, decoded)
+        if refused is not None:
+            if not stored:
+                row = dead_letter_row(message, refused.reason, refused.detail)
+                batch.add_finding("dead_letters", row, *position)
+                seen_at = datetime.fromtimestamp(message.timestamp / 1000, UTC)
+                for violation in self._judge.unsigned(
+                    decoded.kind, decoded.record, refused, seen_at
+                ):
+                    batch.add_violation(violation, *position, now_utc())
+            return
         found = []
         if decoded.kind == "deletion":
             self._judge.observe_deletion(decoded.record)
@@ -133,5 +160,18 @@ class RegistryFeed:
             for violation in found:
                 batch.add_violation(violation, *position, now_utc())
 
+    def _refusal(self, message: ConsumerRecord, decoded: codec.Decoded) -> Refusal | None:
+        """Why the record does not count (None: it does, or signatures are not checked)."""
+        if self._keys is None:
+            return None
+        signature = signatures.from_headers(message.headers)
+        if isinstance(signature, str):
+            return Refusal("bad_signature", signature, None)
+        if signature is not None and signature.key_id not in self._keys.keyring:
+            self._keys.read_to_end()  # a key registered just before the record it signs
+        return self._keys.keyring.refusal(decoded.kind, decoded.record, message.value, signature)
+
     def close(self) -> None:
         self._consumer.close(autocommit=False)
+        if self._keys is not None:
+            self._keys.close()

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from consumers.keyring import TRUST_MODES
 from consumers.rules.catalogue import PROFILES
 from core.clients import KafkaConfig, read_password_file
 from core.errors import FaceauditError
@@ -22,6 +23,8 @@ class Settings:
     clickhouse: str = "chdb://.faceaudit/clickhouse"
     # The key of the hashes that replace real identifiers in stored events; made if missing.
     mask_key_file: str = ".faceaudit/mask.key"
+    # "signatures": a registry record counts only if signed (consumers.keyring); "none" opts out.
+    trust: str = "signatures"
     group: str = "faceaudit-validator"
     profile: str = "cac-2025"
     metrics_port: int = 0
@@ -97,6 +100,10 @@ class Settings:
         if self.profile not in PROFILES:
             raise FaceauditError(
                 f"unknown profile {self.profile!r}: choose one of {', '.join(PROFILES)}"
+            )
+        if self.trust not in TRUST_MODES:
+            raise FaceauditError(
+                f"unknown trust {self.trust!r}: choose one of {', '.join(TRUST_MODES)}"
             )
         if self.batch_size < 1:
             raise FaceauditError(f"batch size must be at least 1, not {self.batch_size}")

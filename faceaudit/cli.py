@@ -8,6 +8,8 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from consumers.settings import Settings
 from core.errors import FaceauditError
@@ -18,6 +20,10 @@ from faceaudit.commands_dead_letters import add_dead_letters_parser
 from faceaudit.commands_keys import add_keys_parser
 from faceaudit.home import home
 from faceaudit.kafka_flags import add_kafka_flags, kafka_flags
+from faceaudit.trust_flag import add_trust_flag
+
+if TYPE_CHECKING:
+    from producers.signer import Signer
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -153,16 +159,28 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
         default=0.0,
         help="share of events sent after their device lost one (AUDIT-SEQ-GAP), 0..1 (default 0)",
     )
+    sim.add_argument(
+        "--unsigned",
+        action="store_true",
+        help="send the registry records unsigned (for a validator under --trust none); by "
+        "default a key per processor is registered as the local broker's operator",
+    )
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(handler=_simulate)
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from faceaudit.fleet_keys import register_fleet_keys
     from producers.simulate import simulate
 
     kafka = Settings.resolve(
         {"bootstrap": args.bootstrap, **kafka_flags(args)}, role="producer"
     ).kafka
+
+    def signing_keys(processor_ids: list[str], valid_from: datetime) -> dict[str, Signer]:
+        operator = Settings.resolve({"bootstrap": args.bootstrap}, role="operator").kafka
+        return register_fleet_keys(operator, processor_ids, valid_from)
+
     report = simulate(
         kafka,
         events=args.events,
@@ -172,6 +190,7 @@ def _simulate(args: argparse.Namespace) -> int:
         violation_rate=args.violation_rate,
         progress=not args.no_progress,
         gap_rate=args.gap_rate,
+        signing_keys=None if args.unsigned else signing_keys,
     )
     rate = report.events_sent / report.seconds if report.seconds else 0.0
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.by_kind.items()))
@@ -209,6 +228,7 @@ def _add_consume(commands: argparse._SubParsersAction) -> None:
         help="key of the hashes that replace real identifiers in stored events, made "
         "(owner-only) if missing (default .faceaudit/mask.key; FACEAUDIT_MASK_KEY_FILE)",
     )
+    add_trust_flag(con)
     con.add_argument("--group", help="consumer group id (FACEAUDIT_GROUP)")
     con.add_argument("--profile", help="cac-2025 (default) or cac-2023-draft (FACEAUDIT_PROFILE)")
     con.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on 127.0.0.1:PORT")

@@ -14,7 +14,9 @@ import sys
 from contextlib import ExitStack
 from typing import Final, TextIO
 
+from consumers.keyring import TRUST_MODES, trust_line
 from consumers.rules.catalogue import DEFAULT_PROFILE, PROFILES
+from faceaudit.trust_flag import add_trust_flag
 
 EXIT_CLEAN: Final = 0
 EXIT_VIOLATIONS: Final = 1
@@ -26,9 +28,11 @@ def add_check_parser(commands: argparse._SubParsersAction) -> None:
     check = commands.add_parser(
         "check",
         help="judge JSON-lines or Avro files of records offline",
-        description="Judge files of records with the same rules as the validator: all consent "
-        "and deployment records of all inputs are loaded first, then events are judged in "
-        "input order. Exit status: 0 no violations, 1 violations found, 2 bad input.",
+        description="Judge files of records with the same rules as the validator: the key "
+        "records and then all consent, deployment and deletion records of all inputs are "
+        "loaded first (each must be signed, as its JSON form's key_id and signature, unless "
+        "--trust none), then events are judged in input order. "
+        "Exit status: 0 no violations, 1 violations found, 2 bad input.",
     )
     check.add_argument(
         "paths",
@@ -52,6 +56,7 @@ def add_check_parser(commands: argparse._SubParsersAction) -> None:
         help="jsonl: one violation object per line (default); table: counts, then a list",
     )
     check.add_argument("--output", metavar="FILE", help="write violations here, not stdout")
+    add_trust_flag(check)
     check.set_defaults(handler=_check)
 
 
@@ -80,6 +85,11 @@ def _check(args: argparse.Namespace) -> int:
     except InputError as exc:
         return _bad_input(str(exc))
     catalogue = load_catalogue()
+    args.trust = args.trust or os.environ.get("FACEAUDIT_TRUST") or "signatures"
+    if args.trust not in TRUST_MODES:
+        return _bad_input(f"FACEAUDIT_TRUST={args.trust!r} is not one of {', '.join(TRUST_MODES)}")
+    if args.trust == "none":
+        print(f"faceaudit check: {trust_line(args.trust)}", file=sys.stderr)
     with ExitStack() as stack:
         try:
             out = _output(args.output, stack)
@@ -87,7 +97,9 @@ def _check(args: argparse.Namespace) -> int:
             return _bad_input(f"cannot write {args.output}: {exc.strerror}")
         writer = writer_for(args.format, out, args.profile, catalogue.version)
         try:
-            stats = check(sources, args.profile, writer.write, _print_bad, catalogue)
+            stats = check(
+                sources, args.profile, writer.write, _print_bad, catalogue, trust=args.trust
+            )
             writer.close()
         except BrokenPipeError:  # e.g. `faceaudit check ... | head`: the reader has gone
             _silence_stdout()

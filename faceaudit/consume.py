@@ -8,6 +8,7 @@ import sys
 from clickhouse_connect.driver.client import Client
 
 from consumers.gateway import ClickHouseGateway
+from consumers.keyring import trust_line
 from consumers.pipeline import Validator
 from consumers.process import prepare_engine_process
 from consumers.settings import Settings
@@ -24,7 +25,8 @@ def consume(settings: Settings) -> int:
     client = open_store(settings.clickhouse)
     print(
         f"validating {settings.bootstrap} into {redact(settings.clickhouse)} (profile "
-        f"{settings.profile}, group {settings.group}, {settings.workers} worker(s))",
+        f"{settings.profile}, group {settings.group}, {settings.workers} worker(s), "
+        f"{trust_line(settings.trust)})",
         file=sys.stderr,
     )
     try:

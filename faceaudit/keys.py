@@ -66,15 +66,21 @@ def write_private_key(private: Ed25519PrivateKey, directory: Path, key_id: str) 
     return path
 
 
-def publish(kafka: KafkaConfig, record: Mapping[str, Any], timeout: float = 30.0) -> None:
-    """Produce a ``key`` record to the keys topic and wait for the broker to take it."""
-    message = codec.encode("key", record)
+def publish(kafka: KafkaConfig, *records: Mapping[str, Any], timeout: float = 30.0) -> None:
+    """Produce ``key`` records to the keys topic and wait for the broker to take each."""
+    messages = [(codec.encode("key", record), record["key_id"]) for record in records]
     producer = kafka_producer(kafka, acks="all", enable_idempotence=True)
     try:
-        producer.send(KEYS_TOPIC, message, key=record["key_id"].encode()).get(timeout=timeout)
-    except KafkaError as exc:
-        refused = refusal(kafka, exc, f"write {KEYS_TOPIC}")
-        raise FaceauditError(refused or f"cannot register key {record['key_id']}: {exc}") from None
+        futures = [
+            (producer.send(KEYS_TOPIC, message, key=key_id.encode()), key_id)
+            for message, key_id in messages
+        ]
+        for future, key_id in futures:
+            try:
+                future.get(timeout=timeout)
+            except KafkaError as exc:
+                refused = refusal(kafka, exc, f"write {KEYS_TOPIC}")
+                raise FaceauditError(refused or f"cannot register key {key_id}: {exc}") from None
     finally:
         producer.close()
 

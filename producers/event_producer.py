@@ -32,8 +32,10 @@ from kafka.producer.future import FutureRecordMetadata
 from core.clients import KafkaConfig, kafka_producer
 from core.delivery import DeliveryFailures, describe_failure
 from core.errors import FaceauditError
+from producers.signer import Signer
 from schemas import codec
-from schemas.topics import EVENT_KINDS, KEY_FIELD, KINDS, TOPICS
+from schemas.signatures import SIGNED_KINDS
+from schemas.topics import EVENT_KINDS, KEY_FIELD, TOPICS
 
 T = TypeVar("T")
 
@@ -139,9 +141,14 @@ class EventProducer:
         *,
         client_id: str = "faceaudit-producer",
         linger_ms: int = 5,
+        signers: Mapping[str, Signer] | None = None,
         **kafka_overrides: Any,
     ) -> None:
-        """Raises FaceauditError if no broker answers; `kafka_overrides` are kafka-python's."""
+        """Raises FaceauditError if no broker answers; `kafka_overrides` are kafka-python's.
+
+        `signers`: the signing key of each processor whose registry records
+        this producer sends, by processor_id.
+        """
         options: dict[str, Any] = {
             "client_id": client_id,
             "linger_ms": linger_ms,
@@ -154,6 +161,7 @@ class EventProducer:
         self._kafka = kafka
         self._producer = kafka_producer(kafka, **options)
         self._chains = DeviceChains()
+        self._signers = {} if signers is None else signers
         self._failures = DeliveryFailures()
         self._closed = False
 
@@ -171,13 +179,29 @@ class EventProducer:
             kind, record, lambda device_id, message: self._send(topic, message, device_id.encode())
         )
 
-    def send_registry(self, kind: str, record: Mapping[str, Any]) -> FutureRecordMetadata:
-        """Encode and send a consent, deployment or deletion record, keyed per KEY_FIELD."""
-        if kind not in KINDS or kind in EVENT_KINDS:
-            raise ValueError(f"send_registry does not take {kind!r}; use send_event for events")
+    def send_registry(
+        self, kind: str, record: Mapping[str, Any], *, signed: bool = True
+    ) -> FutureRecordMetadata:
+        """Encode, sign and send a consent, deployment or deletion record, keyed per KEY_FIELD.
+
+        Signed with its processor's key; FaceauditError if this producer has
+        none, unless ``signed=False`` asks for an unsigned record (which an
+        audit that checks signatures refuses: REG-UNSIGNED-RECORD).
+        """
+        if kind not in SIGNED_KINDS:
+            raise ValueError(f"send_registry takes one of {SIGNED_KINDS}, not {kind!r}")
         message = codec.encode(kind, record)
         key = str(record[KEY_FIELD[kind]]).encode()
-        return self._send(TOPICS[kind], message, key)
+        headers = None
+        if signed:
+            signer = self._signers.get(record["processor_id"])
+            if signer is None:
+                raise FaceauditError(
+                    f"no signing key for processor {record['processor_id']!r}: register one "
+                    "(faceaudit keys generate --owner processor) and give it to the producer"
+                )
+            headers = signer.sign(message).headers()
+        return self._send(TOPICS[kind], message, key, headers)
 
     def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> FutureRecordMetadata:
         """Send bytes as they are (dead-letter replay, tests); failures tracked like any send."""
@@ -222,7 +246,13 @@ class EventProducer:
     ) -> None:
         self.close()
 
-    def _send(self, topic: str, value: bytes, key: bytes | None) -> FutureRecordMetadata:
+    def _send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> FutureRecordMetadata:
         """Hand one message to Kafka and watch its delivery.
 
         Errors Kafka raises at once (no metadata for the topic within
@@ -231,7 +261,7 @@ class EventProducer:
         mistakes an unsent event for a sent one.
         """
         try:
-            future = self._producer.send(topic, value=value, key=key)
+            future = self._producer.send(topic, value=value, key=key, headers=headers)
         except KafkaError as exc:
             raise ProducerError(1, exc, self._kafka) from exc
         future.add_errback(self._failures.record)

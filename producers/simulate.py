@@ -12,13 +12,18 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from tqdm import tqdm
 
 from core.clients import KafkaConfig
 from producers.event_producer import EventProducer
 from producers.fleet import SEQUENCE_GAP, Fleet
+from producers.signer import Signer
+from schemas.signatures import record_time
 
 # Fewer, larger batches: each new batch wakes kafka-python's sender thread, and
 # that hand-off (GIL contention) dominated the send loop at the SDK's defaults
@@ -40,6 +45,16 @@ class SimulationReport:
     @property
     def events_per_second(self) -> float:
         return self.events_sent / self.seconds if self.seconds > 0 else 0.0
+
+
+SigningKeys = Callable[[list[str], datetime], Mapping[str, Signer]]
+"""Signers by processor_id, for the fleet's processors, valid from the time given."""
+
+
+def earliest_time(registry: list[tuple[str, dict[str, Any]]]) -> datetime:
+    """The earliest time a registry record's signing key must count at."""
+    times = [record_time(kind, record) for kind, record in registry]
+    return min(moment for moment in times if moment is not None)
 
 
 def _lose_one(producer: EventProducer, device_id: str) -> None:
@@ -82,11 +97,15 @@ def simulate(
     violation_rate: float = 0.05,
     progress: bool = True,
     gap_rate: float = 0.0,
+    signing_keys: SigningKeys | None = None,
 ) -> SimulationReport:
     """Send a seeded fleet's registry and ``events`` events to Kafka.
 
     ``gap_rate``: the share of events sent after their device lost one
     (AUDIT-SEQ-GAP), counted in the report like the other intended findings.
+    ``signing_keys`` gives the registry records' signers, given the fleet's
+    processor ids and the earliest registry time a key must cover; without
+    it the records go unsigned.
 
     Raises ProducerError if any send failed: a simulation that lost events
     must not look like one that found violations.
@@ -96,14 +115,19 @@ def simulate(
     registry = fleet.registry_records()
     by_kind: Counter[str] = Counter()
     intended: Counter[str] = Counter()
+    signers = {}
+    if signing_keys is not None:
+        processors = [processor.processor_id for processor in fleet.processors]
+        signers = signing_keys(processors, earliest_time(registry))
     with EventProducer(
         kafka,
         client_id="faceaudit-simulator",
         linger_ms=_BULK_LINGER_MS,
         batch_size=_BULK_BATCH_BYTES,
+        signers=signers,
     ) as producer:
         for kind, record in registry:
-            producer.send_registry(kind, record)
+            producer.send_registry(kind, record, signed=signing_keys is not None)
         producer.flush()
         started = time.monotonic()
         bar = tqdm(total=events, unit="event", file=sys.stderr, disable=not progress)

@@ -39,6 +39,7 @@ from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
 from schemas.regions import is_region_code
+from schemas.signatures import JSON_FIELDS, SIGNATURE_BYTES, SIGNED_KINDS, Signature
 from schemas.topics import KINDS, OUTPUT_KINDS
 
 #: The envelope (event-contract.md): the fields capture and match both start with.
@@ -504,21 +505,60 @@ def _json_value(value: Any) -> Any:
 
 
 def from_json(obj: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Parse a JSON-form object into ``(kind, record)``; raises EncodeError naming the field."""
+    """Parse a JSON-form object into ``(kind, record)``; raises EncodeError naming the field.
+
+    A signed kind's ``key_id`` and ``signature`` are checked and left out; see
+    `from_signed_json`."""
+    kind, record, _ = from_signed_json(obj)
+    return kind, record
+
+
+def from_signed_json(obj: Mapping[str, Any]) -> tuple[str, dict[str, Any], Signature | None]:
+    """`from_json`, and the record's signature if it carries one."""
     if not isinstance(obj, Mapping):
         raise EncodeError(f"a JSON record must be an object, not {type(obj).__name__}")
     kind = obj.get("type")
     info = _KINDS.get(kind) if isinstance(kind, str) else None
     if info is None:
         raise EncodeError(f"type: {kind!r} is not one of {', '.join(KINDS)}")
-    _check_keys(info, obj, known=info.json_keys)
+    signed = info.name in SIGNED_KINDS
+    _check_keys(info, obj, known=info.json_keys | _SIGNATURE_KEYS if signed else info.json_keys)
     record = dict(zip(info.names, map(obj.get, info.names), strict=True))
     for name in info.timestamps:
         record[name] = _parse_timestamp(info, name, record[name])
     for name in info.binary:
         record[name] = _parse_base64(info, name, record[name])
     _check_values(info, record)
-    return info.name, record
+    return info.name, record, _parse_signature(info, obj) if signed else None
+
+
+def signature_json(signature: Signature) -> dict[str, str]:
+    """The JSON form's signature fields, to put beside ``"type"``."""
+    return {"key_id": signature.key_id, "signature": base64.b64encode(signature.value).decode()}
+
+
+_SIGNATURE_KEYS: Final = frozenset(JSON_FIELDS)
+
+
+def _parse_signature(info: _Kind, obj: Mapping[str, Any]) -> Signature | None:
+    key_id, value = obj.get("key_id"), obj.get("signature")
+    if key_id is None and value is None:
+        return None
+    if not isinstance(key_id, str) or not key_id:
+        raise EncodeError(f"{info.name}.key_id: a signed record needs its key's id as a string")
+    if not isinstance(value, str):
+        raise EncodeError(f"{info.name}.signature: expected a base64 string, got {_show(value)}")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError:
+        raise EncodeError(
+            f"{info.name}.signature: {_short(value)} is not standard base64"
+        ) from None
+    if len(raw) != SIGNATURE_BYTES:
+        raise EncodeError(
+            f"{info.name}.signature: {len(raw)} bytes, an Ed25519 signature has {SIGNATURE_BYTES}"
+        )
+    return Signature(key_id, raw)
 
 
 def _parse_base64(info: _Kind, name: str, value: object) -> bytes | None:

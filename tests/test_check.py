@@ -16,6 +16,7 @@ import fastavro
 import pytest
 from arrow_events import chained
 from samples import sample
+from signing import json_lines
 
 from consumers.check import check, iso_z
 from consumers.readers import open_sources
@@ -25,6 +26,7 @@ from consumers.violation import Violation
 from faceaudit.cli import main
 from producers.fleet import Fleet
 from schemas import codec
+from schemas.signatures import SIGNED_KINDS
 
 CATALOGUE = load_catalogue()
 STREAM_RULES = frozenset(rule.id for rule in CATALOGUE.rules if rule.is_stream)
@@ -77,7 +79,8 @@ def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> Result:
 
 
 def write_jsonl(path: Path, records: Records) -> Path:
-    lines = [json.dumps(codec.to_json(kind, record)) for kind, record in records]
+    """The records as JSON lines, signed by their processors' test keys, with those keys."""
+    lines = json_lines(records)
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
 
@@ -99,11 +102,18 @@ def capture(n: int, **overrides: Any) -> dict[str, Any]:
 
 
 def write_avro_by_kind(directory: Path, events: Records) -> list[Path]:
-    """One Avro container per kind (a container holds one schema), in first-seen kind order."""
+    """One Avro container per kind (a container holds one schema), in first-seen kind order;
+    the signed kinds in a JSON-lines file instead, which carries their signatures."""
     by_kind: dict[str, list[dict[str, Any]]] = {}
+    signed = []
     for kind, record in events:
-        by_kind.setdefault(kind, []).append(record)
-    return [write_avro(directory / f"{kind}.avro", kind, rs) for kind, rs in by_kind.items()]
+        if kind in SIGNED_KINDS:
+            signed.append((kind, record))
+        else:
+            by_kind.setdefault(kind, []).append(record)
+    registry = [write_jsonl(directory / "signed.jsonl", signed)] if signed else []
+    containers = [write_avro(directory / f"{kind}.avro", kind, rs) for kind, rs in by_kind.items()]
+    return registry + containers
 
 
 # -- exit codes and output ------------------------------------------------------
@@ -119,7 +129,7 @@ def test_compliant_input_exits_0_and_says_what_it_read(
     result = run(capsys, path)
     assert (result.code, result.out, result.error_lines) == (0, "", [])
     summary = result.err.splitlines()[-1]
-    for words in ("4 records", "2 events", "0 violations", "0 bad records", "events/s"):
+    for words in ("5 records", "2 events", "0 violations", "0 bad records", "events/s"):
         assert words in summary
 
 
@@ -292,7 +302,7 @@ def test_every_bad_line_is_reported_and_good_lines_are_still_judged(
     bad_capture = codec.to_json("capture", capture(9)) | {"retention_days": "thirty"}
     good = capture(1, signage_present=False)
     lines = [
-        *(json.dumps(codec.to_json(kind, record)) for kind, record in REGISTRY),
+        *json_lines(REGISTRY, keys=False),
         '{"type": "capture", "event_id": ',
         json.dumps(codec.to_json("capture", good)),
         "[1, 2, 3]",
@@ -301,6 +311,7 @@ def test_every_bad_line_is_reported_and_good_lines_are_still_judged(
         '{"event_id": "x"}',
         json.dumps(bad_capture),
         json.dumps(codec.to_json("capture", capture(10)) | {"region_code": "990305"}),
+        *json_lines(REGISTRY)[len(REGISTRY) :],  # the key records
     ]
     expected = {  # line number -> words its message must hold
         3: "invalid JSON",
@@ -373,13 +384,13 @@ def test_standard_input(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     records = [*REGISTRY, ("capture", capture(0, signage_present=False))]
-    text = "".join(json.dumps(codec.to_json(kind, r)) + "\n" for kind, r in records) + "{\n"
+    text = "".join(line + "\n" for line in json_lines(records)) + "{\n"
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
     result = run(capsys, "-")
     assert result.code == 2
     assert result.fired == [(capture(0)["event_id"], "FR-PUBLIC-SIGNAGE")]
     [line] = result.error_lines
-    assert line.startswith(f"<stdin>:{len(records) + 1}: invalid JSON")
+    assert line.startswith(f"<stdin>:{len(json_lines(records)) + 1}: invalid JSON")
 
 
 # -- Avro input and the stream rules --------------------------------------------------

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import pytest
 from helpers import broker_environ, kafka_as
+from signing import fleet_signing_keys
 
 from consumers import read
 from consumers.batch import Batch
@@ -68,6 +69,7 @@ def test_stored_rows_are_freed_without_the_cycle_collector(
         seed=5,
         violation_rate=0.1,
         progress=False,
+        signing_keys=fleet_signing_keys,
     )
     monkeypatch.setattr(read, "Batch", _TrackedBatch)
     _TrackedBatch.made.clear()

@@ -21,6 +21,7 @@ import pytest
 from helpers import consume, faceaudit, kafka_as, start_group_at_end, store
 from kafka.consumer.fetcher import ConsumerRecord
 from samples import sample
+from signing import TEST_SIGNERS
 from test_poison import assert_one_clear_error, dead_letter_rows
 
 from consumers.batch import Batch, Row
@@ -271,7 +272,7 @@ def send_events(bootstrap: str, tag: str, device: str, count: int) -> dict[str, 
     ids = {"deployment_id": f"d-{tag}", "processor_id": f"p-{tag}"}
     consent = sample("consent", consent_id=f"c-{tag}", processor_id=f"p-{tag}")
     sent: dict[str, str] = {}
-    with EventProducer(kafka_as("producer")) as producer:
+    with EventProducer(kafka_as("producer"), signers=TEST_SIGNERS) as producer:
         producer.send_registry("deployment", sample("deployment", **ids))
         producer.send_registry("consent", consent)
         for _ in range(count):

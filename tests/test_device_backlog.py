@@ -29,6 +29,7 @@ from helpers import (
 )
 from kafka.partitioner.default import murmur2
 from samples import sample
+from signing import TEST_SIGNERS, fleet_signing_keys
 
 from core.clients import kafka_consumer
 from producers.event_producer import EventProducer
@@ -87,7 +88,9 @@ def backlog(kafka_bootstrap: str) -> tuple[list[str], str]:
     for run in ("small", "default"):
         start_group_at_end(kafka_bootstrap, f"{group}-{run}")
     skips = {(devices[i], sent): skipped for i, sent, skipped in GAPS}
-    with EventProducer(kafka_as("producer"), client_id="faceaudit-test-backlog") as producer:
+    with EventProducer(
+        kafka_as("producer"), signers=TEST_SIGNERS, client_id="faceaudit-test-backlog"
+    ) as producer:
         for kind in ("deployment", "consent"):
             producer.send_registry(kind, sample(kind))
         for n in range(EVENTS_PER_DEVICE):
@@ -163,6 +166,7 @@ def test_a_fleet_backlog_raises_exactly_the_gaps_the_fleet_was_made_to(
         seed=seed,
         gap_rate=0.01,
         progress=False,
+        signing_keys=fleet_signing_keys,
     )
     run = consume(kafka_bootstrap, tmp_path / "ch", unique_group, "--batch-size", "2000")
     assert run.returncode == 0, run.stderr

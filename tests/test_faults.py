@@ -20,6 +20,7 @@ import random
 import signal
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,7 @@ from helpers import (
     store,
 )
 from kafka.errors import KafkaConnectionError
+from signing import fleet_signing_keys
 
 from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway
@@ -48,6 +50,7 @@ from consumers.settings import Settings
 from consumers.store import open_store
 from core.clients import kafka_admin
 from faceaudit.broker import LocalBroker, ensure_topics, free_port
+from faceaudit.fleet_keys import register_fleet_keys
 from producers.simulate import simulate
 
 pytestmark = pytest.mark.integration
@@ -165,7 +168,14 @@ def fleet_for_a_validator_in_process(
     """Send a new fleet's events past the group's position; the seed and validator settings."""
     seed = fleet_seed()
     start_group_at_end(bootstrap, group)
-    simulate(kafka_as("producer"), events=events, devices=10, seed=seed, progress=False)
+    simulate(
+        kafka_as("producer"),
+        events=events,
+        devices=10,
+        seed=seed,
+        progress=False,
+        signing_keys=fleet_signing_keys,
+    )
     settings = Settings.resolve(
         {"bootstrap": bootstrap, "group": group, "until_idle": 3.0}, environ=broker_environ()
     )
@@ -244,6 +254,7 @@ def test_broker_restart_mid_stream(tmp_path: Path, kafka_libs_dir: Path) -> None
                     seed=seed,
                     rate=2000,
                     progress=False,
+                    signing_keys=partial(register_fleet_keys, broker.kafka("operator")),
                 )
             except Exception as exc:  # the test reports it below
                 result["error"] = exc

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from arrow_events import batch_tables
 from helpers import kafka_as
+from signing import fleet_signing_keys
 
 from consumers.registry import Registry
 from consumers.rules.catalogue import PROFILES
@@ -211,6 +212,7 @@ def test_simulate_sends_registry_and_events(kafka_bootstrap: str) -> None:
         seed=4,
         violation_rate=0.2,
         progress=False,
+        signing_keys=fleet_signing_keys,
     )
     assert report.events_sent == 300 == sum(report.by_kind.values())
     assert set(report.by_kind) == {"capture", "match"}
@@ -220,5 +222,12 @@ def test_simulate_sends_registry_and_events(kafka_bootstrap: str) -> None:
 
 
 def test_simulate_holds_the_requested_rate(kafka_bootstrap: str) -> None:
-    report = simulate(kafka_as("producer"), events=100, devices=5, rate=200.0, progress=False)
+    report = simulate(
+        kafka_as("producer"),
+        events=100,
+        devices=5,
+        rate=200.0,
+        progress=False,
+        signing_keys=fleet_signing_keys,
+    )
     assert report.seconds >= 99 / 200

@@ -21,6 +21,7 @@ import pytest
 from helpers import kafka_as, start_group_at_end
 from prometheus_client.parser import text_string_to_metric_families
 from samples import sample
+from signing import TEST_SIGNERS
 
 from faceaudit.broker import free_port
 from producers.event_producer import EventProducer
@@ -98,7 +99,7 @@ def test_late_consent_is_waited_for_and_a_missing_one_is_reported(
         env={**os.environ, "FACEAUDIT_KAFKA_TIMEOUT": "10"},
     )
     try:
-        with EventProducer(kafka_as("producer")) as producer:
+        with EventProducer(kafka_as("producer"), signers=TEST_SIGNERS) as producer:
             producer.send_registry("deployment", deployment)
             producer.flush()
             producer.send_event("capture", event("arrives", late["consent_id"]))
@@ -173,7 +174,7 @@ def test_held_events_are_judged_when_the_validator_is_stopped(
         env={**os.environ, "FACEAUDIT_KAFKA_TIMEOUT": "10"},
     )
     try:
-        with EventProducer(kafka_as("producer")) as producer:
+        with EventProducer(kafka_as("producer"), signers=TEST_SIGNERS) as producer:
             producer.send_registry("deployment", deployment)
             producer.flush()
             producer.send_event("capture", event)

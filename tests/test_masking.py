@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from helpers import broker_environ, kafka_as, start_group_at_end
 from samples import sample
+from signing import TEST_SIGNERS
 
 from consumers.gateway import ClickHouseGateway
 from consumers.masking import MASK_PREFIX, IdentifierMask, load_mask_key
@@ -97,7 +98,7 @@ def test_the_validator_stores_a_real_identifier_masked_and_reports_it(
         **ids,
     )
     start_group_at_end(kafka_bootstrap, unique_group)
-    with EventProducer(kafka_as("producer")) as producer:
+    with EventProducer(kafka_as("producer"), signers=TEST_SIGNERS) as producer:
         producer.send_registry("deployment", sample("deployment", **ids))
         producer.send_registry("consent", consent)
         producer.send_event("capture", capture)

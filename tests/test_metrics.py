@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import broker_environ, kafka_as
 from prometheus_client.parser import text_string_to_metric_families
+from signing import fleet_signing_keys
 
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
@@ -39,6 +40,7 @@ def test_metrics_endpoint_reports_the_run(
         seed=11,
         violation_rate=0.3,
         progress=False,
+        signing_keys=fleet_signing_keys,
     )
     client = open_store(f"chdb://{tmp_path / 'ch'}")
     try:

@@ -24,6 +24,7 @@ from helpers import consume, kafka_as, start_group_at_end, store
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from samples import sample
+from signing import TEST_SIGNERS
 
 from core.clients import kafka_admin, kafka_consumer
 from producers.event_producer import EventProducer
@@ -182,7 +183,7 @@ def send_poison(bootstrap: str, corpus: list[Poison]) -> list[Position]:
 def send_valid_events(bootstrap: str, devices: list[str], tag: str) -> dict[str, Position]:
     """A deployment, a consent and two captures per device; positions by event_id."""
     ids = {"deployment_id": f"d-{tag}", "processor_id": f"p-{tag}"}
-    with EventProducer(kafka_as("producer")) as producer:
+    with EventProducer(kafka_as("producer"), signers=TEST_SIGNERS) as producer:
         producer.send_registry("deployment", sample("deployment", **ids))
         producer.send_registry(
             "consent", sample("consent", consent_id=f"c-{tag}", processor_id=f"p-{tag}")

@@ -13,6 +13,7 @@ from helpers import kafka_as
 from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from samples import sample
+from signing import TEST_SIGNERS
 
 from core.clients import kafka_consumer
 from producers.event_producer import DeviceChain, DeviceChains, EventProducer, ProducerError
@@ -231,7 +232,7 @@ def test_registry_records_are_keyed_by_their_key_field(
     kafka_bootstrap: str, unique_group: str
 ) -> None:
     consent_id = f"c-{uuid.uuid4()}"
-    with EventProducer(kafka_as("producer")) as producer:
+    with EventProducer(kafka_as("producer"), signers=TEST_SIGNERS) as producer:
         metadata = producer.send_registry("consent", sample("consent", consent_id=consent_id))
     consumer = kafka_consumer(kafka_as("validator"), group_id=unique_group)
     try:

@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 from helpers import kafka_as
 from samples import sample
+from signing import TEST_SIGNERS
 
 from consumers.batch import Batch
 from consumers.judge import Judge
@@ -35,7 +36,7 @@ def test_the_catch_up_hands_over_batches_of_the_limit_and_loses_no_row(
     kafka_bootstrap: str,
 ) -> None:
     tag = uuid.uuid4().hex[:8]
-    with EventProducer(kafka_as("producer")) as producer:
+    with EventProducer(kafka_as("producer"), signers=TEST_SIGNERS) as producer:
         for n in range(5 * LIMIT):
             producer.send_registry("consent", sample("consent", consent_id=f"c-{tag}-{n}"))
         producer.flush()
@@ -62,7 +63,7 @@ def test_a_rewritten_consent_history_is_reported_once_and_not_applied(
     consent_id = f"c-{tag}"
     granted = sample("consent", consent_id=consent_id)
     withdrawn = {**granted, "withdrawn_at": granted["granted_at"] + timedelta(days=3)}
-    with EventProducer(kafka_as("producer")) as producer:
+    with EventProducer(kafka_as("producer"), signers=TEST_SIGNERS) as producer:
         for record in (granted, withdrawn, granted, withdrawn):  # an un-withdrawal, then again
             producer.send_registry("consent", record)
         producer.flush()

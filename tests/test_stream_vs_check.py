@@ -19,6 +19,7 @@ from helpers import broker_environ, kafka_as, start_group_at_end
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from samples import sample
+from signing import TEST_SIGNERS, json_lines
 
 from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
@@ -116,7 +117,7 @@ def stream_violations(
 ) -> set[tuple]:
     group = f"faceaudit-stream-vs-check-{tag}"
     start_group_at_end(bootstrap, group)
-    with EventProducer(kafka_as("producer")) as producer:
+    with EventProducer(kafka_as("producer"), signers=TEST_SIGNERS) as producer:
         for kind, record in registry:
             producer.send_registry(kind, record)
         producer.flush()
@@ -143,8 +144,8 @@ def stream_violations(
 
 def check_violations(registry: list, events: list, path: Path, capsys) -> set[tuple]:
     with path.open("w") as out:
-        for kind, record in [*registry, *events]:
-            out.write(json.dumps(codec.to_json(kind, record)) + "\n")
+        for line in json_lines([*registry, *events]):
+            out.write(line + "\n")
     capsys.readouterr()
     main(["check", str(path), "--format", "jsonl"])
     lines = capsys.readouterr().out.splitlines()

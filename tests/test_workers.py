@@ -19,6 +19,7 @@ from helpers import (
     kafka_as,
     start_group_at_end,
 )
+from signing import fleet_signing_keys
 
 from producers.simulate import simulate
 
@@ -36,7 +37,14 @@ def test_two_workers_store_and_find_what_one_process_does(
     one, two = f"{unique_group}-one", f"{unique_group}-two"
     for group in (one, two):
         start_group_at_end(kafka_bootstrap, group)
-    simulate(kafka_as("producer"), events=events, devices=30, seed=seed, progress=False)
+    simulate(
+        kafka_as("producer"),
+        events=events,
+        devices=30,
+        seed=seed,
+        progress=False,
+        signing_keys=fleet_signing_keys,
+    )
 
     single = consume(kafka_bootstrap, tmp_path / "one", one)
     assert single.returncode == 0, single.stderr

@@ -1,0 +1,59 @@
+"""Signed records (event-contract.md, section Signatures): what is signed, and how it travels.
+
+A signature is Ed25519 over the exact message value (the single-object encoded
+bytes). On Kafka it travels in two headers; in the JSON form as ``"key_id"``
+and ``"signature"`` (standard base64) beside ``"type"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+KEY_ID_HEADER: Final = "faceaudit-key-id"
+SIGNATURE_HEADER: Final = "faceaudit-signature"
+JSON_FIELDS: Final = ("key_id", "signature")
+SIGNED_KINDS: Final = ("consent", "deployment", "deletion")
+"""The registry kinds signed by a ``processor`` key of the record's ``processor_id``."""
+SIGNATURE_BYTES: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """Who signed (the key's id) and the 64 signature bytes."""
+
+    key_id: str
+    value: bytes
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The Kafka headers that carry this signature."""
+        return [(KEY_ID_HEADER, self.key_id.encode()), (SIGNATURE_HEADER, self.value)]
+
+
+def from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> Signature | str | None:
+    """The signature in a message's headers, None if it carries none, or what is wrong."""
+    found = {name: value for name, value in headers or () if name in _HEADERS}
+    if not found:
+        return None
+    key_id, value = found.get(KEY_ID_HEADER), found.get(SIGNATURE_HEADER)
+    if not key_id or value is None:
+        missing = SIGNATURE_HEADER if key_id else KEY_ID_HEADER
+        return f"header {missing} is missing"
+    try:
+        return Signature(key_id.decode("utf-8"), value)
+    except UnicodeDecodeError:
+        return f"header {KEY_ID_HEADER} is not UTF-8"
+
+
+def record_time(kind: str, record: Mapping[str, Any]) -> datetime | None:
+    """The moment a signing key must be valid at; None for a deployment, which has none."""
+    if kind == "consent":
+        return record["withdrawn_at"] or record["granted_at"]
+    if kind == "deletion":
+        return record["deleted_at"]
+    return None
+
+
+_HEADERS: Final = frozenset({KEY_ID_HEADER, SIGNATURE_HEADER})

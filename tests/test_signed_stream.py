@@ -1,0 +1,182 @@
+"""Signed registry records on the secured broker: what counts, what is refused, and the opt-out."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import broker_environ, kafka_as, start_group_at_end
+from samples import sample
+from signing import TEST_SIGNERS, key_record, signer, signers
+
+from consumers.batch import Batch
+from consumers.gateway import ClickHouseGateway
+from consumers.judge import Judge
+from consumers.key_feed import KeyFeed
+from consumers.keyring import KeyRing
+from consumers.metrics import PipelineMetrics
+from consumers.pipeline import Validator
+from consumers.registry import Registry
+from consumers.registry_feed import RegistryFeed
+from consumers.settings import Settings
+from consumers.store import open_store
+from faceaudit.keys import publish
+from producers.event_producer import EventProducer
+from schemas import codec
+from schemas.signatures import SIGNATURE_HEADER
+from schemas.topics import TOPICS
+
+pytestmark = pytest.mark.integration
+
+
+class Run:
+    """One test's processor, deployment, device and the validator's findings about them."""
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:10]
+        self.processor_id = f"p-{tag}"
+        self.ids = {"processor_id": self.processor_id, "deployment_id": f"d-{tag}"}
+        self.consent = sample("consent", consent_id=f"c-{tag}", processor_id=self.processor_id)
+        self.event = (
+            sample(
+                "capture", event_id=str(uuid.uuid4()), device_id=f"dev-{tag}", consent_id=f"c-{tag}"
+            )
+            | self.ids
+        )
+        self.rules: list[str] = []
+        self.refused: list[dict[str, Any]] = []
+        self.dead_letters: list[tuple[str, str, dict[str, str]]] = []
+        self.metrics = PipelineMetrics()
+
+    def validate(self, bootstrap: str, group: str, store: Path, **flags: Any) -> None:
+        client = open_store(f"chdb://{store}")
+        try:
+            settings = Settings.resolve(
+                {"bootstrap": bootstrap, "group": group, "until_idle": 2.0, **flags},
+                environ=broker_environ(),
+            )
+            Validator(settings, ClickHouseGateway(client), self.metrics).run()
+            self.rules = [
+                rule
+                for (rule,) in client.query(
+                    "SELECT rule_id FROM faceaudit.violations WHERE event_id = {e:String}",
+                    parameters={"e": self.event["event_id"]},
+                ).result_rows
+            ]
+            self.refused = [
+                json.loads(details)
+                for (details,) in client.query(
+                    "SELECT details FROM faceaudit.violations "
+                    "WHERE rule_id = 'REG-UNSIGNED-RECORD' AND processor_id = {p:String}",
+                    parameters={"p": self.processor_id},
+                ).result_rows
+            ]
+            self.dead_letters = client.query(
+                "SELECT reason, detail, headers FROM faceaudit.dead_letters "
+                "WHERE message_key = {k:String}",
+                parameters={"k": self.consent["consent_id"]},
+            ).result_rows
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def run(kafka_bootstrap: str, unique_group: str) -> Iterator[Run]:
+    start_group_at_end(kafka_bootstrap, unique_group)
+    yield Run()
+
+
+def send(run: Run, consent_sent: Any) -> None:
+    """The deployment (signed), the consent as `consent_sent` sends it, then the event."""
+    with EventProducer(kafka_as("producer"), signers=TEST_SIGNERS) as producer:
+        producer.send_registry("deployment", sample("deployment", **run.ids))
+        consent_sent(producer)
+        producer.flush(timeout=60)
+        producer.send_event("capture", run.event)
+
+
+def test_a_signed_consent_counts(
+    run: Run, kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    send(run, lambda producer: producer.send_registry("consent", run.consent))
+    run.validate(kafka_bootstrap, unique_group, tmp_path / "ch")
+    assert (run.rules, run.refused, run.dead_letters) == ([], [], [])
+    assert run.metrics.signatures_required._value.get() == 1
+
+
+def test_an_unsigned_consent_is_refused_kept_and_reported(
+    run: Run, kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    send(run, lambda producer: producer.send_registry("consent", run.consent, signed=False))
+    run.validate(kafka_bootstrap, unique_group, tmp_path / "ch")
+    assert "FR-CONSENT-MISSING" in run.rules, "the consent was not applied"
+    [(reason, detail, _)] = run.dead_letters
+    assert reason == "unsigned" and detail.startswith(f"{TOPICS['consent']}[")
+    [refused] = run.refused
+    assert (refused["record_id"], refused["reason"]) == (run.consent["consent_id"], "unsigned")
+
+
+def test_a_consent_forged_by_another_processors_principal_is_refused(
+    run: Run, kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    """Another processor's producer, with its own registered key, grants a consent for p."""
+    other = f"{run.processor_id}-other"
+    forger = signers([other])[other]
+
+    def forge(producer: EventProducer) -> None:
+        message = codec.encode("consent", run.consent)
+        headers = forger.sign(message).headers()
+        key = run.consent["consent_id"].encode()
+        producer._producer.send(TOPICS["consent"], value=message, key=key, headers=headers)
+
+    send(run, forge)
+    run.validate(kafka_bootstrap, unique_group, tmp_path / "ch")
+    assert "FR-CONSENT-MISSING" in run.rules
+    [(reason, detail, headers)] = run.dead_letters
+    assert reason == "bad_signature"
+    assert f"key {forger.key_id} is not a processor key of {run.processor_id}" in detail
+    assert len(headers[SIGNATURE_HEADER]) == 88, "the signature is kept, in base64"
+    [refused] = run.refused
+    assert refused["key_id"] == forger.key_id
+
+
+def test_a_key_registered_after_the_catch_up_is_read_before_the_records_it_signs(
+    kafka_bootstrap: str,
+) -> None:
+    """The feed caught up knowing no key of p; p's key, then its consent, come later."""
+    processor_id = f"p-{uuid.uuid4().hex[:10]}"
+    consent = sample("consent", consent_id=f"c-{processor_id}", processor_id=processor_id)
+    keys = KeyFeed(kafka_as("validator"), KeyRing())
+    judge = Judge("cac-2025", Registry())
+    feed = RegistryFeed(kafka_as("validator"), judge, PipelineMetrics(), keys=keys)
+    try:
+        feed.catch_up(lambda batch: None)
+        assert signer(processor_id).key_id not in keys.keyring
+        publish(kafka_as("operator"), key_record(processor_id))
+        with EventProducer(kafka_as("producer"), signers={processor_id: signer(processor_id)}) as p:
+            p.send_registry("consent", consent)
+        deadline = time.monotonic() + 30
+        batch = Batch()
+        while judge.registry.consent(consent["consent_id"]) is None:
+            if batch.rows["dead_letters"]:
+                break
+            assert time.monotonic() < deadline, "the consent never arrived"
+            feed.apply(feed.fetch(timeout_ms=500), batch)
+    finally:
+        feed.close()
+    assert judge.registry.consent(consent["consent_id"]) == consent
+    assert batch.rows["dead_letters"] == [] and batch.rows["violations"] == []
+
+
+def test_trust_none_applies_unsigned_records(
+    run: Run, kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    send(run, lambda producer: producer.send_registry("consent", run.consent, signed=False))
+    run.validate(kafka_bootstrap, unique_group, tmp_path / "ch", trust="none")
+    assert (run.rules, run.refused, run.dead_letters) == ([], [], [])
+    assert run.metrics.signatures_required._value.get() == 0
