@@ -28,6 +28,7 @@ from consumers.batch import Batch
 from consumers.chain.decode import DecodeStep
 from consumers.chain.judge import EventClock, JudgeStep
 from consumers.chain.step import Collect
+from consumers.checkpoints import CheckpointJudge
 from consumers.dead_letters import DeadLetterPolicy
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
@@ -129,6 +130,7 @@ def _judge_step(settings: Settings, collected: Collect) -> JudgeStep:
         collected,
         judge,
         judge.sequence_tracker(),
+        CheckpointJudge(judge, None),
         EventClock(),
         {},
         registry_grace=settings.registry_grace,

@@ -32,7 +32,7 @@ Mark = dict[int, int]
 
 # Insert order: the events table goes last, so that a crash part-way through a
 # batch never leaves stored events whose violations were not stored.
-ROW_TABLES = ("dead_letters", "violations", "consents", "deployments", "deletions")
+ROW_TABLES = ("dead_letters", "violations", "consents", "deployments", "deletions", "checkpoints")
 TABLES = (*ROW_TABLES, "events")
 
 
@@ -46,6 +46,16 @@ class Position(NamedTuple):
     @property
     def source(self) -> TopicPartition:
         return TopicPartition(self.topic, self.partition)
+
+
+class ReadCheckpoint(NamedTuple):
+    """A checkpoint as read: its record, the exact bytes and headers its signature covers,
+    and where it was read."""
+
+    record: Row
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    position: Position
 
 
 NO_POSITION = Position("", 0, 0)
@@ -65,6 +75,7 @@ class Batch:
     messages: list[ConsumerRecord] = field(default_factory=list)
     read_to: dict[TopicPartition, int] = field(default_factory=dict)
     events: dict[str, pa.Table] = field(default_factory=dict)
+    checkpoints: list[ReadCheckpoint] = field(default_factory=list)
     event_tables: list[pa.Table] = field(default_factory=list)
     rows: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in ROW_TABLES})
     ranges: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)

@@ -35,6 +35,7 @@ from schemas.topics import KEY_FIELD
 
 REWRITTEN = "REG-CONSENT-REWRITTEN"
 UNSIGNED = "REG-UNSIGNED-RECORD"
+CHECKPOINT_BAD = "AUDIT-CHECKPOINT-BAD"
 Tables = dict[str, pa.Table]
 """Events of one batch: a table per kind, as the decode step makes them."""
 Anchored = tuple[Violation, Any]
@@ -177,6 +178,25 @@ class Judge:
             "event_time": record_time(kind, record) or seen_at,
         }
         return [self.rules.violation(UNSIGNED, anchor, details)]
+
+    def bad_checkpoint(self, record: Record, refused: Refusal) -> list[Violation]:
+        """AUDIT-CHECKPOINT-BAD for a checkpoint whose signature does not count (no event)."""
+        if CHECKPOINT_BAD not in self._active:
+            return []
+        details = {
+            "checkpoint_id": record["checkpoint_id"],
+            "device_id": record["device_id"],
+            "device_seq": record["device_seq"],
+            "reason": refused.reason,
+            "problem": refused.detail,
+            "key_id": refused.key_id,
+        }
+        anchor = {
+            "processor_id": record["processor_id"],
+            "device_id": record["device_id"],
+            "event_time": record["signed_at"],
+        }
+        return [self.rules.violation(CHECKPOINT_BAD, anchor, details)]
 
     def observe_deletion(self, record: Record) -> None:
         self.deletions.observe_deletion(record)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from kafka import TopicPartition
 
-from consumers.keyring import KeyRing
+from consumers.keyring import KeyRing, Refusal
 from core.clients import KafkaConfig, kafka_consumer
 from core.errors import FaceauditError
-from schemas import codec
+from schemas import codec, signatures
 from schemas.topics import KEYS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,24 @@ class KeyFeed:
         for messages in self._consumer.poll(timeout_ms=timeout_ms).values():
             for message in messages:
                 self._apply(message.value, f"{KEYS_TOPIC}[{message.partition}]@{message.offset}")
+
+    def refusal(
+        self,
+        kind: str,
+        record: Mapping[str, Any],
+        value: bytes | None,
+        headers: Iterable[tuple[str, bytes | None]] | None,
+    ) -> Refusal | None:
+        """Why a signed kind's message (its value and headers) does not count; None if it does.
+
+        A key id not known yet makes the feed read the keys topic to its end first.
+        """
+        signature = signatures.from_headers(headers)
+        if isinstance(signature, str):
+            return Refusal("bad_signature", signature, None)
+        if signature is not None and signature.key_id not in self.keyring:
+            self.read_to_end()  # a key registered just before the record it signs
+        return self.keyring.refusal(kind, record, value or b"", signature)
 
     def _apply(self, value: bytes | None, where: str) -> None:
         try:

@@ -79,7 +79,8 @@ class KeyRing:
         signature: Signature | None,
     ) -> Refusal | None:
         """None if ``message`` (the record's exact bytes) carries a signature that counts for
-        ``record``: by a ``processor`` key of its processor valid at its time; else why not."""
+        ``record``: by a ``processor`` key of its processor (for a checkpoint, or a ``device``
+        key of its device) valid at its time; else why not."""
         if signature is None:
             return Refusal(
                 "unsigned", f"a {kind} record must be signed; it carries no signature", None
@@ -100,8 +101,9 @@ class KeyRing:
         processor_id = record["processor_id"]
         if key is None:
             return f"key {key_id} is not registered"
-        if key["owner"] != "processor" or key["processor_id"] != processor_id:
-            return f"key {key_id} is not a processor key of {processor_id}"
+        if key["processor_id"] != processor_id or not _speaks_for(key, record):
+            device = f" or a device key of {record['device_id']}" if "head_hash" in record else ""
+            return f"key {key_id} is not a processor key of {processor_id}{device}"
         revoked = key["revoked_at"]
         if at is None:  # a deployment has no time of its own: a key not revoked
             return None if revoked is None else f"key {key_id} was revoked at {_iso(revoked)}"
@@ -110,6 +112,14 @@ class KeyRing:
         if revoked is not None and at >= revoked:
             return f"key {key_id} was revoked at {_iso(revoked)}, by {_iso(at)}"
         return None
+
+
+def _speaks_for(key: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
+    """A processor key signs all its records; a device key only its device's checkpoints."""
+    if key["owner"] == "processor":
+        return True
+    is_checkpoint = "head_hash" in record
+    return is_checkpoint and key["owner"] == "device" and key["device_id"] == record["device_id"]
 
 
 def _iso(moment: datetime) -> str:

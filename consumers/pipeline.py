@@ -26,6 +26,7 @@ from consumers.chain.mask import MaskStep
 from consumers.chain.publish import PublishStep
 from consumers.chain.step import Step
 from consumers.chain.store import StoreStep
+from consumers.checkpoints import CheckpointJudge
 from consumers.collector import collecting_in_batches
 from consumers.dead_letters import DeadLetterPolicy
 from consumers.gateway import StoreGateway
@@ -79,13 +80,14 @@ class Validator:
         )
         signed = settings.trust == "signatures"
         self.metrics.signatures_required.set(1 if signed else 0)
+        self._keys = KeyFeed(settings.kafka, KeyRing()) if signed else None
         self._feed = RegistryFeed(
             settings.kafka,
             self.judge,
             self.metrics,
             stored=store.registry_offsets(),
             max_message_bytes=settings.max_message_bytes,
-            keys=KeyFeed(settings.kafka, KeyRing()) if signed else None,
+            keys=self._keys,
         )
         self._publisher = FindingsPublisher(settings.kafka)
         self._published_log = PublishedLog(settings.kafka)
@@ -189,6 +191,7 @@ class Validator:
             gather,
             self.judge,
             sequences,
+            CheckpointJudge(self.judge, self._keys),
             self._clock,
             commits,
             registry_grace=settings.registry_grace,

@@ -29,7 +29,7 @@ from consumers.keyring import Refusal
 from consumers.metrics import PipelineMetrics
 from core.clients import KafkaConfig, kafka_consumer
 from core.errors import FaceauditError
-from schemas import codec, signatures
+from schemas import codec
 from schemas.topics import TOPICS
 
 TABLE_FOR_KIND = {"consent": "consents", "deployment": "deployments", "deletion": "deletions"}
@@ -164,12 +164,7 @@ class RegistryFeed:
         """Why the record does not count (None: it does, or signatures are not checked)."""
         if self._keys is None:
             return None
-        signature = signatures.from_headers(message.headers)
-        if isinstance(signature, str):
-            return Refusal("bad_signature", signature, None)
-        if signature is not None and signature.key_id not in self._keys.keyring:
-            self._keys.read_to_end()  # a key registered just before the record it signs
-        return self._keys.keyring.refusal(decoded.kind, decoded.record, message.value, signature)
+        return self._keys.refusal(decoded.kind, decoded.record, message.value, message.headers)
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

@@ -28,10 +28,11 @@ class StoredTail:
     """Offset -> the stored event's payload SHA-256."""
     dead_letters: frozenset[int] = field(default_factory=frozenset)
     violations: frozenset[str] = field(default_factory=frozenset)
+    checkpoints: frozenset[int] = field(default_factory=frozenset)
 
     def __bool__(self) -> bool:
         """Whether the store holds anything of the partition past its commit."""
-        return bool(self.events or self.dead_letters or self.violations)
+        return bool(self.events or self.dead_letters or self.violations or self.checkpoints)
 
 
 def load_stored_tail(client: Client, topic: str, partition: int, start: int) -> StoredTail:
@@ -52,6 +53,7 @@ def load_stored_tail(client: Client, topic: str, partition: int, start: int) -> 
         events=dict(stored.result_rows),
         dead_letters=column("dead_letters", "offset"),
         violations=column("violations", "violation_id"),
+        checkpoints=column("checkpoints", "offset"),
     )
 
 

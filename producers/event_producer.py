@@ -21,8 +21,10 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -34,7 +36,7 @@ from core.delivery import DeliveryFailures, describe_failure
 from core.errors import FaceauditError
 from producers.signer import Signer
 from schemas import codec
-from schemas.signatures import SIGNED_KINDS
+from schemas.signatures import PROCESSOR_SIGNED_KINDS
 from schemas.topics import EVENT_KINDS, KEY_FIELD, TOPICS
 
 T = TypeVar("T")
@@ -188,8 +190,8 @@ class EventProducer:
         none, unless ``signed=False`` asks for an unsigned record (which an
         audit that checks signatures refuses: REG-UNSIGNED-RECORD).
         """
-        if kind not in SIGNED_KINDS:
-            raise ValueError(f"send_registry takes one of {SIGNED_KINDS}, not {kind!r}")
+        if kind not in PROCESSOR_SIGNED_KINDS:
+            raise ValueError(f"send_registry takes one of {PROCESSOR_SIGNED_KINDS}, not {kind!r}")
         message = codec.encode(kind, record)
         key = str(record[KEY_FIELD[kind]]).encode()
         headers = None
@@ -202,6 +204,31 @@ class EventProducer:
                 )
             headers = signer.sign(message).headers()
         return self._send(TOPICS[kind], message, key, headers)
+
+    def send_checkpoint(self, device_id: str, processor_id: str) -> FutureRecordMetadata:
+        """Sign and send a checkpoint of the device's chain head: its last event so far.
+
+        Signed with the processor's key, in the device's stream after that
+        event; FaceauditError if the device sent nothing yet or the processor
+        has no key here.
+        """
+        head = self._chains.state(device_id)
+        if head.last_payload_sha256 is None:
+            raise FaceauditError(f"device {device_id!r} sent no event yet: nothing to checkpoint")
+        signer = self._signers.get(processor_id)
+        if signer is None:
+            raise FaceauditError(f"no signing key for processor {processor_id!r}")
+        record = {
+            "checkpoint_id": str(uuid.uuid4()),
+            "processor_id": processor_id,
+            "device_id": device_id,
+            "device_seq": head.next_seq - 1,
+            "head_hash": head.last_payload_sha256,
+            "signed_at": datetime.now(UTC),
+        }
+        message = codec.encode("checkpoint", record)
+        headers = signer.sign(message).headers()
+        return self._send(TOPICS["checkpoint"], message, device_id.encode(), headers)
 
     def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> FutureRecordMetadata:
         """Send bytes as they are (dead-letter replay, tests); failures tracked like any send."""

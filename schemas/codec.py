@@ -75,6 +75,7 @@ NON_NEGATIVE: Final[dict[str, tuple[str, ...]]] = {
     "capture": ("device_seq", "retention_days", "subject_age"),
     "match": ("device_seq", "gallery_size", "subject_age"),
     "deployment": ("declared_retention_days",),
+    "checkpoint": ("device_seq",),
 }
 #: Fields that hold a region code (``schemas.regions``): six digits, a province's first.
 REGION_CODES: Final[dict[str, str]] = {"capture": "region_code", "match": "region_code"}

@@ -15,8 +15,10 @@ from typing import Any, Final
 KEY_ID_HEADER: Final = "faceaudit-key-id"
 SIGNATURE_HEADER: Final = "faceaudit-signature"
 JSON_FIELDS: Final = ("key_id", "signature")
-SIGNED_KINDS: Final = ("consent", "deployment", "deletion")
-"""The registry kinds signed by a ``processor`` key of the record's ``processor_id``."""
+PROCESSOR_SIGNED_KINDS: Final = ("consent", "deployment", "deletion")
+"""The registry kinds, signed by a ``processor`` key of the record's ``processor_id``."""
+SIGNED_KINDS: Final = (*PROCESSOR_SIGNED_KINDS, "checkpoint")
+"""Every signed kind: a checkpoint by a key of its device or of its processor."""
 SIGNATURE_BYTES: Final = 64
 
 
@@ -53,6 +55,8 @@ def record_time(kind: str, record: Mapping[str, Any]) -> datetime | None:
         return record["withdrawn_at"] or record["granted_at"]
     if kind == "deletion":
         return record["deleted_at"]
+    if kind == "checkpoint":
+        return record["signed_at"]
     return None
 
 

@@ -4,7 +4,7 @@ from typing import Final
 
 EVENT_KINDS: Final = ("capture", "match")
 REGISTRY_KINDS: Final = ("consent", "deployment")
-PRODUCER_KINDS: Final = ("capture", "match", "consent", "deployment", "deletion")
+PRODUCER_KINDS: Final = ("capture", "match", "consent", "deployment", "deletion", "checkpoint")
 """What processors and their devices send."""
 KINDS: Final = (*PRODUCER_KINDS, "key")
 """Every input record kind; ``key`` records are the operator's alone."""
@@ -15,6 +15,8 @@ EVENTS_TOPIC: Final = "faceaudit.events.v1"
 TOPICS: Final[dict[str, str]] = {
     "capture": EVENTS_TOPIC,
     "match": EVENTS_TOPIC,
+    # A device's signed chain head, in its stream after the event it covers.
+    "checkpoint": EVENTS_TOPIC,
     "consent": "faceaudit.consent.v1",
     "deployment": "faceaudit.deployment.v1",
     "deletion": "faceaudit.deletion.v1",
@@ -36,6 +38,7 @@ COMPACTED_TOPICS: Final = frozenset({*(TOPICS[kind] for kind in REGISTRY_KINDS),
 KEY_FIELD: Final[dict[str, str]] = {
     "capture": "device_id",
     "match": "device_id",
+    "checkpoint": "device_id",
     "consent": "consent_id",
     "deployment": "deployment_id",
     "deletion": "processor_id",

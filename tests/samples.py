@@ -133,6 +133,17 @@ def _deletion() -> dict[str, Any]:
     }
 
 
+def _checkpoint() -> dict[str, Any]:
+    return {
+        "checkpoint_id": "00000000-0000-4000-8000-00000000c001",
+        "processor_id": "p-1",
+        "device_id": "dev-1",
+        "device_seq": 0,
+        "head_hash": "0" * 64,
+        "signed_at": _at(2026, 3, 1, 9),
+    }
+
+
 def _key() -> dict[str, Any]:
     return {
         "key_id": "k-p-1",
@@ -152,6 +163,7 @@ _BUILDERS = {
     "consent": _consent,
     "deployment": _deployment,
     "deletion": _deletion,
+    "checkpoint": _checkpoint,
     "key": _key,
 }
 

@@ -22,6 +22,7 @@ from consumers.chain.judge import EventClock, JudgeStep
 from consumers.chain.publish import PublishStep
 from consumers.chain.step import Collect
 from consumers.chain.store import StoreStep
+from consumers.checkpoints import CheckpointJudge
 from consumers.dead_letters import DeadLetterLimitExceeded, DeadLetterPolicy
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
@@ -140,6 +141,7 @@ def judge_step(registry: Registry, commits=None, grace: float = 30.0) -> tuple[J
         handed,
         judge,
         judge.sequence_tracker(),
+        CheckpointJudge(judge, None),
         EventClock(),
         commits or {TP: 0},
         registry_grace=grace,

@@ -105,6 +105,14 @@ CONTRACT_FIELDS: dict[str, list[str]] = {
         "expires_at",
         "withdrawn_at",
     ],
+    "checkpoint": [
+        "checkpoint_id",
+        "processor_id",
+        "device_id",
+        "device_seq",
+        "head_hash",
+        "signed_at",
+    ],
     "deployment": [
         "deployment_id",
         "processor_id",

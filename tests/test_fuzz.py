@@ -38,6 +38,7 @@ from consumers.batch import Batch, Row
 from consumers.chain.decode import DecodeStep
 from consumers.chain.judge import EventClock, JudgeStep
 from consumers.chain.step import Collect
+from consumers.checkpoints import CheckpointJudge
 from consumers.dead_letters import DeadLetterPolicy
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
@@ -79,6 +80,7 @@ def make_steps() -> tuple[DecodeStep, Collect]:
         handed,
         judge,
         judge.sequence_tracker(),
+        CheckpointJudge(judge, None),
         EventClock(),
         {},
         registry_grace=0,
@@ -339,8 +341,9 @@ def rows_by_offset(batch: Batch) -> dict[int, list[tuple[str, Row]]]:
     for events in batch.event_tables:
         for row in events.to_pylist():
             found.setdefault(row["offset"], []).append(("events", row))
-    for row in batch.rows["dead_letters"]:
-        found.setdefault(row["offset"], []).append(("dead_letters", row))
+    for table in ("dead_letters", "checkpoints"):
+        for row in batch.rows[table]:
+            found.setdefault(row["offset"], []).append((table, row))
     return found
 
 
@@ -356,6 +359,10 @@ def check_outcome(case: Case, offset: int, rows: list[tuple[str, Row]] | None) -
         assert row["device_id"].encode() == case.key, where
         assert TOPICS[row["kind"]] == case.topic, where
         return "event"
+    if table == "checkpoints":  # a valid checkpoint: the events topic carries those too
+        assert case.expect in (None, "event"), f"{where}: a checkpoint, expected {case.expect}"
+        assert row["device_id"].encode() == case.key, where
+        return "checkpoint"
     assert case.expect != "event", f"{where}: a valid event became a dead letter: {row['detail']}"
     assert row["reason"] in DEAD_LETTER_REASONS, f"{where}: unknown reason {row['reason']}"
     assert case.expect in (None, row["reason"]), f"{where}: {row['reason']}, not {case.expect}"

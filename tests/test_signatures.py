@@ -280,3 +280,16 @@ def test_check_refuses_unsigned_deletions_so_the_withdrawal_stays_overdue(
     lines = [*signed, *signed_deletion, unsigned_line("capture", later)]
     result = run(capsys, write(tmp_path / "signed.jsonl", lines))
     assert "FR-DELETION-OVERDUE" not in {v["rule_id"] for v in result.violations}
+
+
+def test_a_checkpoint_counts_signed_by_its_processor_or_its_own_device() -> None:
+    checkpoint = sample("checkpoint")
+    own_device = key_record("p-1", owner="device", device_id="dev-1")
+    other_device = key_record("p-1", owner="device", device_id="dev-2")
+    assert verdict(ring(key_record("p-1")), "checkpoint", checkpoint) is None
+    assert verdict(ring(own_device), "checkpoint", checkpoint) is None
+    refused = verdict(ring(other_device), "checkpoint", checkpoint)
+    assert refused is not None
+    assert "is not a processor key of p-1 or a device key of dev-1" in refused.detail
+    late = key_record("p-1", valid_from=checkpoint["signed_at"] + timedelta(seconds=1))
+    assert verdict(ring(late), "checkpoint", checkpoint) is not None, "signed_at counts"

@@ -27,6 +27,7 @@ from consumers.settings import Settings
 from consumers.store import open_store
 from faceaudit.keys import publish
 from producers.event_producer import EventProducer
+from producers.signer import Signer
 from schemas import codec
 from schemas.signatures import SIGNATURE_HEADER
 from schemas.topics import TOPICS
@@ -180,3 +181,84 @@ def test_trust_none_applies_unsigned_records(
     run.validate(kafka_bootstrap, unique_group, tmp_path / "ch", trust="none")
     assert (run.rules, run.refused, run.dead_letters) == ([], [], [])
     assert run.metrics.signatures_required._value.get() == 0
+
+
+# -- checkpoints ------------------------------------------------------------------------
+
+
+def stored_checkpoints(store: Path, device_id: str) -> list[tuple[Any, ...]]:
+    client = open_store(f"chdb://{store}")
+    try:
+        return client.query(
+            "SELECT device_seq, head_hash, key_id, valid, problem FROM faceaudit.checkpoints "
+            "WHERE device_id = {d:String} ORDER BY offset",
+            parameters={"d": device_id},
+        ).result_rows
+    finally:
+        client.close()
+
+
+def test_checkpoints_are_stored_with_their_verdicts(
+    run: Run, kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    """Signed by the processor, by the device, by another device, and not at all."""
+    device = run.event["device_id"]
+    own, other = key_record(run.processor_id), key_record(f"{run.processor_id}-cam")
+    device_key = own | {"key_id": f"{own['key_id']}-dev", "owner": "device", "device_id": device}
+    wrong_device = other | {
+        "key_id": f"{other['key_id']}-dev",
+        "owner": "device",
+        "processor_id": run.processor_id,
+        "device_id": f"{device}-b",
+    }
+    publish(kafka_as("operator"), own, device_key, wrong_device)
+    as_processor = signer(run.processor_id)
+    as_device = Signer(device_key["key_id"], as_processor.private_key)
+    as_other_device = Signer(wrong_device["key_id"], signer(f"{run.processor_id}-cam").private_key)
+    with EventProducer(kafka_as("producer"), signers={run.processor_id: as_processor}) as producer:
+        producer.send_registry("deployment", sample("deployment", **run.ids))
+        producer.send_registry("consent", run.consent)
+        producer.flush(timeout=60)
+        producer.send_event("capture", run.event)
+        producer.send_checkpoint(device, run.processor_id)
+        head = producer.chain(device)
+        for signed_by in (as_device, as_other_device, None):
+            checkpoint = sample(
+                "checkpoint",
+                checkpoint_id=str(uuid.uuid4()),
+                processor_id=run.processor_id,
+                device_id=device,
+                device_seq=0,
+                head_hash=head.last_payload_sha256,
+            )
+            message = codec.encode("checkpoint", checkpoint)
+            headers = signed_by.sign(message).headers() if signed_by else []
+            producer._producer.send(
+                TOPICS["checkpoint"], value=message, key=device.encode(), headers=headers
+            )
+    store = tmp_path / "ch"
+    run.validate(kafka_bootstrap, unique_group, store)
+    rows = stored_checkpoints(store, device)
+    assert [(seq, digest) for seq, digest, *_ in rows] == [(0, head.last_payload_sha256)] * 4
+    assert [(key_id, valid) for _, _, key_id, valid, _ in rows] == [
+        (as_processor.key_id, True),
+        (as_device.key_id, True),
+        (as_other_device.key_id, False),
+        (None, False),
+    ]
+    assert "is not a processor key of" in rows[2][4] and "must be signed" in rows[3][4]
+    bad = [
+        json.loads(details)
+        for (details,) in open_store(f"chdb://{store}")
+        .query(
+            "SELECT details FROM faceaudit.violations WHERE rule_id = 'AUDIT-CHECKPOINT-BAD' "
+            "AND device_id = {d:String} ORDER BY offset",
+            parameters={"d": device},
+        )
+        .result_rows
+    ]
+    assert [(b["reason"], b["key_id"]) for b in bad] == [
+        ("bad_signature", as_other_device.key_id),
+        ("unsigned", None),
+    ]
+    assert run.rules == [], "checkpoints are not events"

@@ -19,6 +19,7 @@ import pytest
 from arrow_events import add_judged_events, chained
 from clickhouse_connect.driver.client import Client
 from kafka.consumer.fetcher import ConsumerRecord
+from samples import sample
 
 from consumers.batch import ROW_TABLES, TABLES, Batch
 from consumers.dead_letters import dead_letter_row
@@ -70,6 +71,8 @@ def fleet_batch(partition: int, events: int = 300) -> Batch:
     )
     dead_letter = dead_letter_row(poison, "undecodable", "test") | {"received_at": T0}
     add("dead_letters", DEAD_LETTER_TOPIC, dead_letter)
+    checkpoint = sample("checkpoint") | {"key_id": "k-1", "valid": True, "problem": ""}
+    add("checkpoints", EVENTS_TOPIC, checkpoint)
     return batch
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from kafka.consumer.fetcher import ConsumerRecord
 
-from consumers.batch import Batch, Position
+from consumers.batch import Batch, Position, ReadCheckpoint
 from consumers.chain.step import Forwarding, Step
 from consumers.dead_letters import DeadLetterPolicy, dead_letter_row
 from consumers.event_columns import with_positions
@@ -56,12 +56,14 @@ class DecodeStep(Forwarding):
         keys = pa.array([message.key for message in messages], pa.binary())
         for kind, record_batch in tables.items():
             table = pa.Table.from_batches([record_batch])
-            if kind not in EVENT_KINDS:
+            if kind not in (*EVENT_KINDS, "checkpoint"):
                 for index in table.column("message_index").to_pylist():
                     dead[index] = _wrong_topic(kind, messages[index])
                 continue
             table = self._keep_placed(kind, table, topics, keys, messages, dead)
-            if table.num_rows:
+            if kind == "checkpoint":
+                batch.checkpoints = _read_checkpoints(table, messages)
+            elif table.num_rows:
                 batch.events[kind] = with_positions(table, topics, partitions, offsets)
         self._dead_letters(messages, dead, batch)
 
@@ -114,6 +116,17 @@ class DecodeStep(Forwarding):
             self._policy.record(verdict is not None, position)
             if verdict is not None:
                 batch.add_finding("dead_letters", dead_letter_row(message, *verdict), *position)
+
+
+def _read_checkpoints(table: pa.Table, messages: list[ConsumerRecord]) -> list[ReadCheckpoint]:
+    """The checkpoints of a batch (a few per thousand events) as records, in read order."""
+    read = []
+    for row in table.to_pylist():
+        message = messages[row.pop("message_index")]
+        row.pop("payload_sha256", None)
+        position = Position(message.topic, message.partition, message.offset)
+        read.append(ReadCheckpoint(row, message.value, list(message.headers or []), position))
+    return read
 
 
 def _wrong_topic(kind: str, message: ConsumerRecord) -> Verdict:

@@ -20,6 +20,7 @@ from kafka.structs import TopicPartition
 
 from consumers.batch import NO_POSITION, Batch, now_utc
 from consumers.chain.step import Step
+from consumers.checkpoints import CheckpointJudge
 from consumers.event_columns import first_offsets
 from consumers.judge import Anchored, Judge, Tables
 from consumers.rules.sequence_columns import observe_tables
@@ -107,6 +108,7 @@ class JudgeStep:
         next_step: Step,
         judge: Judge,
         sequences: SequenceTracker,
+        checkpoints: CheckpointJudge,
         clock: EventClock,
         commits: Mapping[TopicPartition, int],
         *,
@@ -122,6 +124,7 @@ class JudgeStep:
         self.held: list[Held] = []
         self._judge = judge
         self._sequences = sequences
+        self._checkpoints = checkpoints
         self._clock = clock
         self._read_to = dict(commits)
         self._grace = registry_grace
@@ -138,6 +141,9 @@ class JudgeStep:
         found = observe_tables(self._sequences, tables.values())
         if found:  # the common case has none: no call to build none
             self._stage(self._judge.violations(found), batch)
+        if batch.checkpoints:
+            self._checkpoints.judge(batch.checkpoints, batch)
+            batch.checkpoints = []
         found, waiting = self._judge.judge_arrivals(tables)
         self._stage(found, batch)
         if waiting:

@@ -87,6 +87,9 @@ class StoreStep(Forwarding):
         rows["violations"] = [
             r for r in rows["violations"] if r["violation_id"] not in tail(r).violations
         ]
+        rows["checkpoints"] = [
+            r for r in rows["checkpoints"] if r["offset"] not in tail(r).checkpoints
+        ]
 
     def _unstored_events(self, table: pa.Table) -> pa.Table:
         """The rows of an event table whose offsets the store does not hold.
