@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from bench import BenchError
@@ -18,40 +19,48 @@ from bench.cluster import Cluster
 from bench.load import DEVICES, VIOLATION_RATE
 from bench.memory import PeakMemory
 from faceaudit.keys import new_key_record
+from producers.checkpointing import Record, checkpointed
 from producers.event_producer import DeviceChain
 from producers.fleet import Fleet
 from producers.signer import Signer, signed_json
 from producers.simulate import earliest_time
 from schemas import codec
+from schemas.signatures import SIGNED_KINDS
 
 _RATE = re.compile(r"\(([\d,]+) events/s\)")
 
 
 def write_export(path: Path, events: int, seed: int = 3) -> None:
     """A JSON-lines file: a key per processor, the registry signed with it, then `events`
-    events with device_seq and prev_hash."""
+    events with device_seq and prev_hash, and the checkpoints the SDK would send."""
     fleet = Fleet(DEVICES, seed, VIOLATION_RATE)
     registry = fleet.registry_records()
     valid_from = earliest_time(registry)
-    keys = {
-        processor.processor_id: new_key_record(
-            "processor", processor.processor_id, None, valid_from
-        )
-        for processor in fleet.processors
-    }
-    chains: dict[str, DeviceChain] = {}
+    signers = {}
     with path.open("w", encoding="utf-8") as out:
-        for record, _ in keys.values():
-            out.write(json.dumps(codec.to_json("key", record)) + "\n")
-        for kind, record in registry:
-            key, private = keys[record["processor_id"]]
-            signed = signed_json(kind, record, Signer(key["key_id"], private))
-            out.write(json.dumps(signed) + "\n")
-        for kind, record, _ in fleet.events(events):
-            chain = chains.setdefault(record["device_id"], DeviceChain())
-            stamped = chain.stamp(record)
-            chain.advance(codec.encode_payload(kind, stamped))
-            out.write(json.dumps(codec.to_json(kind, stamped)) + "\n")
+        for processor in fleet.processors:
+            pid = processor.processor_id
+            key, private = new_key_record("processor", pid, None, valid_from)
+            signers[pid] = Signer(key["key_id"], private)
+            out.write(json.dumps(codec.to_json("key", key)) + "\n")
+        stamped = chained((kind, record) for kind, record, _ in fleet.events(events))
+        for kind, record in [*registry, *checkpointed(stamped)]:
+            line = (
+                signed_json(kind, record, signers[record["processor_id"]])
+                if kind in SIGNED_KINDS
+                else codec.to_json(kind, record)
+            )
+            out.write(json.dumps(line) + "\n")
+
+
+def chained(events: Iterable[tuple[str, Record]]) -> Iterator[tuple[str, Record]]:
+    """The events numbered and hash-chained per device, as the producer SDK sends them."""
+    chains: dict[str, DeviceChain] = {}
+    for kind, record in events:
+        chain = chains.setdefault(record["device_id"], DeviceChain())
+        stamped = chain.stamp(record)
+        chain.advance(codec.encode_payload(kind, stamped))
+        yield kind, stamped
 
 
 def json_loads_seconds(path: Path) -> float:

@@ -81,10 +81,11 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
         lambda: preload(cluster.kafka_as("producer"), cluster.kafka_as("operator"), events),
         lambda r: rate(r.events_per_second),
     )
-    expected = sum(end_offsets(cluster.kafka).values())
+    messages = sum(end_offsets(cluster.kafka).values())  # the events and their checkpoints
+    expected = sent.events_sent
     raw = _step(
         "raw consumer",
-        lambda: raw_consume(cluster.bootstrap, cluster.group("raw"), expected),
+        lambda: raw_consume(cluster.bootstrap, cluster.group("raw"), messages),
         lambda r: rate(r.events_per_second),
     )
     one = _step(

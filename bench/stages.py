@@ -130,7 +130,7 @@ def _judge_step(settings: Settings, collected: Collect) -> JudgeStep:
         collected,
         judge,
         judge.sequence_tracker(),
-        CheckpointJudge(judge, None),
+        CheckpointJudge(judge, None, judge.checkpoint_tracker()),
         EventClock(),
         {},
         registry_grace=settings.registry_grace,

@@ -60,7 +60,7 @@ from consumers.kept_events import INPUT, KeptEvents
 from consumers.keyring import KeyRing
 from consumers.prefetch import Ahead
 from consumers.readers import OnBad, Source
-from consumers.registry import Registry
+from consumers.registry import Record, Registry
 from consumers.rules.catalogue import SEVERITIES, Catalogue, check_profile
 from consumers.rules.sequence_columns import observe_tables
 from consumers.tables import MESSAGE_INDEX
@@ -127,7 +127,8 @@ def check(
     try:
         judge = Judge(check_profile(profile), Registry(), catalogue, in_order=True)
         keyring = KeyRing() if trust == "signatures" else None
-        emit([(violation, None) for violation in load_registry(sources, judge, keyring)])
+        found, checkpoints = load_registry(sources, judge, keyring)
+        emit([(violation, None) for violation in found])
         merged = len(sources) > 1  # FR-FILING waits for every input, to count in merged order
         kept = KeptEvents(subjects=merged)
         latest: datetime | None = None
@@ -145,8 +146,11 @@ def check(
     if merged:
         for arrived in kept.in_read_order():
             emit(judge.judge_filings(arrived))
-    for part in kept.by_device():
+    by_device = list(kept.by_device())
+    for part in by_device:
         emit(judge.violations(observe_tables(judge.sequences, [part])))
+    if by_device:
+        emit(judge.violations(judge.offline_checkpoints(by_device, checkpoints, latest)))
     if latest is not None:
         emit([(violation, None) for violation in judge.overdue(latest)])
     stats.seconds = time.perf_counter() - started
@@ -195,9 +199,10 @@ def _later(latest: datetime | None, events: Tables) -> datetime:
 
 def load_registry(
     sources: Iterable[Source], judge: Judge, keyring: KeyRing | None
-) -> list[Violation]:
+) -> tuple[list[Violation], list[Record]]:
     """Apply every good consent, deployment and deletion record of the inputs, in input
-    order (later wins); the violations of the records refused and the rewrites.
+    order (later wins); the violations of the records refused and the rewrites, and the
+    checkpoints that count, in input order.
 
     With a key ring (signatures checked), the key records of every input are
     registered first, and a signed kind's record counts only if its signature
@@ -209,6 +214,7 @@ def load_registry(
             if item.kind == "key":
                 keyring.add(item.record)
     found = []
+    checkpoints = []
     read_at = datetime.now(UTC)
     for kind, record, signature in registered:
         if kind == "key":
@@ -216,14 +222,19 @@ def load_registry(
         if keyring is not None:
             message = codec.encode(kind, record)
             refused = keyring.refusal(kind, record, message, signature)
+            if refused is not None and kind == "checkpoint":
+                found += judge.bad_checkpoint(record, refused)
+                continue
             if refused is not None:
                 found += judge.unsigned(kind, record, refused, read_at)
                 continue
-        if kind == "deletion":
+        if kind == "checkpoint":
+            checkpoints.append(record)
+        elif kind == "deletion":
             judge.observe_deletion(record)
         else:
             found += judge.apply_registry(kind, record)
-    return found
+    return found, checkpoints
 
 
 # -- output ---------------------------------------------------------------------

@@ -1,31 +1,44 @@
-"""Checkpoints in the stream: each device's signed chain heads, verified and stored.
+"""Checkpoints in the stream: each device's signed chain heads, verified, stored and used.
 
 A checkpoint counts only if its signature verifies under a key of its device
 or of its processor that counts at its ``signed_at`` (`consumers.keyring`);
 one that does not is AUDIT-CHECKPOINT-BAD and is not used. Every checkpoint
 is stored with its verdict, so the trail shows which chain heads were
-vouched for.
+vouched for. The valid ones go to the tracker
+(`consumers.rules.checkpoint_columns`), which holds them against the events
+they cover.
 """
 
 from __future__ import annotations
 
 from consumers.batch import Batch, ReadCheckpoint, now_utc
-from consumers.judge import Judge
+from consumers.judge import Anchored, Judge, Tables
 from consumers.key_feed import KeyFeed
 from consumers.keyring import Refusal
+from consumers.rules.checkpoint_columns import CheckpointTracker
 from schemas import signatures
 from schemas.signatures import Signature
 
 
 class CheckpointJudge:
-    """Verifies the checkpoints of each batch and stages their rows and findings."""
+    """Verifies the checkpoints of each batch, stages their rows, and judges the events."""
 
-    def __init__(self, judge: Judge, keys: KeyFeed | None) -> None:
+    def __init__(self, judge: Judge, keys: KeyFeed | None, tracker: CheckpointTracker) -> None:
         """`keys`: where signatures are checked (None: every checkpoint counts)."""
         self._judge = judge
         self._keys = keys
+        self._tracker = tracker
 
-    def judge(self, checkpoints: list[ReadCheckpoint], batch: Batch) -> list[ReadCheckpoint]:
+    def submit(
+        self, tables: Tables, checkpoints: list[ReadCheckpoint], batch: Batch
+    ) -> list[Anchored]:
+        """The batch's events and checkpoints, in that order; the findings to stage."""
+        self._tracker.observe(tables.values())
+        valid = self._verified(checkpoints, batch) if checkpoints else []
+        found = self._tracker.judge([(c.record, c.position) for c in valid])
+        return self._judge.violations(found) if found else []
+
+    def _verified(self, checkpoints: list[ReadCheckpoint], batch: Batch) -> list[ReadCheckpoint]:
         """Stage each checkpoint's row and AUDIT-CHECKPOINT-BAD; the valid ones, in order."""
         valid = []
         for checkpoint in checkpoints:

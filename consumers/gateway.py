@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 from consumers import stored_tail
 from consumers.batch import Batch
 from consumers.sink import ClickHouseSink
-from consumers.stored_tail import StoredTail
+from consumers.stored_tail import CheckpointState, StoredTail
 
 
 class StoreGateway(Protocol):
@@ -30,6 +30,9 @@ class StoreGateway(Protocol):
 
     def device_states(self, partition: int) -> list[tuple[str, str, int, str]]:
         """(processor, device, highest device_seq, its payload hash) of devices on `partition`."""
+
+    def checkpoint_state(self, partition: int) -> CheckpointState:
+        """Where the checkpoints of the devices on `partition` stand."""
 
     def registry_offsets(self) -> dict[tuple[str, int], int]:
         """Highest stored offset of each registry partition."""
@@ -57,6 +60,9 @@ class ClickHouseGateway:
 
     def device_states(self, partition: int) -> list[tuple[str, str, int, str]]:
         return stored_tail.device_states(self._client, partition)
+
+    def checkpoint_state(self, partition: int) -> CheckpointState:
+        return stored_tail.checkpoint_state(self._client, partition)
 
     def registry_offsets(self) -> dict[tuple[str, int], int]:
         return stored_tail.stored_registry_offsets(self._client)

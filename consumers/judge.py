@@ -25,6 +25,7 @@ from consumers.event_columns import detached, envelopes, positions
 from consumers.keyring import Refusal
 from consumers.registry import Record, Registry
 from consumers.rules.catalogue import Catalogue, load_catalogue
+from consumers.rules.checkpoint_columns import CheckpointTracker, offline_findings
 from consumers.rules.columnar import ColumnarRules
 from consumers.rules.columnar import Finding as RowFinding
 from consumers.rules.filing_columns import observe_filings
@@ -131,6 +132,25 @@ class Judge:
         """
         params = self.catalogue.parameters(self.profile)
         return SequenceTracker(params.reorder_window_events, params.reorder_window_seconds)
+
+    def checkpoint_tracker(self) -> CheckpointTracker:
+        """A new tracker of device checkpoints with this profile's window (one per assignment)."""
+        params = self.catalogue.parameters(self.profile)
+        return CheckpointTracker(params.checkpoint_window_events, params.checkpoint_window_seconds)
+
+    def offline_checkpoints(
+        self, by_device: list[pa.Table], checkpoints: list[Record], latest: datetime | None
+    ) -> list[Finding]:
+        """The checkpoint rules over a whole input (`checkpoint_columns.offline_findings`)."""
+        params = self.catalogue.parameters(self.profile)
+        events = pa.concat_tables(by_device)
+        return offline_findings(
+            events,
+            checkpoints,
+            latest,
+            params.checkpoint_window_events,
+            params.checkpoint_window_seconds,
+        )
 
     def violations(self, findings: list[Finding]) -> list[Anchored]:
         """The violations of stream-rule findings, with their anchors (inactive rules dropped)."""

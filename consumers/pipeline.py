@@ -178,9 +178,11 @@ class Validator:
         """The chain for one assignment: the partitions at `commits`."""
         settings = self.settings
         sequences = self.judge.sequence_tracker()
+        checkpoints = self.judge.checkpoint_tracker()
         for tp in commits:
             for processor, device, seq, digest in self._store.device_states(tp.partition):
                 sequences.resume((processor, device), seq + 1, digest)
+            checkpoints.resume(*self._store.checkpoint_state(tp.partition))
         commit = CommitStep(self._reader.commit, commits)
         publish = PublishStep(commit, self._publisher, outbox)
         store = self._store_step(publish, tails)
@@ -191,7 +193,7 @@ class Validator:
             gather,
             self.judge,
             sequences,
-            CheckpointJudge(self.judge, self._keys),
+            CheckpointJudge(self.judge, self._keys, checkpoints),
             self._clock,
             commits,
             registry_grace=settings.registry_grace,

@@ -4,8 +4,8 @@ rules.md has the checker load every registry record of its inputs before it
 judges any event, and a later record with the same id wins. Rather than keep
 every event in memory until the inputs are read, a source is read twice:
 
-- ``registry()`` yields only the good consent, deployment, deletion and key
-  records, silently, each with its signature (JSON lines carry one; an Avro
+- ``registry()`` yields only the good consent, deployment, deletion, key and
+  checkpoint records, silently, each with its signature (JSON lines carry one; an Avro
   container cannot); a JSON-lines file is only parsed on the lines that can
   hold one, so this pass costs a small fraction of the second;
 - ``records(on_bad)`` yields every good record in input order and reports each
@@ -47,7 +47,8 @@ STDIN: Final = "-"
 STDIN_NAME: Final = "<stdin>"
 
 # A valid consent has a "grantor" key, a deployment "registered_purposes", a
-# deletion "deleted_at" and a key record "public_key", which no other kind has.
+# deletion "deleted_at", a key record "public_key" and a checkpoint "head_hash",
+# which no other kind has.
 # In the raw line such a key is spelt literally or contains a JSON escape, so a
 # line with no marker cannot be a registry record.
 _ESCAPE: Final = b"\\"
@@ -56,9 +57,10 @@ _REGISTRY_MARKERS: Final = (
     b'"registered_purposes"',
     b'"deleted_at"',
     b'"public_key"',
+    b'"head_hash"',
     _ESCAPE,
 )
-REGISTRY_PASS_KINDS: Final = (*REGISTRY_KINDS, "deletion", "key")
+REGISTRY_PASS_KINDS: Final = (*REGISTRY_KINDS, "deletion", "key", "checkpoint")
 """What ``registry()`` yields: what must be known (and verified) before events are judged."""
 _KIND_BY_SCHEMA_NAME: Final = {codec.schema(kind)["name"]: kind for kind in KINDS}
 
@@ -235,8 +237,22 @@ def _source(name: str, opener: Opener, head: bytes, native: str | bytes) -> Sour
     # Resolving against the contract's schema doubles fastavro's read time, so
     # it is only done for a writer schema that differs (e.g. an older version).
     fingerprint = avro_fingerprint(to_parsing_canonical_form(writer_schema), "CRC-64-AVRO")
-    resolve = bytes.fromhex(fingerprint) != codec.fingerprint(kind)
+    resolve = bytes.fromhex(fingerprint) != codec.fingerprint(kind) or _logical_types(
+        writer_schema
+    ) != _logical_types(codec.schema(kind))
     return AvroSource(name, opener, kind, resolve, (native, header))
+
+
+def _logical_types(schema: object) -> list[str]:
+    """Every logicalType of a schema, in a fixed order: the parsing canonical form (and so
+    the fingerprint) leaves them out, but a long read without one is not a timestamp."""
+    if isinstance(schema, dict):
+        own = [schema["logicalType"]] if "logicalType" in schema else []
+        keys = sorted(key for key in schema if not key.startswith("__"))  # fastavro's own
+        return own + [t for key in keys for t in _logical_types(schema[key])]
+    if isinstance(schema, list):
+        return [t for item in schema for t in _logical_types(item)]
+    return []
 
 
 def _writer_schema(name: str, opener: Opener) -> tuple[dict[str, Any], Header]:

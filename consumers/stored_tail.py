@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
+from consumers.rules.checkpoint_columns import KEPT_COLUMNS
 from schemas.ddl import DATABASE
 from schemas.topics import EVENTS_TOPIC
 
@@ -110,6 +112,47 @@ def device_states(client: Client, partition: int) -> list[tuple[str, str, int, s
         parameters={"partition": partition, "topic": EVENTS_TOPIC},
     )
     return [(p, device, seq, digest) for p, device, seq, digest in result.result_rows]
+
+
+CheckpointState = tuple[dict[tuple[str, str], int], pa.Table, dict[tuple[str, str], int]]
+"""Per device of a partition: the device_seq its last valid checkpoint covers; its events
+after that (`consumers.rules.checkpoint_columns.KEPT_COLUMNS`); the first device_seq of the
+uncovered run already reported as AUDIT-UNCHECKPOINTED."""
+_KEPT_PER_DEVICE = 2_000  # twice the checkpoint window: what the tracker would keep
+
+
+def checkpoint_state(client: Client, partition: int) -> CheckpointState:
+    """Where the checkpoints of an event partition's devices stand, from the store."""
+    params = {"partition": partition, "topic": EVENTS_TOPIC}
+    covered_rows = client.query(
+        f"SELECT processor_id, device_id, max(device_seq) FROM {DATABASE}.checkpoints "
+        "WHERE partition = {partition:UInt32} AND topic = {topic:String} AND valid "
+        "GROUP BY processor_id, device_id",
+        parameters=params,
+    ).result_rows
+    covered = {(p, d): seq for p, d, seq in covered_rows}
+    uncovered = client.query_arrow(
+        f"SELECT {', '.join(KEPT_COLUMNS)} FROM {DATABASE}.events AS e "
+        f"LEFT JOIN (SELECT processor_id, device_id, max(device_seq) AS covered "
+        f"FROM {DATABASE}.checkpoints WHERE partition = {{partition:UInt32}} "
+        "AND topic = {topic:String} AND valid GROUP BY processor_id, device_id) AS c "
+        "USING (processor_id, device_id) "
+        "WHERE e.partition = {partition:UInt32} AND e.topic = {topic:String} "
+        "AND (c.covered IS NULL OR e.device_seq > c.covered) "
+        f"ORDER BY e.device_seq DESC LIMIT {_KEPT_PER_DEVICE} BY e.processor_id, e.device_id "
+        "SETTINGS join_use_nulls = 1",
+        parameters=params,
+    )
+    reported_rows = client.query(
+        f"SELECT processor_id, device_id, "
+        "max(JSONExtractInt(details, 'first_device_seq')) FROM "
+        f"{DATABASE}.violations WHERE rule_id = 'AUDIT-UNCHECKPOINTED' "
+        "AND partition = {partition:UInt32} AND topic = {topic:String} "
+        "GROUP BY processor_id, device_id",
+        parameters=params,
+    ).result_rows
+    reported = {(p, d): seq for p, d, seq in reported_rows}
+    return covered, uncovered, reported
 
 
 # statistics table -> (source table, measure column, grouping columns)

@@ -31,7 +31,7 @@ from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway, StoreGateway
 from consumers.settings import Settings
 from consumers.sink import ClickHouseSink, write_files
-from consumers.stored_tail import StoredTail
+from consumers.stored_tail import CheckpointState, StoredTail
 from consumers.summary import RunSummary
 from core.errors import FaceauditError
 
@@ -68,6 +68,9 @@ class RemoteGateway:
 
     def device_states(self, partition: int) -> list[tuple[str, str, int, str]]:
         return self._call("device_states", partition)
+
+    def checkpoint_state(self, partition: int) -> CheckpointState:
+        return self._call("checkpoint_state", partition)
 
     def registry_offsets(self) -> dict[tuple[str, int], int]:
         return self._call("registry_offsets")

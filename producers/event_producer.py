@@ -21,10 +21,9 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -34,6 +33,7 @@ from kafka.producer.future import FutureRecordMetadata
 from core.clients import KafkaConfig, kafka_producer
 from core.delivery import DeliveryFailures, describe_failure
 from core.errors import FaceauditError
+from producers import checkpointing
 from producers.signer import Signer
 from schemas import codec
 from schemas.signatures import PROCESSOR_SIGNED_KINDS
@@ -144,12 +144,19 @@ class EventProducer:
         client_id: str = "faceaudit-producer",
         linger_ms: int = 5,
         signers: Mapping[str, Signer] | None = None,
+        checkpoint_every: int | None = checkpointing.EVERY,
+        checkpoint_interval: timedelta = checkpointing.INTERVAL,
         **kafka_overrides: Any,
     ) -> None:
         """Raises FaceauditError if no broker answers; `kafka_overrides` are kafka-python's.
 
         `signers`: the signing key of each processor whose registry records
-        this producer sends, by processor_id.
+        and checkpoints this producer signs, by processor_id. A device of such
+        a processor gets a checkpoint after every `checkpoint_every` events,
+        after an event `checkpoint_interval` of event time past the first one
+        not yet covered, and at `close` (half the audit's window each, so
+        AUDIT-UNCHECKPOINTED stays quiet); `checkpoint_every=None` leaves
+        checkpoints to the caller (devices that sign their own).
         """
         options: dict[str, Any] = {
             "client_id": client_id,
@@ -164,6 +171,11 @@ class EventProducer:
         self._producer = kafka_producer(kafka, **options)
         self._chains = DeviceChains()
         self._signers = {} if signers is None else signers
+        self._schedule = (
+            None
+            if checkpoint_every is None
+            else checkpointing.CheckpointSchedule(checkpoint_every, checkpoint_interval)
+        )
         self._failures = DeliveryFailures()
         self._closed = False
 
@@ -177,9 +189,23 @@ class EventProducer:
         if kind not in EVENT_KINDS:
             raise ValueError(f"send_event takes one of {EVENT_KINDS}, not {kind!r}")
         topic = TOPICS[kind]
-        return self._chains.append(
+        future = self._chains.append(
             kind, record, lambda device_id, message: self._send(topic, message, device_id.encode())
         )
+        processor_id, schedule = record["processor_id"], self._schedule
+        if (
+            schedule is not None
+            and processor_id in self._signers
+            and schedule.sent(processor_id, record["device_id"], record["event_time"])
+        ):
+            self.send_checkpoint(record["device_id"], processor_id)
+        return future
+
+    def checkpoint_all(self) -> None:
+        """Checkpoint every device with events no checkpoint covers yet (of those counted)."""
+        pending = {} if self._schedule is None else self._schedule.take_pending()
+        for device_id, processor_id in pending.items():
+            self.send_checkpoint(device_id, processor_id)
 
     def send_registry(
         self, kind: str, record: Mapping[str, Any], *, signed: bool = True
@@ -218,14 +244,9 @@ class EventProducer:
         signer = self._signers.get(processor_id)
         if signer is None:
             raise FaceauditError(f"no signing key for processor {processor_id!r}")
-        record = {
-            "checkpoint_id": str(uuid.uuid4()),
-            "processor_id": processor_id,
-            "device_id": device_id,
-            "device_seq": head.next_seq - 1,
-            "head_hash": head.last_payload_sha256,
-            "signed_at": datetime.now(UTC),
-        }
+        record = checkpointing.checkpoint_record(
+            processor_id, device_id, head.next_seq - 1, head.last_payload_sha256, datetime.now(UTC)
+        )
         message = codec.encode("checkpoint", record)
         headers = signer.sign(message).headers()
         return self._send(TOPICS["checkpoint"], message, device_id.encode(), headers)
@@ -258,6 +279,7 @@ class EventProducer:
             return
         self._closed = True
         try:
+            self.checkpoint_all()
             self.flush(timeout)
         finally:
             self._producer.close(timeout=timeout)

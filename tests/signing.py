@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from helpers import kafka_as
 
 from faceaudit.keys import publish
+from producers.checkpointing import CheckpointSchedule, checkpointed
 from producers.signer import Signer, signed_json
 from schemas import codec
 from schemas.signatures import SIGNED_KINDS
@@ -83,18 +84,26 @@ def fleet_signing_keys(processor_ids: list[str], valid_from: datetime) -> Mappin
 
 def json_lines(records: Iterable[tuple[str, Mapping[str, Any]]], keys: bool = True) -> list[str]:
     """Records in the JSON form, one line each: the signed kinds signed by their processor's
-    test key; with ``keys``, the key records of those processors after them (the checker
-    loads every input's keys first, and line numbers of the records stay as they were)."""
+    test key; with ``keys``, after them a checkpoint of each event and the key records of
+    the processors (the checker loads every input's keys and checkpoints first, and the
+    records' line numbers stay as they were)."""
     records = list(records)
-    lines = [
-        json.dumps(
-            signed_json(kind, record, signer(record["processor_id"]))
-            if kind in SIGNED_KINDS
-            else codec.to_json(kind, record)
-        )
-        for kind, record in records
-    ]
+    lines = [_line(kind, record) for kind, record in records]
     if not keys:
         return lines
-    processors = sorted({r["processor_id"] for kind, r in records if kind in SIGNED_KINDS})
-    return lines + [json.dumps(codec.to_json("key", key_record(pid))) for pid in processors]
+    checkpoints = checkpoints_of(records)
+    lines += [_line(kind, record) for kind, record in checkpoints]
+    signing = sorted({r["processor_id"] for k, r in [*records, *checkpoints] if k in SIGNED_KINDS})
+    return lines + [json.dumps(codec.to_json("key", key_record(pid))) for pid in signing]
+
+
+def checkpoints_of(records: Iterable[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, Any]]:
+    """A checkpoint of each event of `records`, as its device would vouch for it."""
+    every_event = CheckpointSchedule(every=1)
+    return [(k, r) for k, r in checkpointed(records, every_event) if k == "checkpoint"]
+
+
+def _line(kind: str, record: Mapping[str, Any]) -> str:
+    if kind in SIGNED_KINDS:
+        return json.dumps(signed_json(kind, record, signer(record["processor_id"])))
+    return json.dumps(codec.to_json(kind, record))

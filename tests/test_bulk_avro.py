@@ -266,3 +266,25 @@ def test_registry_containers_carry_no_hashes() -> None:
     [(kind, table)] = assert_bulk_is_reference(source, bulk(source, 10))
     assert kind == "consent"
     assert table.column("payload_sha256").null_count == 1
+
+
+def test_a_writer_schema_without_a_timestamps_logical_type_is_read_as_it_says() -> None:
+    """The fingerprint leaves logical types out; a long written without one is no time."""
+    schema = codec.schema("checkpoint")
+    plain = {
+        **schema,
+        "fields": [
+            {**field, "type": "long"} if field["name"] == "signed_at" else field
+            for field in schema["fields"]
+        ],
+    }
+    record = sample("checkpoint") | {"signed_at": 946_684_800_000_000}
+    out = io.BytesIO()
+    fastavro.writer(out, fastavro.parse_schema(plain), [record])
+    source = source_of(out.getvalue())
+    assert_bulk_is_reference(source)
+    bad: list[str] = []
+    assert list(source.record_batches(bad.append)) == []
+    assert ["checkpoint.signed_at: expected a timezone-aware datetime" in line for line in bad] == [
+        True
+    ]

@@ -141,7 +141,7 @@ def judge_step(registry: Registry, commits=None, grace: float = 30.0) -> tuple[J
         handed,
         judge,
         judge.sequence_tracker(),
-        CheckpointJudge(judge, None),
+        CheckpointJudge(judge, None, judge.checkpoint_tracker()),
         EventClock(),
         commits or {TP: 0},
         registry_grace=grace,

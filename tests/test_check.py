@@ -129,7 +129,7 @@ def test_compliant_input_exits_0_and_says_what_it_read(
     result = run(capsys, path)
     assert (result.code, result.out, result.error_lines) == (0, "", [])
     summary = result.err.splitlines()[-1]
-    for words in ("5 records", "2 events", "0 violations", "0 bad records", "events/s"):
+    for words in ("7 records", "2 events", "0 violations", "0 bad records", "events/s"):
         assert words in summary
 
 

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pytest
 from arrow_events import event_table
 from samples import sample
+from signing import checkpoints_of
 from test_check import Result, run, write_avro, write_jsonl
 
 from consumers.input_chunks import READ_TIME
@@ -196,8 +197,10 @@ def avro_inputs(directory: Path, events: list[Event], layout: str) -> list[str |
     check runs under --trust none."""
     captures = [record for kind, record in events if kind == "capture"]
     matches = [record for kind, record in events if kind == "match"]
+    vouched = write_jsonl(directory / "checkpoints.jsonl", checkpoints_of(events))
     if layout == "by-kind":
         return [
+            vouched,
             write_jsonl(directory / "registry.jsonl", registry()),
             write_avro(directory / "captures.avro", "capture", captures),
             write_avro(directory / "matches.avro", "match", matches),
@@ -209,6 +212,7 @@ def avro_inputs(directory: Path, events: list[Event], layout: str) -> list[str |
     if layout == "matches-first":
         return [
             "--trust=none",
+            vouched,
             write_avro(directory / "matches.avro", "match", matches),
             write_avro(directory / "captures.avro", "capture", captures),
             *avro_registry,
@@ -219,7 +223,7 @@ def avro_inputs(directory: Path, events: list[Event], layout: str) -> list[str |
         for n, part in enumerate(split(records, parts))
     ]
     random.Random(5).shuffle(pieces)
-    return ["--trust=none", *pieces[:2], *avro_registry, *pieces[2:]]
+    return ["--trust=none", *pieces[:2], vouched, *avro_registry, *pieces[2:]]
 
 
 def stream_findings_removed(result: Result, rule_ids: set[str]) -> list[dict[str, Any]]:
@@ -243,8 +247,8 @@ def test_json_lines_report_exactly_the_gaps_that_were_made(
     assert len(result.violations) == len(EXPECTED_GAPS) + len(EXPECTED_PER_EVENT)
     summary = result.err.splitlines()[-1]
     events = len(arrival_order())
-    keys = len(PROCESSORS)  # a key record per processor
-    assert f"checked {events + len(registry()) + keys:,} records ({events:,} events)" in summary
+    keys = len(PROCESSORS)  # a key record per processor, and a checkpoint per event
+    assert f"checked {2 * events + len(registry()) + keys:,} records ({events:,} events)" in summary
     assert f"{len(result.violations):,} violations, 0 bad records" in summary
 
 

@@ -272,7 +272,10 @@ def send_events(bootstrap: str, tag: str, device: str, count: int) -> dict[str, 
     ids = {"deployment_id": f"d-{tag}", "processor_id": f"p-{tag}"}
     consent = sample("consent", consent_id=f"c-{tag}", processor_id=f"p-{tag}")
     sent: dict[str, str] = {}
-    with EventProducer(kafka_as("producer"), signers=TEST_SIGNERS) as producer:
+    # No checkpoints: the test counts the messages of the events topic.
+    with EventProducer(
+        kafka_as("producer"), signers=TEST_SIGNERS, checkpoint_every=None
+    ) as producer:
         producer.send_registry("deployment", sample("deployment", **ids))
         producer.send_registry("consent", consent)
         for _ in range(count):

@@ -80,7 +80,7 @@ def make_steps() -> tuple[DecodeStep, Collect]:
         handed,
         judge,
         judge.sequence_tracker(),
-        CheckpointJudge(judge, None),
+        CheckpointJudge(judge, None, judge.checkpoint_tracker()),
         EventClock(),
         {},
         registry_grace=0,

@@ -80,9 +80,10 @@ def _doc_rules(section: str | None = None) -> dict[str, DocRule]:
         if len(cells) == 5 and re.fullmatch(r"[A-Z]+(-[A-Z0-9]+)+", cells[0]):
             rule_id, articles, cac_2025, draft, fires_when = cells
             severity = {"cac-2025": cac_2025, "cac-2023-draft": draft}
-            # A trust rule with "no event" is judged over the stream of records.
-            eventless = trust and "no event" in fires_when
-            rules[rule_id] = DocRule(rule_id, articles, severity, stream or eventless, fires_when)
+            # A trust rule with "no event" is judged over the stream of records, and
+            # the checkpoint rules over a device's stream of events and checkpoints.
+            over_stream = trust and ("no event" in fires_when or "checkpoint" in fires_when)
+            rules[rule_id] = DocRule(rule_id, articles, severity, stream or over_stream, fires_when)
     return rules
 
 
@@ -109,12 +110,8 @@ def test_article_list_parsing() -> None:
     ]
 
 
-SIGNED_RECORD_RULES = (
-    "AUDIT-CHECKPOINT-MISMATCH",
-    "AUDIT-UNCHECKPOINTED",
-    "AUDIT-CLOCK-SKEW",
-)
-"""Trust rules that come with checkpoints and broker time: not yet judged."""
+SIGNED_RECORD_RULES = ("AUDIT-CLOCK-SKEW",)
+"""Trust rules that come with broker time: not yet judged."""
 
 
 def test_catalogue_has_exactly_the_rules_of_rules_md() -> None:
@@ -123,7 +120,7 @@ def test_catalogue_has_exactly_the_rules_of_rules_md() -> None:
     assert len(trust) == 7
     assert set(SIGNED_RECORD_RULES) <= set(trust)
     doc = [rule_id for rule_id in _doc_rules() if rule_id not in SIGNED_RECORD_RULES]
-    assert len(doc) == 30
+    assert len(doc) == 32
     assert [rule.id for rule in CATALOGUE.rules] == doc
 
 
@@ -168,6 +165,8 @@ def test_profile_parameters() -> None:
         "reorder_window_seconds": 30,
         "deletion_window_days": 15,
         "registry_grace_seconds": 30,
+        "checkpoint_window_events": 1000,
+        "checkpoint_window_seconds": 600,
     }
     assert CATALOGUE.parameters("cac-2025") == Parameters(filing_threshold=100_000, **windows)
     assert CATALOGUE.parameters("cac-2023-draft") == Parameters(filing_threshold=10_000, **windows)
@@ -195,6 +194,8 @@ def test_active_rules_leave_out_off_and_other_kinds() -> None:
         "REG-CONSENT-REWRITTEN",
         "REG-UNSIGNED-RECORD",
         "AUDIT-CHECKPOINT-BAD",
+        "AUDIT-CHECKPOINT-MISMATCH",
+        "AUDIT-UNCHECKPOINTED",
     }
     with pytest.raises(ValueError, match="unknown kind"):
         CATALOGUE.active_rules("cac-2025", "consent")

@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -239,12 +240,13 @@ def test_checkpoints_are_stored_with_their_verdicts(
     store = tmp_path / "ch"
     run.validate(kafka_bootstrap, unique_group, store)
     rows = stored_checkpoints(store, device)
-    assert [(seq, digest) for seq, digest, *_ in rows] == [(0, head.last_payload_sha256)] * 4
+    assert [(seq, digest) for seq, digest, *_ in rows] == [(0, head.last_payload_sha256)] * 5
     assert [(key_id, valid) for _, _, key_id, valid, _ in rows] == [
         (as_processor.key_id, True),
         (as_device.key_id, True),
         (as_other_device.key_id, False),
         (None, False),
+        (as_processor.key_id, True),  # the producer's own at close
     ]
     assert "is not a processor key of" in rows[2][4] and "must be signed" in rows[3][4]
     bad = [
@@ -262,3 +264,135 @@ def test_checkpoints_are_stored_with_their_verdicts(
         ("unsigned", None),
     ]
     assert run.rules == [], "checkpoints are not events"
+
+
+def test_the_stream_reports_an_altered_head_and_a_device_that_stopped_signing(
+    run: Run, kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    """Three devices of one processor: one checkpoints as it should; one's checkpoint
+    vouches for another head than the event sent; one sends events over more than the
+    window with no checkpoint."""
+    pid, t0 = run.processor_id, run.event["event_time"]
+    ok, altered, silent = (f"{run.event['device_id']}-{name}" for name in ("ok", "alt", "mute"))
+
+    def event(device: str, seconds: float) -> dict[str, Any]:
+        return run.event | {
+            "event_id": str(uuid.uuid4()),
+            "device_id": device,
+            "event_time": t0 + timedelta(seconds=seconds),
+        }
+
+    sent: dict[str, list[dict[str, Any]]] = {ok: [], altered: [], silent: []}
+    with EventProducer(kafka_as("producer")) as unsigned:  # it stopped signing checkpoints
+        for seconds in (0, 1, 11 * 60):
+            sent[silent].append(event(silent, seconds))
+            unsigned.send_event("capture", sent[silent][-1])
+    with EventProducer(
+        kafka_as("producer"), signers=signers([pid]), checkpoint_every=3
+    ) as producer:
+        producer.send_registry("deployment", sample("deployment", **run.ids))
+        producer.send_registry("consent", run.consent)
+        producer.flush(timeout=60)
+        for n in range(2):
+            sent[altered].append(event(altered, n))
+            producer.send_event("capture", sent[altered][-1])
+        claimed = sample(
+            "checkpoint",
+            checkpoint_id=str(uuid.uuid4()),
+            processor_id=pid,
+            device_id=altered,
+            device_seq=1,
+            head_hash="e" * 64,
+        )
+        message = codec.encode("checkpoint", claimed)
+        producer._producer.send(
+            TOPICS["checkpoint"],
+            value=message,
+            key=altered.encode(),
+            headers=signer(pid).sign(message).headers(),
+        )
+        for seconds in (*range(6), 11 * 60):
+            sent[ok].append(event(ok, seconds))
+            producer.send_event("capture", sent[ok][-1])
+    store = tmp_path / "ch"
+    run.validate(kafka_bootstrap, unique_group, store)
+    client = open_store(f"chdb://{store}")
+    try:
+        found = client.query(
+            "SELECT rule_id, event_id, details FROM faceaudit.violations "
+            "WHERE processor_id = {p:String} ORDER BY rule_id",
+            parameters={"p": pid},
+        ).result_rows
+        checkpoints = client.query(
+            "SELECT device_id, device_seq, valid FROM faceaudit.checkpoints "
+            "WHERE processor_id = {p:String} ORDER BY device_id, offset",
+            parameters={"p": pid},
+        ).result_rows
+    finally:
+        client.close()
+    assert [(rule, event_id) for rule, event_id, _ in found] == [
+        ("AUDIT-CHECKPOINT-MISMATCH", sent[altered][1]["event_id"]),
+        ("AUDIT-UNCHECKPOINTED", sent[silent][0]["event_id"]),
+    ]
+    assert json.loads(found[0][2])["head_hash"] == "e" * 64
+    assert json.loads(found[1][2])["first_device_seq"] == 0
+    assert checkpoints == [
+        (altered, 1, True),  # the claimed head: validly signed, wrong
+        (altered, 1, True),  # the producer's own, at close: already covered
+        (ok, 2, True),
+        (ok, 5, True),
+        (ok, 6, True),  # at close
+    ]
+
+
+def test_a_restart_resumes_the_uncovered_runs_from_the_store(
+    run: Run, kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    """Uncovered events stored by one run are held against the window by the next,
+    and a run reported once is not reported again after a restart."""
+    device, t0 = f"{run.event['device_id']}-resume", run.event["event_time"]
+    store = tmp_path / "ch"
+
+    def send(producer: EventProducer, seconds: float) -> dict[str, Any]:
+        record = run.event | {
+            "event_id": str(uuid.uuid4()),
+            "device_id": device,
+            "event_time": t0 + timedelta(seconds=seconds),
+        }
+        producer.send_event("capture", record)
+        return record
+
+    def unchecked() -> list[dict[str, Any]]:
+        client = open_store(f"chdb://{store}")
+        try:
+            rows = client.query(
+                "SELECT event_id, details FROM faceaudit.violations "
+                "WHERE rule_id = 'AUDIT-UNCHECKPOINTED' AND device_id = {d:String}",
+                parameters={"d": device},
+            ).result_rows
+        finally:
+            client.close()
+        return [{"event_id": event_id, **json.loads(details)} for event_id, details in rows]
+
+    with EventProducer(kafka_as("producer"), signers=signers([run.processor_id])) as producer:
+        producer.send_registry("deployment", sample("deployment", **run.ids))
+        producer.send_registry("consent", run.consent)
+    producer = EventProducer(kafka_as("producer"))  # this device signs no checkpoints
+    try:
+        first = send(producer, 0)
+        send(producer, 1)
+        producer.flush(timeout=60)
+        run.validate(kafka_bootstrap, unique_group, store)
+        assert unchecked() == [], "the window has not ended"
+        send(producer, 11 * 60)
+        producer.flush(timeout=60)
+        run.validate(kafka_bootstrap, unique_group, store)
+        [reported] = unchecked()
+        assert (reported["event_id"], reported["first_device_seq"]) == (first["event_id"], 0)
+        assert reported["uncovered_events"] == 3, "the two stored before the restart count"
+        send(producer, 12 * 60)
+        producer.flush(timeout=60)
+        run.validate(kafka_bootstrap, unique_group, store)
+        assert len(unchecked()) == 1, "reported once, restart or not"
+    finally:
+        producer.close()

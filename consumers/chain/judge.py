@@ -141,9 +141,8 @@ class JudgeStep:
         found = observe_tables(self._sequences, tables.values())
         if found:  # the common case has none: no call to build none
             self._stage(self._judge.violations(found), batch)
-        if batch.checkpoints:
-            self._checkpoints.judge(batch.checkpoints, batch)
-            batch.checkpoints = []
+        checkpoints, batch.checkpoints = batch.checkpoints, []
+        self._stage(self._checkpoints.submit(tables, checkpoints, batch), batch)
         found, waiting = self._judge.judge_arrivals(tables)
         self._stage(found, batch)
         if waiting:

@@ -52,6 +52,8 @@ class Parameters:
     reorder_window_seconds: int
     deletion_window_days: int
     registry_grace_seconds: int
+    checkpoint_window_events: int
+    checkpoint_window_seconds: int
 
 
 @dataclass(frozen=True, slots=True)
