@@ -25,7 +25,8 @@ from consumers.event_columns import detached, envelopes, positions
 from consumers.keyring import Refusal
 from consumers.registry import Record, Registry
 from consumers.rules.catalogue import Catalogue, load_catalogue
-from consumers.rules.checkpoint_columns import CheckpointTracker, offline_findings
+from consumers.rules.checkpoint_columns import CheckpointTracker
+from consumers.rules.checkpoint_offline import offline_findings
 from consumers.rules.columnar import ColumnarRules
 from consumers.rules.columnar import Finding as RowFinding
 from consumers.rules.filing_columns import observe_filings

@@ -1,10 +1,11 @@
 """AUDIT-CHECKPOINT-MISMATCH and AUDIT-UNCHECKPOINTED over the columns of each batch.
 
-For every device the tracker keeps, as Arrow columns, its events since its
-last valid checkpoint: the uncovered ones. A valid checkpoint is looked up
-among them by ``device_seq`` (one join per batch): a payload hash other than
-its ``head_hash``, or no such event, is AUDIT-CHECKPOINT-MISMATCH; either way
-it covers the device's events up to that number, which are then dropped.
+The tracker keeps the events no valid checkpoint covers yet, in the
+batches' tables. A valid checkpoint is looked up among its device's events
+by ``device_seq`` (those of its batch first, then one join for the rest): a
+payload hash other than its ``head_hash``, or no such event, is
+AUDIT-CHECKPOINT-MISMATCH; either way it covers the device's events up to
+that number. A batch's table is dropped once every device in it is covered.
 
 A device's run of uncovered events is AUDIT-UNCHECKPOINTED, once per run,
 when it holds more than the window's events, or spans more than the
@@ -16,15 +17,17 @@ caught as its partition moves on, and a partition read behind the others
 where they were found (the checkpoint, or the device's latest event), so a
 batch read again finds them again at the same place.
 
-A device that never checkpoints keeps at most twice the window's events
-here once reported: a checkpoint naming an event dropped that way is not
-judged.
+When the kept tables grow past twice their size at the last compaction
+(and past ``COMPACT_ROWS``), they are compacted to the uncovered events, and
+a device that never checkpoints keeps only its latest window's worth once
+reported: a checkpoint naming an event dropped that way is not judged.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -39,15 +42,60 @@ MISMATCH: Final = "AUDIT-CHECKPOINT-MISMATCH"
 UNCHECKPOINTED: Final = "AUDIT-UNCHECKPOINTED"
 KEPT_COLUMNS: Final = (*ENVELOPE_COLUMNS, *POSITION_COLUMNS)
 _DEVICE: Final = ["processor_id", "device_id"]
+_ORDER: Final = ("device_seq", "offset")
+COMPACT_ROWS: Final = 200_000
+
+
+@dataclass(slots=True)
+class _Run:
+    """A device's events since its last valid checkpoint, in numbers."""
+
+    first: dict[str, Any]  # the envelope of its first event
+    count: int
+    last_seq: int
+    last_time: datetime
+    partition: int
+    at: Position  # where its latest event was read
+
+    @property
+    def first_seq(self) -> int:
+        return self.first["device_seq"]
+
+    def then(self, later: _Run | None) -> _Run:
+        """This run followed by the `later` events of the device."""
+        if later is None:
+            return self
+        self.count += later.count
+        if later.last_seq > self.last_seq:
+            self.last_seq, self.at = later.last_seq, later.at
+        self.last_time = max(self.last_time, later.last_time)
+        return self
 
 
 class CheckpointTracker:
-    """The uncovered events of every device of one assignment, and what checkpoints said."""
+    """The uncovered events of every device of one assignment, and what checkpoints said.
 
-    def __init__(self, window_events: int, window_seconds: int) -> None:
+    Each device's run is kept in numbers (`_Run`), updated from one
+    aggregation of each batch; only a device with a checkpoint in the batch
+    has its rows of the batch looked at, to cut its run where the checkpoint
+    covers it. The events themselves stay in the batches' tables until every
+    device of a table is covered past it: they are read again only to look
+    checkpoints up.
+    """
+
+    def __init__(
+        self, window_events: int, window_seconds: int, compact_rows: int = COMPACT_ROWS
+    ) -> None:
+        """`compact_rows`: kept events past which the tables are compacted to the
+        uncovered ones alone."""
         self._window_events = window_events
         self._window = timedelta(seconds=window_seconds)
-        self._uncovered: list[pa.Table] = []
+        self._compact_rows = compact_rows
+        self._chunks: list[tuple[pa.Table, dict[DeviceKey, int]]] = []
+        """Tables of kept events, each with the highest device_seq of each device in it."""
+        self._rows_after_compaction = 0
+        self._batch: list[pa.Table] = []
+        self._runs: dict[DeviceKey, _Run] = {}
         self.covered: dict[DeviceKey, int] = {}
         """Per device, the device_seq its last valid checkpoint covers."""
         self.reported: dict[DeviceKey, int] = {}
@@ -66,192 +114,282 @@ class CheckpointTracker:
         self.covered.update(covered)
         self.reported.update(reported)
         if uncovered.num_rows:
-            self._keep(_kept(uncovered))
+            self.observe([uncovered.sort_by([(name, "ascending") for name in _ORDER])])
+            self.judge([])
 
     def observe(self, tables: Iterable[pa.Table]) -> None:
         """Keep the events of a batch (any kinds) until a checkpoint covers them."""
-        for table in tables:
-            if not table.num_rows:
-                continue
-            self._keep(_kept(table))
-
-    def _keep(self, kept: pa.Table) -> None:
-        self._uncovered.append(kept)
-        latest = kept.group_by("partition").aggregate([("event_time", "max")])
-        times = self._partition_time
-        for partition, moment in zip(
-            latest["partition"].to_pylist(), latest["event_time_max"].to_pylist(), strict=True
-        ):
-            if partition not in times or moment > times[partition]:
-                times[partition] = moment
+        self._batch += [as_kept(table) for table in tables if table.num_rows]
 
     def judge(self, checkpoints: list[tuple[Mapping[str, Any], Position]]) -> list[Finding]:
         """The batch's valid checkpoints (after its events were observed), in read order."""
-        kept = self._kept()
-        findings = []
-        if checkpoints:
-            closed = self._closed_runs(kept, checkpoints)
-            findings = self._mismatches(kept, checkpoints) + closed
-            kept = self._drop_covered(kept)
-        if kept.num_rows:
-            findings += self._unchecked(kept)
-            kept = self._cap(kept)
-        self._uncovered = [kept] if kept.num_rows else []
-        return findings
-
-    def _kept(self) -> pa.Table:
-        if not self._uncovered:
-            return _empty()
-        return pa.concat_tables(self._uncovered).combine_chunks()
-
-    def _mismatches(
-        self, kept: pa.Table, checkpoints: list[tuple[Mapping[str, Any], Position]]
-    ) -> list[Finding]:
-        named = pa.table(
-            {
-                "processor_id": [c["processor_id"] for c, _ in checkpoints],
-                "device_id": [c["device_id"] for c, _ in checkpoints],
-                "device_seq": pa.array([c["device_seq"] for c, _ in checkpoints], pa.int64()),
-                "checkpoint_index": list(range(len(checkpoints))),
-            }
-        )
-        events = kept.select(ENVELOPE_COLUMNS)
-        joined = named.join(events, keys=[*_DEVICE, "device_seq"], join_type="left outer")
-        found: dict[int, dict[str, Any]] = {}
-        for row in joined.to_pylist():
-            if row["event_id"] is not None:
-                found.setdefault(row.pop("checkpoint_index"), row)
+        batch = _by_device(pa.concat_tables(self._batch)) if self._batch else _empty()
+        self._batch = []
+        if batch.num_rows:
+            self._chunks.append((batch, self._highest(batch)))
+        by_device: dict[DeviceKey, list[tuple[Mapping[str, Any], Position]]] = {}
+        for checkpoint, position in checkpoints:
+            device = (checkpoint["processor_id"], checkpoint["device_id"])
+            by_device.setdefault(device, []).append((checkpoint, position))
+        if batch.num_rows:
+            self._extend_runs(batch, set(by_device))
         findings: list[Finding] = []
-        for index, (checkpoint, position) in enumerate(checkpoints):
-            device = (checkpoint["processor_id"], checkpoint["device_id"])
-            seq = checkpoint["device_seq"]
-            event = found.get(index)
-            behind = seq <= max(self.covered.get(device, -1), self._dropped_to.get(device, -1))
-            if not behind and _differs(checkpoint, event):
-                findings.append(_mismatch(checkpoint, event, position))
-            self.covered[device] = max(seq, self.covered.get(device, -1))
+        misses: list[tuple[Mapping[str, Any], Position]] = []
+        if by_device:
+            slices = device_slices(batch)
+            nothing = _empty()
+            for device, covering in by_device.items():
+                findings += self._cover(device, slices.get(device, nothing), covering, misses)
+        findings = lookup_mismatches(self._kept_table(), misses) + findings
+        findings += self._open_runs_ended()
+        self._prune()
         return findings
 
-    def _closed_runs(
-        self,
-        kept: pa.Table,
-        checkpoints: list[tuple[Mapping[str, Any], Position]],
-    ) -> list[Finding]:
-        """AUDIT-UNCHECKPOINTED for the runs the batch's checkpoints close, judged as they
-        close: a run covered only after its window ended is reported at its checkpoint."""
-        low_of = dict(self.covered)
-        segments = []
-        for index, (checkpoint, _) in enumerate(checkpoints):
-            device = (checkpoint["processor_id"], checkpoint["device_id"])
-            low, high = low_of.get(device, -1), checkpoint["device_seq"]
-            if high > low:
-                segments.append((*device, low, high, index))
-                low_of[device] = high
-        if not segments or not kept.num_rows:
-            return []
-        names = [*_DEVICE, "low", "high", "segment"]
-        bounds = pa.table(dict(zip(names, map(list, zip(*segments, strict=True)), strict=True)))
-        joined = kept.select([*_DEVICE, "device_seq", "event_time"]).join(bounds, keys=_DEVICE)
-        inside = joined.filter(
-            pc.and_(
-                pc.greater(joined["device_seq"], joined["low"]),
-                pc.less_equal(joined["device_seq"], joined["high"]),
+    def _highest(self, kept: pa.Table) -> dict[DeviceKey, int]:
+        stats = kept.group_by(_DEVICE, use_threads=False).aggregate([("device_seq", "max")])
+        return dict(
+            zip(
+                zip(stats["processor_id"].to_pylist(), stats["device_id"].to_pylist(), strict=True),
+                stats["device_seq_max"].to_pylist(),
+                strict=True,
             )
         )
-        runs = inside.group_by("segment").aggregate(
+
+    def _kept_table(self) -> pa.Table:
+        if not self._chunks:
+            return _empty()
+        return pa.concat_tables([table for table, _ in self._chunks])
+
+    def _extend_runs(self, batch: pa.Table, cut: set[DeviceKey]) -> None:
+        """Add the batch's events to the runs of the devices that no checkpoint cuts here."""
+        stats = batch.group_by([*_DEVICE, "partition"], use_threads=False).aggregate(
             [
                 ("device_seq", "min"),
+                ("device_seq", "max"),
                 ("device_seq", "count"),
-                ("event_time", "min"),
                 ("event_time", "max"),
+                ("offset", "max"),
+                *((name, "first") for name in ENVELOPE_COLUMNS if name not in _DEVICE),
             ]
         )
+        topic = batch["topic"][0].as_py()
+        times = self._partition_time
+        for row in stats.to_pylist():
+            device = (row["processor_id"], row["device_id"])
+            partition, latest = row["partition"], row["event_time_max"]
+            if partition not in times or latest > times[partition]:
+                times[partition] = latest
+            if device in cut:
+                continue
+            covered = self.covered.get(device, -1)
+            if row["device_seq_max"] <= covered:
+                continue  # redelivered or late: covered already
+            if row["device_seq_min"] <= covered:  # rare: some covered already
+                later = _run_of(batch.filter(_of_device(batch, device)), covered)
+            else:
+                first = {name: row.get(f"{name}_first") for name in ENVELOPE_COLUMNS}
+                first |= {"processor_id": device[0], "device_id": device[1]}
+                later = _Run(
+                    first=first,
+                    count=row["device_seq_count"],
+                    last_seq=row["device_seq_max"],
+                    last_time=latest,
+                    partition=partition,
+                    at=Position(topic, partition, row["offset_max"]),
+                )
+            run = self._runs.get(device)
+            self._runs[device] = later if run is None else run.then(later)
+
+    def _cover(
+        self,
+        device: DeviceKey,
+        mine: pa.Table,
+        covering: list[tuple[Mapping[str, Any], Position]],
+        misses: list[tuple[Mapping[str, Any], Position]],
+    ) -> list[Finding]:
+        """Cut the device's run at each of its checkpoints of the batch, in order; each run a
+        checkpoint closes is judged as it closes, by the device's own clock. `mine`: the
+        device's events of the batch by device_seq. A checkpoint is looked up among them;
+        one naming an event of an earlier batch goes to `misses`."""
         findings: list[Finding] = []
-        for run in sorted(runs.to_pylist(), key=lambda run: run["segment"]):
-            checkpoint, position = checkpoints[run["segment"]]
-            device = (checkpoint["processor_id"], checkpoint["device_id"])
-            first, count = run["device_seq_min"], run["device_seq_count"]
-            late = run["event_time_max"] - run["event_time_min"] > self._window
-            if (count > self._window_events or late) and self.reported.get(device) != first:
-                self.reported[device] = first
-                findings.append(self._unchecked_finding(kept, device, first, count, position))
+        for checkpoint, position in covering:
+            seq = checkpoint["device_seq"]
+            covered = self.covered.get(device, -1)
+            if seq <= max(covered, self._dropped_to.get(device, -1)):
+                continue  # covered already: not judged again
+            closed = self._runs.pop(device, None)
+            if closed is not None and closed.last_seq > seq:  # the cut falls in earlier batches
+                kept = self._kept_table()
+                mine = _by_seq(kept.filter(_of_device(kept, device)))
+                closed = None
+            seqs = mine["device_seq"].to_pylist()
+            at = bisect.bisect_right(seqs, seq)
+            if at and seqs[at - 1] == seq:
+                event = mine.slice(at - 1, 1).select(ENVELOPE_COLUMNS).to_pylist()[0]
+                if _differs(checkpoint, event):
+                    findings.append(_mismatch(checkpoint, event, position))
+            else:
+                misses.append((checkpoint, position))
+            closed = _then(closed, _run_of(mine.slice(0, at), covered))
+            mine = mine.slice(at)
+            self.covered[device] = seq
+            if closed is None:
+                continue
+            late = closed.last_time - closed.first["event_time"] > self._window
+            if closed.count > self._window_events or late:
+                findings += self._report(device, closed, position)
+        rest = _run_of(mine, self.covered.get(device, -1))
+        if rest is not None:
+            self._runs[device] = _then(self._runs.pop(device, None), rest)
         return findings
 
-    def _drop_covered(self, kept: pa.Table) -> pa.Table:
-        """The kept events no valid checkpoint covers yet."""
-        if not kept.num_rows or not self.covered:
-            return kept
-        devices = list(self.covered)
-        covered = pa.table(
-            {
-                "processor_id": [p for p, _ in devices],
-                "device_id": [d for _, d in devices],
-                "covered_seq": pa.array(list(self.covered.values()), pa.int64()),
-            }
-        )
-        joined = kept.join(covered, keys=_DEVICE, join_type="left outer")
-        uncovered = pc.or_kleene(
-            pc.is_null(joined["covered_seq"]),
-            pc.greater(joined["device_seq"], joined["covered_seq"]),
-        )
-        return joined.filter(uncovered).drop_columns(["covered_seq"]).select(KEPT_COLUMNS)
-
-    def _unchecked(self, kept: pa.Table) -> list[Finding]:
-        """AUDIT-UNCHECKPOINTED for each device whose open run's window ended, once per run."""
-        runs = kept.group_by([*_DEVICE, "partition"]).aggregate(
-            [("device_seq", "min"), ("device_seq", "count"), ("event_time", "min")]
-        )
-        findings: list[Finding] = []
-        for run in runs.to_pylist():
-            device = (run["processor_id"], run["device_id"])
-            first = run["device_seq_min"]
-            now = self._partition_time.get(run["partition"], run["event_time_min"])
-            late = now - run["event_time_min"] > self._window
-            if not (run["device_seq_count"] > self._window_events or late):
-                continue
-            if self.reported.get(device) == first:
-                continue
-            self.reported[device] = first
-            count = run["device_seq_count"]
-            findings.append(self._unchecked_finding(kept, device, first, count, None))
+    def _open_runs_ended(self) -> list[Finding]:
+        """Runs still open whose window ended: more events, or their partition moved on."""
+        findings = []
+        for device, run in self._runs.items():
+            now = self._partition_time.get(run.partition, run.last_time)
+            late = now - run.first["event_time"] > self._window
+            if run.count > self._window_events or late:
+                findings += self._report(device, run, run.at)
         return findings
 
-    def _unchecked_finding(
-        self, kept: pa.Table, device: DeviceKey, first: int, count: int, at: Position | None
-    ) -> Finding:
-        """The finding for the run from `first`, found at `at` (None: at the device's
-        latest event)."""
-        mine = kept.filter(_of_device(kept, device))
-        event = mine.filter(pc.equal(mine["device_seq"], first)).slice(0, 1).to_pylist()[0]
-        if at is None:
-            latest = mine.take([pc.index(mine["offset"], pc.max(mine["offset"])).as_py()])
-            at = Position(*(latest[name][0].as_py() for name in POSITION_COLUMNS))
+    def _report(self, device: DeviceKey, run: _Run, at: Position) -> list[Finding]:
+        if self.reported.get(device) == run.first_seq:
+            return []
+        self.reported[device] = run.first_seq
         details = {
             "device_id": device[1],
-            "first_device_seq": first,
-            "uncovered_events": count,
+            "first_device_seq": run.first_seq,
+            "uncovered_events": run.count,
             "window_events": self._window_events,
             "window_seconds": int(self._window.total_seconds()),
         }
-        envelope = {name: event[name] for name in ENVELOPE_COLUMNS}
-        return (UNCHECKPOINTED, details, envelope, at)
+        return [(UNCHECKPOINTED, details, dict(run.first), at)]
 
-    def _cap(self, kept: pa.Table) -> pa.Table:
-        """Drop the oldest events of reported devices beyond twice the window (memory bound)."""
-        limit = 2 * self._window_events
-        if kept.num_rows <= limit or not self.reported:
-            return kept
-        runs = kept.group_by(_DEVICE).aggregate([("device_seq", "max"), ("device_seq", "count")])
-        over = runs.filter(pc.greater(runs["device_seq_count"], limit)).to_pylist()
-        for run in over:
-            device = (run["processor_id"], run["device_id"])
-            if device not in self.reported:
-                continue
-            keep_from = run["device_seq_max"] - self._window_events
-            self._dropped_to[device] = max(keep_from, self._dropped_to.get(device, -1))
-            old = pc.and_(_of_device(kept, device), pc.less_equal(kept["device_seq"], keep_from))
-            kept = kept.filter(pc.invert(old))
-        return kept
+    def _prune(self) -> None:
+        """Drop the tables every device of which is covered past; bound the rest."""
+        covered = self.covered
+        self._chunks = [
+            (table, highest)
+            for table, highest in self._chunks
+            if any(seq > covered.get(device, -1) for device, seq in highest.items())
+        ]
+        rows = sum(table.num_rows for table, _ in self._chunks)
+        if rows > max(2 * self._rows_after_compaction, self._compact_rows):
+            self._compact()
+            self._rows_after_compaction = sum(table.num_rows for table, _ in self._chunks)
+
+    def _compact(self) -> None:
+        """One table of only the uncovered events, the oldest of reported devices beyond
+        twice the window dropped (memory bound: a device that never checkpoints)."""
+        kept = self._kept_table()
+        devices = list(self.covered)
+        if devices:
+            covered = pa.table(
+                {
+                    "processor_id": [p for p, _ in devices],
+                    "device_id": [d for _, d in devices],
+                    "covered_seq": pa.array(list(self.covered.values()), pa.int64()),
+                }
+            )
+            joined = kept.join(covered, keys=_DEVICE, join_type="left outer")
+            uncovered = pc.or_kleene(
+                pc.is_null(joined["covered_seq"]),
+                pc.greater(joined["device_seq"], joined["covered_seq"]),
+            )
+            kept = joined.filter(uncovered).select(KEPT_COLUMNS)
+        for device, run in self._runs.items():
+            if device in self.reported and run.count > 2 * self._window_events:
+                keep_from = run.last_seq - self._window_events
+                self._dropped_to[device] = max(keep_from, self._dropped_to.get(device, -1))
+                old = pc.and_(
+                    _of_device(kept, device), pc.less_equal(kept["device_seq"], keep_from)
+                )
+                kept = kept.filter(pc.invert(old))
+        kept = kept.combine_chunks()
+        self._chunks = [(kept, self._highest(kept))] if kept.num_rows else []
+
+
+def _then(run: _Run | None, later: _Run | None) -> _Run | None:
+    return later if run is None else run.then(later)
+
+
+def _run_of(events: pa.Table, covered: int) -> _Run | None:
+    """The run of one device's `events` (by device_seq) past `covered`."""
+    seqs = events["device_seq"].to_pylist()
+    events = events.slice(bisect.bisect_right(seqs, covered))
+    if not events.num_rows:
+        return None
+    first = events.slice(0, 1).to_pylist()[0]
+    last_seq = events["device_seq"][-1].as_py()
+    return _Run(
+        first={name: first[name] for name in ENVELOPE_COLUMNS},
+        count=events.num_rows,
+        last_seq=last_seq,
+        last_time=pc.max(events["event_time"]).as_py(),
+        partition=first["partition"],
+        at=Position(first["topic"], first["partition"], pc.max(events["offset"]).as_py()),
+    )
+
+
+def _by_seq(events: pa.Table) -> pa.Table:
+    return events.sort_by([(name, "ascending") for name in _ORDER])
+
+
+def _by_device(events: pa.Table) -> pa.Table:
+    """The events sorted by device, each device's by device_seq."""
+    return events.sort_by([(name, "ascending") for name in (*_DEVICE, *_ORDER)])
+
+
+def device_slices(ordered: pa.Table) -> dict[DeviceKey, pa.Table]:
+    """Each device's events of the batch (`_by_device`), as slices."""
+    processors = ordered["processor_id"].to_pylist()
+    devices = ordered["device_id"].to_pylist()
+    slices: dict[DeviceKey, pa.Table] = {}
+    start = 0
+    for index in range(1, len(devices) + 1):
+        if index == len(devices) or (processors[index], devices[index]) != (
+            processors[start],
+            devices[start],
+        ):
+            slices[(processors[start], devices[start])] = ordered.slice(start, index - start)
+            start = index
+    return slices
+
+
+def lookup_mismatches(
+    kept: pa.Table, checkpoints: list[tuple[Mapping[str, Any], Position | None]]
+) -> list[Finding]:
+    """AUDIT-CHECKPOINT-MISMATCH for each of `checkpoints` whose device_seq names no event
+    of `kept`, or one with another payload hash (one join for all)."""
+    if not checkpoints:
+        return []
+    named = pa.table(
+        {
+            "processor_id": [c["processor_id"] for c, _ in checkpoints],
+            "device_id": [c["device_id"] for c, _ in checkpoints],
+            "device_seq": pa.array([c["device_seq"] for c, _ in checkpoints], pa.int64()),
+            "checkpoint_index": list(range(len(checkpoints))),
+        }
+    )
+    keys = kept.select([*_DEVICE, "device_seq"]).append_column(
+        "row", pa.array(range(kept.num_rows), pa.int64())
+    )
+    joined = named.join(keys, keys=[*_DEVICE, "device_seq"], join_type="inner")
+    first_rows: dict[int, int] = {}
+    for index, row in zip(
+        joined["checkpoint_index"].to_pylist(), joined["row"].to_pylist(), strict=True
+    ):
+        first_rows[index] = min(row, first_rows.get(index, row))
+    rows = pa.array(list(first_rows.values()), pa.int64())
+    picked = kept.select(ENVELOPE_COLUMNS).take(rows).to_pylist()
+    found = dict(zip(first_rows, picked, strict=True))
+    findings: list[Finding] = []
+    for index, (checkpoint, position) in enumerate(checkpoints):
+        event = found.get(index)
+        if _differs(checkpoint, event):
+            findings.append(_mismatch(checkpoint, event, position))
+    return findings
 
 
 def _differs(checkpoint: Mapping[str, Any], event: dict[str, Any] | None) -> bool:
@@ -260,93 +398,6 @@ def _differs(checkpoint: Mapping[str, Any], event: dict[str, Any] | None) -> boo
         return True
     sha = event["payload_sha256"]
     return sha is not None and sha != checkpoint["head_hash"]
-
-
-def offline_findings(
-    events: pa.Table,
-    checkpoints: list[Mapping[str, Any]],
-    latest: datetime | None,
-    window_events: int,
-    window_seconds: int,
-) -> list[Finding]:
-    """The checkpoint rules over a whole input: `events` sorted by device and device_seq
-    (`consumers.kept_events`, with positions), its valid checkpoints in input order.
-
-    Each device's events are cut into runs at its checkpoints, as the SDK sends
-    them (right after the event covered): a run of more than the window's
-    events, or one spanning more than its seconds (the last run: up to the
-    latest event_time of the input), is AUDIT-UNCHECKPOINTED at its first event.
-    """
-    findings: list[Finding] = []
-    covered: dict[DeviceKey, list[int]] = {}
-    if checkpoints and events.num_rows:
-        tracker = CheckpointTracker(window_events, window_seconds)
-        judged = []
-        for checkpoint in checkpoints:
-            device = (checkpoint["processor_id"], checkpoint["device_id"])
-            seqs = covered.setdefault(device, [])
-            if not seqs or checkpoint["device_seq"] > max(seqs):
-                judged.append((checkpoint, None))
-            seqs.append(checkpoint["device_seq"])
-        for rule, details, event, _ in tracker._mismatches(_kept(events), judged):
-            anchor = None if event["event_id"] is None else _position_of(events, event)
-            findings.append((rule, details, event, anchor))
-    window = timedelta(seconds=window_seconds)
-    for device, part in _devices(events):
-        cuts = sorted(set(covered.get(device, ())))
-        seqs = part["device_seq"].to_pylist()
-        start = 0
-        ends = [*((_after(seqs, cut), True) for cut in cuts), (len(seqs), False)]
-        for end, closed in ends:
-            if end <= start:
-                continue
-            run = part.slice(start, end - start)
-            last_time = run["event_time"][-1].as_py() if closed else latest
-            first = run.slice(0, 1).to_pylist()[0]
-            too_long = run.num_rows > window_events
-            too_late = last_time is not None and last_time - first["event_time"] > window
-            if too_long or too_late:
-                details = {
-                    "device_id": device[1],
-                    "first_device_seq": first["device_seq"],
-                    "uncovered_events": run.num_rows,
-                    "window_events": window_events,
-                    "window_seconds": window_seconds,
-                }
-                envelope = {name: first[name] for name in ENVELOPE_COLUMNS}
-                at = Position(*(first[name] for name in POSITION_COLUMNS))
-                findings.append((UNCHECKPOINTED, details, envelope, at))
-            start = end
-    return findings
-
-
-def _devices(events: pa.Table) -> Iterable[tuple[DeviceKey, pa.Table]]:
-    """Each device's rows of `events` (sorted by device), in turn."""
-    if not events.num_rows:
-        return
-    keys = list(
-        zip(events["processor_id"].to_pylist(), events["device_id"].to_pylist(), strict=True)
-    )
-    start = 0
-    for index in range(1, len(keys) + 1):
-        if index == len(keys) or keys[index] != keys[start]:
-            yield keys[start], events.slice(start, index - start)
-            start = index
-
-
-def _after(seqs: list[int], cut: int) -> int:
-    """The index of the first of the sorted `seqs` past `cut`."""
-    return bisect.bisect_right(seqs, cut)
-
-
-def _position_of(events: pa.Table, event: Mapping[str, Any]) -> Position:
-    """Where the first row of `events` with the event's id and device_seq stands."""
-    rows = pc.and_(
-        pc.equal(events["event_id"], event["event_id"]),
-        pc.equal(events["device_seq"], event["device_seq"]),
-    )
-    first = events.filter(rows).slice(0, 1).select(POSITION_COLUMNS).to_pylist()[0]
-    return Position(*(first[name] for name in POSITION_COLUMNS))
 
 
 def _of_device(table: pa.Table, device: DeviceKey) -> pa.Array:
@@ -394,7 +445,7 @@ _KEPT_SCHEMA: Final = pa.schema(
 )
 
 
-def _kept(table: pa.Table) -> pa.Table:
+def as_kept(table: pa.Table) -> pa.Table:
     """What is kept of each event, in one schema whatever the source (decoder or store)."""
     return table.select(KEPT_COLUMNS).cast(_KEPT_SCHEMA)
 
