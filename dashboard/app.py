@@ -95,10 +95,12 @@ def _error(code: int | None, message: str | None) -> ResponseReturnValue:
 
 
 def _page_context() -> dict[str, Any]:
+    viewer = g.get("viewer")
     return {
-        "viewer": g.get("viewer"),
+        "viewer": viewer,
         "profile": reports().profile,
         "catalogue_version": reports().catalogue.version,
+        "unverified_runs": reports().unverified_runs() if viewer else None,
     }
 
 

@@ -73,6 +73,15 @@ class Reports:
     def healthy(self) -> bool:
         return self.db.scalar("SELECT 1") == 1
 
+    def unverified_runs(self) -> Row | None:
+        """How many validator runs stored under `--trust none` (registry signatures not
+        checked), and the latest one's start; None if every run checked them."""
+        [row] = self.db.rows(
+            "SELECT count() AS runs, max(started_at) AS latest FROM validator_runs "
+            "WHERE trust = 'none'"
+        )
+        return _json_row(row) if row["runs"] else None
+
     # -- overview ------------------------------------------------------------------
 
     def overview(self, scope: Scope, filters: Filters, bucket: str | None) -> Row:
@@ -99,6 +108,7 @@ class Reports:
             row["province"] = province(row["region_code"])
         return {
             "profile": self.profile,
+            "unverified_runs": self.unverified_runs(),
             "filters": filters.query_args(),
             "bucket": used,
             "events": {"total": sum(by_kind.values()), "by_kind": by_kind},

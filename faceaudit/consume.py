@@ -11,6 +11,7 @@ from consumers.gateway import ClickHouseGateway
 from consumers.keyring import trust_line
 from consumers.pipeline import Validator
 from consumers.process import prepare_engine_process
+from consumers.runs import record_run
 from consumers.settings import Settings
 from consumers.store import open_store
 from consumers.summary import RunSummary, print_summary
@@ -23,6 +24,7 @@ def consume(settings: Settings) -> int:
     """Validate until stopped or idle; exit code 0, or FaceauditError if a worker failed."""
     prepare_engine_process()
     client = open_store(settings.clickhouse)
+    record_run(client, settings)
     print(
         f"validating {settings.bootstrap} into {redact(settings.clickhouse)} (profile "
         f"{settings.profile}, group {settings.group}, {settings.workers} worker(s), "

@@ -31,6 +31,8 @@ from consumers.batch import Batch
 from consumers.judge import Judge
 from consumers.registry import Registry
 from consumers.rules.catalogue import load_catalogue
+from consumers.runs import record_run
+from consumers.settings import Settings
 from consumers.sink import ClickHouseSink
 from consumers.store import open_store
 from core.errors import FaceauditError
@@ -656,3 +658,26 @@ def test_every_access_is_logged(web: FlaskClient, tokens: Tokens, access_log_pat
     text = access_log_path.read_text()
     for token in (tokens.national, tokens.shanghai, tokens.one_processor):
         assert token not in text
+
+
+def test_runs_under_trust_none_put_a_banner_on_every_page(
+    web: FlaskClient, tokens: Tokens, store: Client, sql
+) -> None:
+    """The store says when findings were judged without checking signatures."""
+    assert "Signatures not checked" not in get(web, "/", tokens.national).get_data(as_text=True)
+    assert api(web, "/api/overview", tokens.national)["unverified_runs"] is None
+    settings = Settings(trust="none", group="faceaudit-untrusting")
+    record_run(store, settings)
+    record_run(store, Settings())
+    try:
+        assert sql("SELECT trust, consumer_group FROM validator_runs ORDER BY started_at") == [
+            ("none", "faceaudit-untrusting"),
+            ("signatures", "faceaudit-validator"),
+        ]
+        for path in ("/", "/violations"):
+            page = get(web, path, tokens.shanghai).get_data(as_text=True)
+            assert "Signatures not checked: 1 validator\n  run stored here" in page
+        runs = api(web, "/api/overview", tokens.national)["unverified_runs"]
+        assert runs["runs"] == 1 and runs["latest"].endswith("Z")
+    finally:
+        store.command("TRUNCATE TABLE validator_runs")
