@@ -160,6 +160,19 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
         help="share of events sent after their device lost one (AUDIT-SEQ-GAP), 0..1 (default 0)",
     )
     sim.add_argument(
+        "--tamper-rate",
+        type=_share,
+        default=0.0,
+        help="share of events after which their device vouches for another head "
+        "(AUDIT-CHECKPOINT-MISMATCH), 0..1 (default 0)",
+    )
+    sim.add_argument(
+        "--registry-faults",
+        action="store_true",
+        help="also send a consent signed by another processor (REG-UNSIGNED-RECORD) and "
+        "an un-withdrawal (REG-CONSENT-REWRITTEN)",
+    )
+    sim.add_argument(
         "--unsigned",
         action="store_true",
         help="send the registry records unsigned (for a validator under --trust none); by "
@@ -191,6 +204,8 @@ def _simulate(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         gap_rate=args.gap_rate,
         signing_keys=None if args.unsigned else signing_keys,
+        tamper_rate=args.tamper_rate,
+        registry_faults=args.registry_faults,
     )
     rate = report.events_sent / report.seconds if report.seconds else 0.0
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.by_kind.items()))

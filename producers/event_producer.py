@@ -251,9 +251,15 @@ class EventProducer:
         headers = signer.sign(message).headers()
         return self._send(TOPICS["checkpoint"], message, device_id.encode(), headers)
 
-    def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> FutureRecordMetadata:
-        """Send bytes as they are (dead-letter replay, tests); failures tracked like any send."""
-        return self._send(topic, value, key)
+    def send_raw(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> FutureRecordMetadata:
+        """Send bytes as they are (dead-letter replay, faults, tests); failures tracked."""
+        return self._send(topic, value, key, headers)
 
     def resume(self, device_id: str, next_seq: int, last_hash: str | None) -> None:
         """Continue ``device_id``'s chain from persisted state; see :meth:`DeviceChains.resume`."""

@@ -68,6 +68,11 @@ FAULTS: Final = (
 """The rules the fleet can break on purpose, one per faulty event."""
 
 SEQUENCE_GAP: Final = "AUDIT-SEQ-GAP"
+CHECKPOINT_MISMATCH: Final = "AUDIT-CHECKPOINT-MISMATCH"
+"""At ``tamper_rate``: after an event, its device signs a checkpoint of another head, as
+if the event had been altered after the device vouched for it (``producers.simulate``)."""
+FORGED_CONSENT: Final = "REG-UNSIGNED-RECORD"
+CONSENT_REWRITE: Final = "REG-CONSENT-REWRITTEN"
 """Also on purpose, at ``gap_rate``: an event lost before it reached Kafka, so the
 device's next event follows a gap in its sequence (the simulator skips the number)."""
 
@@ -323,24 +328,30 @@ class Fleet:
         violation_rate: float,
         start: datetime | None = None,
         gap_rate: float = 0.0,
+        tamper_rate: float = 0.0,
     ) -> None:
         """Build the world; ``start`` (aware; default now) is when the events begin.
 
         ``gap_rate``: the share of events that come after a lost one
         (SEQUENCE_GAP), drawn apart from the rest, so a fleet with gaps sends
-        the same events as the one without.
+        the same events as the one without. ``tamper_rate``, alike: the share
+        of events whose device then vouches for another head
+        (CHECKPOINT_MISMATCH).
         """
         if devices < 1:
             raise ValueError(f"a fleet needs at least one device, got {devices}")
         if not 0.0 <= violation_rate <= 1.0:
             raise ValueError(f"violation_rate must be within [0, 1], got {violation_rate}")
-        if not 0.0 <= gap_rate <= 1.0:
-            raise ValueError(f"gap_rate must be within [0, 1], got {gap_rate}")
+        for name, rate in (("gap_rate", gap_rate), ("tamper_rate", tamper_rate)):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {rate}")
         if start is not None and start.utcoffset() is None:
             raise ValueError("start must be timezone-aware")
         self.violation_rate = violation_rate
         self.gap_rate = gap_rate
         self._gaps = random.Random(f"{seed}-gaps")
+        self.tamper_rate = tamper_rate
+        self._tampers = random.Random(f"{seed}-tampers")
         self._emitted: set[str] = set()  # devices that sent an event: only they can lose one
         self.start = (start or datetime.now(UTC)).astimezone(UTC)
         # Ids carry the seed: fleets of different seeds streamed into one
@@ -385,6 +396,8 @@ class Fleet:
                 broken = []
             if self.gap_rate and self._lost_before(record["device_id"]):
                 broken.append(SEQUENCE_GAP)
+            if self.tamper_rate and self._tampers.random() < self.tamper_rate:
+                broken.append(CHECKPOINT_MISMATCH)
             self._emitted.add(record["device_id"])
             yield kind, record, broken
 
@@ -538,6 +551,21 @@ class Fleet:
         }
 
     # ------------------------------------------------------------ registry
+
+    def registry_faults(self) -> list[tuple[str, Record, str]]:
+        """Registry records that break a trust rule, each with the rule, to send after
+        the registry: a consent in one processor's name that another processor signs
+        (FORGED_CONSENT; `producers.simulate` signs it so), and a withdrawn consent
+        sent again as never withdrawn (CONSENT_REWRITE). None if the fleet has no
+        two processors or no withdrawal."""
+        consents = [record for kind, record in self._registry if kind == "consent"]
+        withdrawals = [record for record in consents if record["withdrawn_at"] is not None]
+        if len(self.processors) < 2 or not withdrawals:
+            return []
+        grant = next(record for record in consents if record["withdrawn_at"] is None)
+        forged = {**grant, "consent_id": f"{grant['consent_id']}-forged"}
+        unwithdrawn = {**withdrawals[0], "withdrawn_at": None}
+        return [("consent", forged, FORGED_CONSENT), ("consent", unwithdrawn, CONSENT_REWRITE)]
 
     def _registry_records(self) -> list[tuple[str, Record]]:
         deployments = [("deployment", self._deployment_record(d)) for d in self.deployments]

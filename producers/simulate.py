@@ -9,21 +9,25 @@ checked against the pipeline's findings.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tqdm import tqdm
 
 from core.clients import KafkaConfig
+from producers.checkpointing import checkpoint_record
 from producers.event_producer import EventProducer
-from producers.fleet import SEQUENCE_GAP, Fleet
+from producers.fleet import CHECKPOINT_MISMATCH, FORGED_CONSENT, SEQUENCE_GAP, Fleet
 from producers.signer import Signer
+from schemas import codec
 from schemas.signatures import record_time
+from schemas.topics import KEY_FIELD, TOPICS
 
 # Fewer, larger batches: each new batch wakes kafka-python's sender thread, and
 # that hand-off (GIL contention) dominated the send loop at the SDK's defaults
@@ -55,6 +59,39 @@ def earliest_time(registry: list[tuple[str, dict[str, Any]]]) -> datetime:
     """The earliest time a registry record's signing key must count at."""
     times = [record_time(kind, record) for kind, record in registry]
     return min(moment for moment in times if moment is not None)
+
+
+def _send_registry_faults(
+    producer: EventProducer, fleet: Fleet, signers: Mapping[str, Signer]
+) -> list[str]:
+    """The fleet's registry faults, the forged one signed by another processor's key."""
+    sent = []
+    for kind, record, rule in fleet.registry_faults():
+        if rule == FORGED_CONSENT:
+            forger = next(s for pid, s in signers.items() if pid != record["processor_id"])
+            message = codec.encode(kind, record)
+            key = record[KEY_FIELD[kind]].encode()
+            producer.send_raw(TOPICS[kind], message, key, forger.sign(message).headers())
+        else:
+            producer.send_registry(kind, record)
+        sent.append(rule)
+    return sent
+
+
+def _vouch_for_another_head(
+    producer: EventProducer, record: Mapping[str, Any], signer: Signer
+) -> None:
+    """A checkpoint of the event just sent whose head is not that event's payload hash."""
+    device_id = record["device_id"]
+    head = producer.chain(device_id)
+    other = hashlib.sha256(f"altered {head.last_payload_sha256}".encode()).hexdigest()
+    checkpoint = checkpoint_record(
+        record["processor_id"], device_id, head.next_seq - 1, other, datetime.now(UTC)
+    )
+    message = codec.encode("checkpoint", checkpoint)
+    producer.send_raw(
+        TOPICS["checkpoint"], message, device_id.encode(), signer.sign(message).headers()
+    )
 
 
 def _lose_one(producer: EventProducer, device_id: str) -> None:
@@ -98,6 +135,8 @@ def simulate(
     progress: bool = True,
     gap_rate: float = 0.0,
     signing_keys: SigningKeys | None = None,
+    tamper_rate: float = 0.0,
+    registry_faults: bool = False,
 ) -> SimulationReport:
     """Send a seeded fleet's registry and ``events`` events to Kafka.
 
@@ -105,13 +144,19 @@ def simulate(
     (AUDIT-SEQ-GAP), counted in the report like the other intended findings.
     ``signing_keys`` gives the registry records' signers, given the fleet's
     processor ids and the earliest registry time a key must cover; without
-    it the records go unsigned.
+    it the records go unsigned, and no checkpoint is sent. With it,
+    ``tamper_rate`` is the share of events after which their device vouches
+    for another head (AUDIT-CHECKPOINT-MISMATCH), and ``registry_faults``
+    sends a consent signed by another processor (REG-UNSIGNED-RECORD) and
+    an un-withdrawal (REG-CONSENT-REWRITTEN); all counted as intended.
 
     Raises ProducerError if any send failed: a simulation that lost events
     must not look like one that found violations.
     """
+    if signing_keys is None and (tamper_rate or registry_faults):
+        raise ValueError("tampered checkpoints and forged records need signing keys")
     pacer = _Pacer(rate)
-    fleet = Fleet(devices, seed, violation_rate, gap_rate=gap_rate)
+    fleet = Fleet(devices, seed, violation_rate, gap_rate=gap_rate, tamper_rate=tamper_rate)
     registry = fleet.registry_records()
     by_kind: Counter[str] = Counter()
     intended: Counter[str] = Counter()
@@ -128,6 +173,8 @@ def simulate(
     ) as producer:
         for kind, record in registry:
             producer.send_registry(kind, record, signed=signing_keys is not None)
+        if registry_faults:
+            intended.update(_send_registry_faults(producer, fleet, signers))
         producer.flush()
         started = time.monotonic()
         bar = tqdm(total=events, unit="event", file=sys.stderr, disable=not progress)
@@ -137,6 +184,8 @@ def simulate(
                 if SEQUENCE_GAP in broken:
                     _lose_one(producer, record["device_id"])
                 producer.send_event(kind, record)
+                if CHECKPOINT_MISMATCH in broken:
+                    _vouch_for_another_head(producer, record, signers[record["processor_id"]])
                 by_kind[kind] += 1
                 intended.update(broken)
                 bar.update()

@@ -18,7 +18,15 @@ from consumers.rules.catalogue import PROFILES
 from consumers.rules.columnar import ColumnarRules
 from core.clients import KafkaConfig
 from producers.event_producer import DeviceChain
-from producers.fleet import FAULTS, MATCH_FOLLOWS_CAPTURE, SEQUENCE_GAP, Fleet
+from producers.fleet import (
+    CHECKPOINT_MISMATCH,
+    CONSENT_REWRITE,
+    FAULTS,
+    FORGED_CONSENT,
+    MATCH_FOLLOWS_CAPTURE,
+    SEQUENCE_GAP,
+    Fleet,
+)
 from producers.simulate import simulate
 from schemas import codec
 from schemas.topics import EVENTS_TOPIC
@@ -114,6 +122,35 @@ def test_gaps_follow_a_device_s_first_event_and_leave_the_events_as_they_were() 
         assert [rule for rule in broken if rule != SEQUENCE_GAP] == plain_broken
         seen.add(device)
     assert 120 < gaps < 280
+
+
+def test_tampered_heads_leave_the_events_as_they_were() -> None:
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    plain = list(Fleet(10, 7, 0.05, start).events(4000))
+    tampered = list(Fleet(10, 7, 0.05, start, tamper_rate=0.02).events(4000))
+    assert [(kind, record) for kind, record, _ in plain] == [(k, r) for k, r, _ in tampered]
+    marked = sum(CHECKPOINT_MISMATCH in broken for *_, broken in tampered)
+    assert 40 < marked < 120
+    for (*_, plain_broken), (*_, broken) in zip(plain, tampered, strict=True):
+        assert [rule for rule in broken if rule != CHECKPOINT_MISMATCH] == plain_broken
+    with pytest.raises(ValueError, match="tamper_rate"):
+        Fleet(10, 7, 0.05, start, tamper_rate=1.5)
+
+
+def test_registry_faults_forge_a_new_consent_and_undo_a_withdrawal() -> None:
+    fleet = Fleet(10, 7, 0.05, START)
+    consents = {r["consent_id"]: r for kind, r in fleet.registry_records() if kind == "consent"}
+    (_, forged, first), (_, unwithdrawn, second) = fleet.registry_faults()
+    assert (first, second) == (FORGED_CONSENT, CONSENT_REWRITE)
+    assert forged["consent_id"] not in consents and forged["consent_id"].endswith("-forged")
+    known = consents[unwithdrawn["consent_id"]]
+    assert known["withdrawn_at"] is not None and unwithdrawn["withdrawn_at"] is None
+    assert list(Fleet(10, 7, 0.05, START).events(50)) == list(fleet.events(50)), "no draw"
+
+
+def test_simulate_refuses_faults_it_cannot_sign() -> None:
+    with pytest.raises(ValueError, match="need signing keys"):
+        simulate(KafkaConfig("127.0.0.1:9"), events=1, devices=1, tamper_rate=0.1, progress=False)
 
 
 def test_region_codes_are_six_digits() -> None:

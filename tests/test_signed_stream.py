@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import broker_environ, kafka_as, start_group_at_end
+from helpers import broker_environ, fleet_seed, kafka_as, start_group_at_end
 from samples import sample
-from signing import TEST_SIGNERS, key_record, signer, signers
+from signing import TEST_SIGNERS, fleet_signing_keys, key_record, signer, signers
 
 from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway
@@ -29,6 +30,7 @@ from consumers.store import open_store
 from faceaudit.keys import publish
 from producers.event_producer import EventProducer
 from producers.signer import Signer
+from producers.simulate import simulate
 from schemas import codec
 from schemas.signatures import SIGNATURE_HEADER
 from schemas.topics import TOPICS
@@ -396,3 +398,45 @@ def test_a_restart_resumes_the_uncovered_runs_from_the_store(
         assert len(unchecked()) == 1, "reported once, restart or not"
     finally:
         producer.close()
+
+
+def test_the_simulated_fleets_trust_faults_are_found_exactly(
+    kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    """Tampered heads and the registry faults, and no other finding, from a signing fleet."""
+    seed = fleet_seed()
+    start_group_at_end(kafka_bootstrap, unique_group)
+    report = simulate(
+        kafka_as("producer"),
+        events=3_000,
+        devices=20,
+        seed=seed,
+        violation_rate=0.0,
+        progress=False,
+        signing_keys=fleet_signing_keys,
+        tamper_rate=0.01,
+        registry_faults=True,
+    )
+    store = tmp_path / "ch"
+    client = open_store(f"chdb://{store}")
+    try:
+        settings = Settings.resolve(
+            {"bootstrap": kafka_bootstrap, "group": unique_group, "until_idle": 3.0},
+            environ=broker_environ(),
+        )
+        Validator(settings, ClickHouseGateway(client)).run()
+        found = Counter(
+            dict(
+                client.query(
+                    "SELECT rule_id, count() FROM faceaudit.violations "
+                    "WHERE processor_id LIKE {p:String} GROUP BY rule_id",
+                    parameters={"p": f"%-s{seed}"},
+                ).result_rows
+            )
+        )
+    finally:
+        client.close()
+    assert report.intended_violations["AUDIT-CHECKPOINT-MISMATCH"] > 0
+    assert report.intended_violations["REG-UNSIGNED-RECORD"] == 1
+    assert report.intended_violations["REG-CONSENT-REWRITTEN"] == 1
+    assert found == report.intended_violations
