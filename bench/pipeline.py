@@ -71,11 +71,12 @@ def run_pipeline(
     workers: int = 1,
     profile_to: Path | None = None,
     batch_size: int | None = None,
+    trust: str | None = None,
 ) -> dict:
     """Drain `expected` events with `consume --workers N --until-idle 5` (new group, new store).
 
     `profile_to`: run the validator under pyinstrument and write its text report there.
-    `batch_size`: `--batch-size` (default: the validator's).
+    `batch_size`: `--batch-size` (default: the validator's). `trust`: `--trust`.
     """
     watch = StoredWatch(workers)
     args = ["consume", "--bootstrap", cluster.bootstrap, "--clickhouse", cluster.store(name)]
@@ -83,6 +84,8 @@ def run_pipeline(
     args += ["--workers", str(workers), "--metrics-port", str(watch.port)]
     if batch_size is not None:
         args += ["--batch-size", str(batch_size)]
+    if trust is not None:
+        args += ["--trust", trust]
     started = time.monotonic()
     child = cluster.faceaudit(*args, log_name=name, profile_to=profile_to)
     memory = PeakMemory(child.pid)

@@ -93,6 +93,11 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
         lambda: run_pipeline(cluster, "pipeline-1w", expected),
         lambda r: rate(r["events_per_s"]),
     )
+    trusting = _step(
+        "pipeline, 1 process, --trust none (no signature checked)",
+        lambda: run_pipeline(cluster, "pipeline-trust-none", expected, trust="none"),
+        lambda r: rate(r["events_per_s"]),
+    )
     small = _step(
         f"pipeline, 1 process, batches of {SMALL_BATCH:,}",
         lambda: run_pipeline(cluster, "pipeline-small", expected, batch_size=SMALL_BATCH),
@@ -141,6 +146,8 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
         "pipeline_2w_events_per_s": two["events_per_s"],
         "ratio_pipeline_to_raw": round(one["events_per_s"] / raw.events_per_second, 3),
         "ratio_2w_to_1w": round(two["events_per_s"] / one["events_per_s"], 3),
+        "pipeline_trust_none_events_per_s": trusting["events_per_s"],
+        "signature_cost": round(1 - one["events_per_s"] / trusting["events_per_s"], 3),
         "pipeline_small_batch_events_per_s": small["events_per_s"],
         "sequence_gaps": gaps,
         "latency_p50_s": latency["p50_s"],
@@ -149,6 +156,7 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
         "peak_rss_mib": {
             "pipeline_1w": one.pop("peak_rss_mib"),
             "pipeline_2w": two.pop("peak_rss_mib"),
+            "pipeline_trust_none": trusting.pop("peak_rss_mib"),
             "pipeline_small_batch": small.pop("peak_rss_mib"),
             "latency_1w": latency.pop("peak_rss_mib"),
             "check": check.pop("peak_rss_mib"),
@@ -164,6 +172,7 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
             },
             "pipeline_1w": one,
             "pipeline_2w": two,
+            "pipeline_trust_none": trusting,
             "pipeline_small_batch": small,
             "small_batch": SMALL_BATCH,
             "latency_low_rate": latency_low,
