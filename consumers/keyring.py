@@ -86,7 +86,7 @@ class KeyRing:
                 "unsigned", f"a {kind} record must be signed; it carries no signature", None
             )
         key_id = signature.key_id
-        problem = self._key_problem(key_id, record, record_time(kind, record))
+        problem = self._key_problem(key_id, kind, record)
         if problem is None:
             try:
                 self._public[key_id].verify(signature.value, message)
@@ -94,16 +94,15 @@ class KeyRing:
                 problem = f"the signature does not verify under key {key_id}"
         return None if problem is None else Refusal("bad_signature", problem, key_id)
 
-    def _key_problem(
-        self, key_id: str, record: Mapping[str, Any], at: datetime | None
-    ) -> str | None:
+    def _key_problem(self, key_id: str, kind: str, record: Mapping[str, Any]) -> str | None:
         key = self._records.get(key_id)
         processor_id = record["processor_id"]
         if key is None:
             return f"key {key_id} is not registered"
-        if key["processor_id"] != processor_id or not _speaks_for(key, record):
-            device = f" or a device key of {record['device_id']}" if "head_hash" in record else ""
+        if key["processor_id"] != processor_id or not _speaks_for(key, kind, record):
+            device = f" or a device key of {record['device_id']}" if kind == "checkpoint" else ""
             return f"key {key_id} is not a processor key of {processor_id}{device}"
+        at = record_time(kind, record)
         revoked = key["revoked_at"]
         if at is None:  # a deployment has no time of its own: a key not revoked
             return None if revoked is None else f"key {key_id} was revoked at {_iso(revoked)}"
@@ -114,12 +113,15 @@ class KeyRing:
         return None
 
 
-def _speaks_for(key: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
+def _speaks_for(key: Mapping[str, Any], kind: str, record: Mapping[str, Any]) -> bool:
     """A processor key signs all its records; a device key only its device's checkpoints."""
     if key["owner"] == "processor":
         return True
-    is_checkpoint = "head_hash" in record
-    return is_checkpoint and key["owner"] == "device" and key["device_id"] == record["device_id"]
+    return (
+        kind == "checkpoint"
+        and key["owner"] == "device"
+        and key["device_id"] == record["device_id"]
+    )
 
 
 def _iso(moment: datetime) -> str:

@@ -121,22 +121,22 @@ uncovered run already reported as AUDIT-UNCHECKPOINTED."""
 _KEPT_PER_DEVICE = 2_000  # twice the checkpoint window: what the tracker would keep
 
 
+_COVERED = (
+    f"SELECT processor_id, device_id, max(device_seq) AS covered FROM {DATABASE}.checkpoints "
+    "WHERE partition = {partition:UInt32} AND topic = {topic:String} AND valid "
+    "GROUP BY processor_id, device_id"
+)
+"""Per device of a partition, the device_seq its last valid checkpoint covers."""
+
+
 def checkpoint_state(client: Client, partition: int) -> CheckpointState:
     """Where the checkpoints of an event partition's devices stand, from the store."""
     params = {"partition": partition, "topic": EVENTS_TOPIC}
-    covered_rows = client.query(
-        f"SELECT processor_id, device_id, max(device_seq) FROM {DATABASE}.checkpoints "
-        "WHERE partition = {partition:UInt32} AND topic = {topic:String} AND valid "
-        "GROUP BY processor_id, device_id",
-        parameters=params,
-    ).result_rows
+    covered_rows = client.query(_COVERED, parameters=params).result_rows
     covered = {(p, d): seq for p, d, seq in covered_rows}
     uncovered = client.query_arrow(
         f"SELECT {', '.join(KEPT_COLUMNS)} FROM {DATABASE}.events AS e "
-        f"LEFT JOIN (SELECT processor_id, device_id, max(device_seq) AS covered "
-        f"FROM {DATABASE}.checkpoints WHERE partition = {{partition:UInt32}} "
-        "AND topic = {topic:String} AND valid GROUP BY processor_id, device_id) AS c "
-        "USING (processor_id, device_id) "
+        f"LEFT JOIN ({_COVERED}) AS c USING (processor_id, device_id) "
         "WHERE e.partition = {partition:UInt32} AND e.topic = {topic:String} "
         "AND (c.covered IS NULL OR e.device_seq > c.covered) "
         f"ORDER BY e.device_seq DESC LIMIT {_KEPT_PER_DEVICE} BY e.processor_id, e.device_id "

@@ -218,18 +218,8 @@ class EventProducer:
         """
         if kind not in PROCESSOR_SIGNED_KINDS:
             raise ValueError(f"send_registry takes one of {PROCESSOR_SIGNED_KINDS}, not {kind!r}")
-        message = codec.encode(kind, record)
-        key = str(record[KEY_FIELD[kind]]).encode()
-        headers = None
-        if signed:
-            signer = self._signers.get(record["processor_id"])
-            if signer is None:
-                raise FaceauditError(
-                    f"no signing key for processor {record['processor_id']!r}: register one "
-                    "(faceaudit keys generate --owner processor) and give it to the producer"
-                )
-            headers = signer.sign(message).headers()
-        return self._send(TOPICS[kind], message, key, headers)
+        signer = self._signer(record["processor_id"]) if signed else None
+        return self.send_signed(kind, record, signer)
 
     def send_checkpoint(self, device_id: str, processor_id: str) -> FutureRecordMetadata:
         """Sign and send a checkpoint of the device's chain head: its last event so far.
@@ -241,25 +231,34 @@ class EventProducer:
         head = self._chains.state(device_id)
         if head.last_payload_sha256 is None:
             raise FaceauditError(f"device {device_id!r} sent no event yet: nothing to checkpoint")
-        signer = self._signers.get(processor_id)
-        if signer is None:
-            raise FaceauditError(f"no signing key for processor {processor_id!r}")
+        signer = self._signer(processor_id)
         record = checkpointing.checkpoint_record(
             processor_id, device_id, head.next_seq - 1, head.last_payload_sha256, datetime.now(UTC)
         )
-        message = codec.encode("checkpoint", record)
-        headers = signer.sign(message).headers()
-        return self._send(TOPICS["checkpoint"], message, device_id.encode(), headers)
+        return self.send_signed("checkpoint", record, signer)
 
-    def send_raw(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+    def send_signed(
+        self, kind: str, record: Mapping[str, Any], signer: Signer | None
     ) -> FutureRecordMetadata:
-        """Send bytes as they are (dead-letter replay, faults, tests); failures tracked."""
-        return self._send(topic, value, key, headers)
+        """Encode a record, sign its message with `signer` (None: unsigned) and send it to
+        its kind's topic, keyed per KEY_FIELD. Nothing is chained: for registry records and
+        checkpoints, whoever the signer is."""
+        message = codec.encode(kind, record)
+        headers = None if signer is None else signer.sign(message).headers()
+        return self._send(TOPICS[kind], message, str(record[KEY_FIELD[kind]]).encode(), headers)
+
+    def _signer(self, processor_id: str) -> Signer:
+        signer = self._signers.get(processor_id)
+        if signer is None:
+            raise FaceauditError(
+                f"no signing key for processor {processor_id!r}: register one "
+                "(faceaudit keys generate --owner processor) and give it to the producer"
+            )
+        return signer
+
+    def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> FutureRecordMetadata:
+        """Send bytes as they are (dead-letter replay, tests); failures tracked like any send."""
+        return self._send(topic, value, key)
 
     def resume(self, device_id: str, next_seq: int, last_hash: str | None) -> None:
         """Continue ``device_id``'s chain from persisted state; see :meth:`DeviceChains.resume`."""

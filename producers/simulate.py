@@ -25,9 +25,7 @@ from producers.checkpointing import checkpoint_record
 from producers.event_producer import EventProducer
 from producers.fleet import CHECKPOINT_MISMATCH, FORGED_CONSENT, SEQUENCE_GAP, Fleet
 from producers.signer import Signer
-from schemas import codec
 from schemas.signatures import record_time
-from schemas.topics import KEY_FIELD, TOPICS
 
 # Fewer, larger batches: each new batch wakes kafka-python's sender thread, and
 # that hand-off (GIL contention) dominated the send loop at the SDK's defaults
@@ -69,9 +67,7 @@ def _send_registry_faults(
     for kind, record, rule in fleet.registry_faults():
         if rule == FORGED_CONSENT:
             forger = next(s for pid, s in signers.items() if pid != record["processor_id"])
-            message = codec.encode(kind, record)
-            key = record[KEY_FIELD[kind]].encode()
-            producer.send_raw(TOPICS[kind], message, key, forger.sign(message).headers())
+            producer.send_signed(kind, record, forger)
         else:
             producer.send_registry(kind, record)
         sent.append(rule)
@@ -88,10 +84,7 @@ def _vouch_for_another_head(
     checkpoint = checkpoint_record(
         record["processor_id"], device_id, head.next_seq - 1, other, datetime.now(UTC)
     )
-    message = codec.encode("checkpoint", checkpoint)
-    producer.send_raw(
-        TOPICS["checkpoint"], message, device_id.encode(), signer.sign(message).headers()
-    )
+    producer.send_signed("checkpoint", checkpoint, signer)
 
 
 def _lose_one(producer: EventProducer, device_id: str) -> None:

@@ -31,7 +31,6 @@ from faceaudit.keys import publish
 from producers.event_producer import EventProducer
 from producers.signer import Signer
 from producers.simulate import simulate
-from schemas import codec
 from schemas.signatures import SIGNATURE_HEADER
 from schemas.topics import TOPICS
 
@@ -133,10 +132,7 @@ def test_a_consent_forged_by_another_processors_principal_is_refused(
     forger = signers([other])[other]
 
     def forge(producer: EventProducer) -> None:
-        message = codec.encode("consent", run.consent)
-        headers = forger.sign(message).headers()
-        key = run.consent["consent_id"].encode()
-        producer._producer.send(TOPICS["consent"], value=message, key=key, headers=headers)
+        producer.send_signed("consent", run.consent, forger)
 
     send(run, forge)
     run.validate(kafka_bootstrap, unique_group, tmp_path / "ch")
@@ -234,11 +230,7 @@ def test_checkpoints_are_stored_with_their_verdicts(
                 device_seq=0,
                 head_hash=head.last_payload_sha256,
             )
-            message = codec.encode("checkpoint", checkpoint)
-            headers = signed_by.sign(message).headers() if signed_by else []
-            producer._producer.send(
-                TOPICS["checkpoint"], value=message, key=device.encode(), headers=headers
-            )
+            producer.send_signed("checkpoint", checkpoint, signed_by)
     store = tmp_path / "ch"
     run.validate(kafka_bootstrap, unique_group, store)
     rows = stored_checkpoints(store, device)
@@ -306,13 +298,7 @@ def test_the_stream_reports_an_altered_head_and_a_device_that_stopped_signing(
             device_seq=1,
             head_hash="e" * 64,
         )
-        message = codec.encode("checkpoint", claimed)
-        producer._producer.send(
-            TOPICS["checkpoint"],
-            value=message,
-            key=altered.encode(),
-            headers=signer(pid).sign(message).headers(),
-        )
+        producer.send_signed("checkpoint", claimed, signer(pid))
         for seconds in (*range(6), 11 * 60):
             sent[ok].append(event(ok, seconds))
             producer.send_event("capture", sent[ok][-1])
