@@ -51,6 +51,7 @@ class GroupReader:
         self._consumer = consumer
         self._on_revoked = on_revoked
         self._assigned: set[TopicPartition] = set()  # assigned, not taken yet
+        self._joined = False  # the group gave this process an assignment (maybe empty)
         self._expected: dict[TopicPartition, int] = {}  # taken: the offset reading starts at
         self._next: dict[TopicPartition, int] = {}  # taken: the next offset to read
         self._batch: Batch | None = None
@@ -155,8 +156,8 @@ class GroupReader:
         quiet time runs out (another worker leaving the group), leaving the
         records after the commit, and the events held there, unread.
         """
-        if self._assigned:
-            return False
+        if self._assigned or not self._joined:
+            return False  # owning nothing before the first join is not having read it all
         try:
             ends = self._consumer.end_offsets(list(self._consumer.assignment()))
         except KafkaError:
@@ -206,6 +207,7 @@ class GroupReader:
 
     def on_assigned(self, partitions: list[TopicPartition]) -> None:
         """Runs inside `poll`: noted only, the partitions are taken once it has returned."""
+        self._joined = True
         self._assigned.update(TopicPartition(tp.topic, tp.partition) for tp in partitions)
 
     def on_revoked(self, partitions: list[TopicPartition]) -> None:

@@ -420,6 +420,12 @@ class FakeConsumer:
     def beginning_offsets(self, partitions: list[TopicPartition]) -> dict:
         return dict.fromkeys(partitions, 0)
 
+    def assignment(self) -> set[TopicPartition]:
+        return set()
+
+    def end_offsets(self, partitions: list[TopicPartition]) -> dict:
+        return dict.fromkeys(partitions, 0)
+
 
 def messages_at(*offsets: int) -> list:
     return [consumer_record(EVENTS_TOPIC, 0, n, b"dev-1", b"x") for n in offsets]
@@ -436,6 +442,16 @@ def test_read_fills_a_batch_up_to_its_size_and_notes_how_far_each_partition_was_
     batch = reader(consumer).read(4, 5.0, threading.Event(), RunTimer())
     assert [m.offset for m in batch.messages] == [0, 1, 2, 3]
     assert batch.read_to == {TP: 4}
+
+
+def test_a_process_the_group_has_not_assigned_yet_has_not_read_to_the_end() -> None:
+    """--until-idle must not end a validator still waiting for its first assignment (a
+    killed member's session holding the rebalance), though it owns nothing."""
+    consumer = FakeConsumer([])
+    read_step = reader(consumer)
+    assert not read_step.read_to_the_end()
+    consumer.listener.on_partitions_assigned([])  # joined, with nothing to read
+    assert read_step.read_to_the_end()
 
 
 def test_a_partition_assigned_during_a_poll_is_read_only_once_taken_from_its_commit() -> None:
