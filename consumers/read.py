@@ -149,20 +149,37 @@ class GroupReader:
         return True
 
     def read_to_the_end(self) -> bool:
-        """Whether every partition this process owns has been read to its end.
+        """Whether every partition of the topic is read to its end: those this process
+        owns, by it; the others, by the group (committed to their end).
 
         Quiet for `--until-idle` seconds is not enough: a rebalance rewinds
         the partitions taken again to their commit, and it can come as the
         quiet time runs out (another worker leaving the group), leaving the
-        records after the commit, and the events held there, unread.
+        records after the commit, and the events held there, unread. Nor is
+        reading all one owns: a member killed just after it joined keeps its
+        share until its session expires, and no one reads that meanwhile.
         """
         if self._assigned or not self._joined:
             return False  # owning nothing before the first join is not having read it all
+        numbers = self._consumer.partitions_for_topic(EVENTS_TOPIC)
+        if not numbers:
+            return False
+        owned = self._consumer.assignment()
         try:
-            ends = self._consumer.end_offsets(list(self._consumer.assignment()))
+            ends = self._consumer.end_offsets([TopicPartition(EVENTS_TOPIC, n) for n in numbers])
+            return all(
+                (self._next.get(tp, -1) if tp in owned else self._group_position(tp)) >= end
+                for tp, end in ends.items()
+            )
         except KafkaError:
             return False
-        return all(self._next.get(tp, -1) >= end for tp, end in ends.items())
+
+    def _group_position(self, tp: TopicPartition) -> int:
+        """Where the group reads a partition another member owns: its commit, or its start."""
+        committed = self._consumer.committed(tp)
+        if committed is not None:
+            return committed
+        return self._consumer.beginning_offsets([tp])[tp]
 
     def owns_partitions(self) -> bool:
         return bool(self._consumer.assignment())

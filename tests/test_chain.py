@@ -395,6 +395,8 @@ class FakeConsumer:
 
     def __init__(self, polls: list[dict]) -> None:
         self.polls = polls
+        self.ends: dict[TopicPartition, int] = {TP: 0}
+        self.commits: dict[TopicPartition, int] = {}
         self.seeks: list[tuple[TopicPartition, int]] = []
         self.listener = None
         self.on_poll = None
@@ -414,8 +416,11 @@ class FakeConsumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.seeks.append((tp, offset))
 
-    def committed(self, tp: TopicPartition, metadata: bool) -> None:
-        return None
+    def committed(self, tp: TopicPartition, metadata: bool = False) -> int | None:
+        return self.commits.get(tp)
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {tp.partition for tp in self.ends if tp.topic == topic}
 
     def beginning_offsets(self, partitions: list[TopicPartition]) -> dict:
         return dict.fromkeys(partitions, 0)
@@ -424,7 +429,7 @@ class FakeConsumer:
         return set()
 
     def end_offsets(self, partitions: list[TopicPartition]) -> dict:
-        return dict.fromkeys(partitions, 0)
+        return {tp: self.ends[tp] for tp in partitions}
 
 
 def messages_at(*offsets: int) -> list:
@@ -451,6 +456,20 @@ def test_a_process_the_group_has_not_assigned_yet_has_not_read_to_the_end() -> N
     read_step = reader(consumer)
     assert not read_step.read_to_the_end()
     consumer.listener.on_partitions_assigned([])  # joined, with nothing to read
+    assert read_step.read_to_the_end()
+
+
+def test_a_partition_another_member_owns_is_read_to_the_end_once_committed_to_it() -> None:
+    """A member killed just after joining keeps its share until its session expires:
+    until then no one reads it, and --until-idle must not end the run."""
+    consumer = FakeConsumer([])
+    consumer.ends[TP] = 10
+    read_step = reader(consumer)
+    consumer.listener.on_partitions_assigned([])  # the partition went to another member
+    assert not read_step.read_to_the_end(), "never committed: read from the start"
+    consumer.commits[TP] = 9
+    assert not read_step.read_to_the_end()
+    consumer.commits[TP] = 10
     assert read_step.read_to_the_end()
 
 
