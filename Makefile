@@ -61,7 +61,7 @@ install: prereqs $(STAMP) $(NATIVE_STAMP)
 demo: install dashboard-stop
 	$(BIN)/faceaudit broker start
 	$(BIN)/faceaudit simulate --events $(DEMO_EVENTS) --devices $(DEMO_DEVICES) --seed $$(date +%s) \
-	  --gap-rate 0.002 --tamper-rate 0.001 --registry-faults
+	  --gap-rate 0.002 --tamper-rate 0.001 --skew-rate 0.0005 --stop-signing --registry-faults
 	$(BIN)/faceaudit consume --until-idle 5
 	@$(MAKE) --no-print-directory dashboard-start
 

@@ -21,7 +21,7 @@ from types import TracebackType
 
 from bench import REPO_ROOT
 from core.clients import KafkaConfig
-from faceaudit.broker import LocalBroker, ensure_topics, free_port
+from faceaudit.broker import LocalBroker, ensure_topics, free_ports
 
 JAR_CACHE = REPO_ROOT / ".faceaudit" / "kafka-libs"
 CLI = (sys.executable, "-m", "faceaudit.cli")
@@ -32,12 +32,13 @@ class Cluster:
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="faceaudit-bench-"))
-        port = free_port()
-        controller_port = free_port()
-        while controller_port == port:
-            controller_port = free_port()
+        port, controller_port, plain_port = free_ports(3)
         self.broker = LocalBroker(
-            self.root / "kafka-home", port=port, controller_port=controller_port, libs_dir=JAR_CACHE
+            self.root / "kafka-home",
+            port=port,
+            controller_port=controller_port,
+            libs_dir=JAR_CACHE,
+            plain_port=plain_port,  # only to measure what TLS costs a consumer
         )
         self.bootstrap = self.broker.bootstrap
         self._children: list[subprocess.Popen] = []
@@ -45,6 +46,10 @@ class Cluster:
     def kafka_as(self, role: str) -> KafkaConfig:
         """How a client reaches the bench's (secured) broker as `role`'s user."""
         return self.broker.kafka(role)
+
+    def kafka_without_tls(self, role: str) -> KafkaConfig:
+        """`kafka_as(role)` on the broker's SASL_PLAINTEXT listener: SCRAM and ACLs, no TLS."""
+        return self.broker.kafka_without_tls(role)
 
     @property
     def kafka(self) -> KafkaConfig:

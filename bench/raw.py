@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bench import BenchError
 from consumers.read import GROUP_TOPICS, group_consumer
 from consumers.settings import Settings
+from core.clients import KafkaConfig
 
 STALL_SECONDS = 60
 
@@ -25,9 +26,22 @@ class Drain:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
-def raw_consume(bootstrap: str, group: str, expected: int) -> Drain:
-    """Poll and discard until `expected` messages were read (fresh group, from the earliest)."""
-    settings = Settings.resolve({"bootstrap": bootstrap, "group": group})
+def raw_consume(kafka: KafkaConfig, group: str, expected: int) -> Drain:
+    """Poll and discard until `expected` messages were read (fresh group, from the earliest).
+
+    The consumer is the validator's (`group_consumer`), reaching the broker as `kafka` says:
+    through TLS or not, for the cost of TLS.
+    """
+    settings = Settings.resolve(
+        {
+            "bootstrap": kafka.bootstrap,
+            "group": group,
+            "kafka_security_protocol": kafka.security_protocol,
+            "kafka_user": kafka.user,
+            "kafka_password": kafka.password,
+            "kafka_ca_file": kafka.ca_file,
+        }
+    )
     consumer = group_consumer(settings)
     try:
         started = time.monotonic()

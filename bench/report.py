@@ -61,6 +61,8 @@ def table(r: dict) -> str:
     rows = [
         ("preload (simulator, 1 producer)", _rate(r["preload_events_per_s"]), ""),
         ("raw consumer (poll and discard)", _rate(r["raw_events_per_s"]), ""),
+        ("raw consumer, SASL without TLS", _rate(r["raw_without_tls_events_per_s"]), ""),
+        ("TLS: 1 - raw / raw without TLS", f"{r['tls_cost']:.1%}", ""),
         ("pipeline, 1 process", _rate(r["pipeline_events_per_s"]),
          _target(r["pipeline_events_per_s"], ">=", 60_000, "{:,}")),
         ("pipeline / raw", f"{r['ratio_pipeline_to_raw']:.2f}",

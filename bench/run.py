@@ -85,7 +85,14 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
     expected = sent.events_sent
     raw = _step(
         "raw consumer",
-        lambda: raw_consume(cluster.bootstrap, cluster.group("raw"), messages),
+        lambda: raw_consume(cluster.kafka_as("validator"), cluster.group("raw"), messages),
+        lambda r: rate(r.events_per_second),
+    )
+    raw_plain = _step(
+        "raw consumer, SASL without TLS",
+        lambda: raw_consume(
+            cluster.kafka_without_tls("validator"), cluster.group("raw-plain"), messages
+        ),
         lambda r: rate(r.events_per_second),
     )
     one = _step(
@@ -142,6 +149,8 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
     return {
         "preload_events_per_s": round(sent.events_per_second),
         "raw_events_per_s": round(raw.events_per_second),
+        "raw_without_tls_events_per_s": round(raw_plain.events_per_second),
+        "tls_cost": round(1 - raw.events_per_second / raw_plain.events_per_second, 3),
         "pipeline_events_per_s": one["events_per_s"],
         "pipeline_2w_events_per_s": two["events_per_s"],
         "ratio_pipeline_to_raw": round(one["events_per_s"] / raw.events_per_second, 3),
@@ -169,6 +178,10 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
             "raw": {
                 "drain_seconds": round(raw.seconds, 2),
                 "wall_seconds": round(raw.wall_seconds, 2),
+            },
+            "raw_without_tls": {
+                "drain_seconds": round(raw_plain.seconds, 2),
+                "wall_seconds": round(raw_plain.wall_seconds, 2),
             },
             "pipeline_1w": one,
             "pipeline_2w": two,

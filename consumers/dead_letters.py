@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import itertools
 from collections import deque
+from collections.abc import Mapping
 
 from kafka.consumer.fetcher import ConsumerRecord
 
@@ -84,6 +85,15 @@ def dead_letter_row(message: ConsumerRecord, reason: str, detail: str) -> Row:
         "detail": f"{message.topic}[{message.partition}]@{message.offset}: {detail}",
         "received_at": now_utc(),
     }
+
+
+def original_headers(headers: Mapping[str, str]) -> list[tuple[str, bytes]]:
+    """A dead letter's headers as its message carried them (`_header` undone), to replay it
+    signed as it came. A header that was not UTF-8 comes back with its bytes escaped."""
+    return [
+        (name, base64.b64decode(value) if name == SIGNATURE_HEADER else value.encode())
+        for name, value in headers.items()
+    ]
 
 
 def _header(name: str, value: bytes | None) -> str:

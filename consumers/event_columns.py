@@ -2,7 +2,8 @@
 
 The native decoder gives one table per kind with every field of the record,
 `message_index` (where in the read batch it came from) and `payload_sha256`.
-The decode step adds where each was read (`topic`, `partition`, `offset`);
+The decode step adds where each was read (`topic`, `partition`, `offset`)
+and when the broker received it (`broker_time`, null unless the broker stamped it);
 the judge step reads the envelope of the few rows a rule fires at as Python
 values (`envelopes`), and the store step inserts the tables as they are.
 """
@@ -14,24 +15,44 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from kafka.consumer.fetcher import ConsumerRecord
 
 from consumers.batch import Position, offset_spans
 from schemas.codec import ENVELOPE
 
 POSITION_COLUMNS = ("topic", "partition", "offset")
+BROKER_TIME = "broker_time"
+LOG_APPEND_TIME = 1
+"""A message's `timestamp_type` when the broker, not the producer, stamped it."""
 ENVELOPE_COLUMNS = (*ENVELOPE, "payload_sha256")
 """What a finding is reported with: the envelope and the payload hash."""
 
 
 def with_positions(
-    table: pa.Table, topics: pa.Array, partitions: pa.Array, offsets: pa.Array
+    table: pa.Table,
+    topics: pa.Array,
+    partitions: pa.Array,
+    offsets: pa.Array,
+    broker_times: pa.Array | None = None,
 ) -> pa.Table:
-    """`table` with the Kafka position of each row, taken by its `message_index`."""
+    """`table` with the Kafka position of each row, taken by its `message_index`, and the
+    broker's time of its message when given (`broker_times`, see `broker_times`)."""
     index = table.column("message_index")
-    return (
+    table = (
         table.append_column("topic", pc.take(topics, index))
         .append_column("partition", pc.take(partitions, index))
         .append_column("offset", pc.take(offsets, index))
+    )
+    if broker_times is not None:
+        table = table.append_column(BROKER_TIME, pc.take(broker_times, index))
+    return table
+
+
+def broker_times(messages: Sequence[ConsumerRecord]) -> pa.Array:
+    """When the broker received each message; null where its producer set the time."""
+    return pa.array(
+        [m.timestamp if m.timestamp_type == LOG_APPEND_TIME else None for m in messages],
+        pa.timestamp("ms", "UTC"),
     )
 
 

@@ -1,8 +1,9 @@
 """Dead letters after the fact: list them, and replay them once the cause is fixed.
 
 The `dead_letters` table is an audit record: nothing here deletes or changes
-a row. A replay re-sends each selected dead letter's original bytes and key
-to its original topic, where the validator reads it like any new message; one
+a row. A replay re-sends each selected dead letter's original bytes, key and headers
+(a signature included) to its original topic, where the validator reads it
+like any new message; one
 that is still bad simply becomes a dead letter again, a new row at its new
 offset. Raw bytes and keys are read as bytes: a dead letter is by definition
 something that may not be valid UTF-8.
@@ -12,14 +13,15 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from kafka.errors import KafkaError
 
+from consumers.dead_letters import original_headers
 from core.clients import KafkaConfig, kafka_producer
 from core.delivery import DeliveryFailures, describe_failure
 from core.errors import FaceauditError
@@ -30,7 +32,8 @@ from schemas.ddl import DATABASE
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 _BYTES = {"raw": "bytes", "message_key": "bytes"}
 
-Send = Callable[[str, bytes, bytes | None], object]
+Headers = list[tuple[str, bytes]]
+Send = Callable[[str, bytes, bytes | None, Headers], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,8 @@ class DeadLetter:
     detail: str
     received_at: datetime
     raw: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """As the table keeps them: text, the signature in base64 (`original_headers`)."""
 
     @property
     def position(self) -> str:
@@ -97,7 +102,9 @@ class DeadLetter:
         return shown
 
 
-_COLUMNS = "topic, partition, offset, message_key, length(raw), reason, detail, received_at"
+_COLUMNS = (
+    "topic, partition, offset, message_key, length(raw), reason, detail, received_at, headers"
+)
 
 
 def list_dead_letters(
@@ -134,21 +141,30 @@ def dead_letters_to_replay(client: Client, selection: Selection) -> Iterator[Dea
 
 
 def _dead_letter(row: tuple) -> DeadLetter:
-    topic, partition, offset, key, size, reason, detail, received_at, *raw = row
+    topic, partition, offset, key, size, reason, detail, received_at, headers, *raw = row
     if received_at.tzinfo is None:  # clickhouse-connect gives UTC columns as naive datetimes
         received_at = received_at.replace(tzinfo=UTC)
     return DeadLetter(
-        topic, partition, offset, key, size, reason, detail, received_at, raw[0] if raw else None
+        topic,
+        partition,
+        offset,
+        key,
+        size,
+        reason,
+        detail,
+        received_at,
+        raw[0] if raw else None,
+        dict(headers),
     )
 
 
 def replay(letters: Iterable[DeadLetter], send: Send) -> Counter[str]:
-    """Pass each dead letter's topic, bytes and key to `send`; count them by topic."""
+    """Pass each dead letter's topic, bytes, key and headers to `send`; count them by topic."""
     sent: Counter[str] = Counter()
     for letter in letters:
         if letter.raw is None:
             raise ValueError(f"{letter.position} was read without its bytes; cannot replay it")
-        send(letter.topic, letter.raw, letter.key)
+        send(letter.topic, letter.raw, letter.key, original_headers(letter.headers))
         sent[letter.topic] += 1
     return sent
 
@@ -169,8 +185,8 @@ def replay_to_kafka(kafka: KafkaConfig, letters: Iterable[DeadLetter]) -> Counte
     )
     failures = DeliveryFailures()
 
-    def send(topic: str, value: bytes, key: bytes | None) -> None:
-        producer.send(topic, value=value, key=key).add_errback(failures.record)
+    def send(topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
+        producer.send(topic, value=value, key=key, headers=headers).add_errback(failures.record)
 
     sent: Counter[str] = Counter()
     try:

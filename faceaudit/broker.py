@@ -111,10 +111,14 @@ class LocalBroker:
         controller_port: int = 9093,
         partitions: int = 6,
         libs_dir: Path | None = None,
+        plain_port: int | None = None,
     ) -> None:
+        """`plain_port`: also listen there with SASL_PLAINTEXT (the benchmark's, to measure
+        TLS's cost; the same users and ACLs)."""
         self.home = Path(home).resolve()
         self.port = port
         self.controller_port = controller_port
+        self.plain_port = plain_port
         self.partitions = partitions
         self.libs_dir = Path(libs_dir).resolve() if libs_dir else self.home / "kafka-libs"
         self.kafka_dir = self.home / "kafka"
@@ -204,6 +208,18 @@ class LocalBroker:
             ca_file=str(self.security.ca_file),
         )
 
+    def kafka_without_tls(self, role: str) -> KafkaConfig:
+        """`kafka(role)` through the SASL_PLAINTEXT listener (`plain_port`)."""
+        if self.plain_port is None:
+            raise BrokerError("this broker has no SASL_PLAINTEXT listener")
+        name = ROLE_USERS[role]
+        return KafkaConfig(
+            f"127.0.0.1:{self.plain_port}",
+            user=name,
+            password=self.security.password(name),
+            security_protocol="SASL_PLAINTEXT",
+        )
+
     def add_user(self, name: str, role: str) -> Path:
         """Create a SCRAM user with a new random password and the ACLs of `role`.
 
@@ -276,6 +292,9 @@ class LocalBroker:
             template.substitute(
                 port=self.port,
                 controller_port=self.controller_port,
+                plain_listener=""
+                if self.plain_port is None
+                else f",PLAIN://127.0.0.1:{self.plain_port}",
                 partitions=self.partitions,
                 log_dir=self.data_dir,
                 **self.security.template_values(),
@@ -441,6 +460,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports (two free_port() calls may return the same one)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def new_cluster_id() -> str:

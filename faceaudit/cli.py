@@ -167,6 +167,19 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
         "(AUDIT-CHECKPOINT-MISMATCH), 0..1 (default 0)",
     )
     sim.add_argument(
+        "--skew-rate",
+        type=_share,
+        default=0.0,
+        help="share of events dated an hour ahead, as by a device whose clock jumped "
+        "(AUDIT-CLOCK-SKEW), 0..1 (default 0)",
+    )
+    sim.add_argument(
+        "--stop-signing",
+        action="store_true",
+        help="have one device stop signing checkpoints a quarter into the stream "
+        "(AUDIT-UNCHECKPOINTED, once its run outgrows the audit's window)",
+    )
+    sim.add_argument(
         "--registry-faults",
         action="store_true",
         help="also send a consent signed by another processor (REG-UNSIGNED-RECORD) and "
@@ -185,6 +198,12 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
 def _simulate(args: argparse.Namespace) -> int:
     from faceaudit.fleet_keys import register_fleet_keys
     from producers.simulate import simulate
+
+    if args.unsigned and (args.tamper_rate or args.registry_faults or args.stop_signing):
+        raise FaceauditError(
+            "--tamper-rate, --registry-faults and --stop-signing need signed records: "
+            "drop --unsigned"
+        )
 
     kafka = Settings.resolve(
         {"bootstrap": args.bootstrap, **kafka_flags(args)}, role="producer"
@@ -206,6 +225,8 @@ def _simulate(args: argparse.Namespace) -> int:
         signing_keys=None if args.unsigned else signing_keys,
         tamper_rate=args.tamper_rate,
         registry_faults=args.registry_faults,
+        skew_rate=args.skew_rate,
+        stop_signing=args.stop_signing,
     )
     rate = report.events_sent / report.seconds if report.seconds else 0.0
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.by_kind.items()))

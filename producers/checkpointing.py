@@ -22,6 +22,10 @@ from schemas.topics import EVENT_KINDS
 
 EVERY: Final = 500
 INTERVAL: Final = timedelta(minutes=5)
+AUDIT_WINDOW_EVENTS: Final = 2 * EVERY
+AUDIT_WINDOW: Final = 2 * INTERVAL
+"""The audit's window (rules.md, AUDIT-UNCHECKPOINTED): a run of more events, or longer, is
+reported."""
 Record = dict[str, Any]
 
 
@@ -39,11 +43,20 @@ class CheckpointSchedule:
         self._every = every
         self._interval = interval
         self._runs: dict[str, _Run] = {}
+        self._left: set[str] = set()  # devices that sign their own checkpoints
         self._lock = threading.Lock()
+
+    def leave(self, device_id: str) -> None:
+        """Count no more events of `device_id`: its checkpoints are no longer due here."""
+        with self._lock:
+            self._left.add(device_id)
+            self._runs.pop(device_id, None)
 
     def sent(self, processor_id: str, device_id: str, event_time: datetime) -> bool:
         """Count an event the device sent; True if a checkpoint is due now (and counted as sent)."""
         with self._lock:
+            if device_id in self._left:
+                return False
             run = self._runs.setdefault(device_id, _Run(processor_id, event_time))
             run.events += 1
             due = run.events >= self._every or event_time - run.since >= self._interval

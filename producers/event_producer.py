@@ -201,6 +201,13 @@ class EventProducer:
             self.send_checkpoint(record["device_id"], processor_id)
         return future
 
+    def leave_checkpoints_to(self, device_id: str) -> None:
+        """Checkpoint `device_id` no more, not even at `close`: from now on it signs its own
+        checkpoints, with a device key. Send one first (`send_checkpoint`) to cover its events
+        so far."""
+        if self._schedule is not None:
+            self._schedule.leave(device_id)
+
     def checkpoint_all(self) -> None:
         """Checkpoint every device with events no checkpoint covers yet (of those counted)."""
         pending = {} if self._schedule is None else self._schedule.take_pending()

@@ -71,6 +71,12 @@ SEQUENCE_GAP: Final = "AUDIT-SEQ-GAP"
 CHECKPOINT_MISMATCH: Final = "AUDIT-CHECKPOINT-MISMATCH"
 """At ``tamper_rate``: after an event, its device signs a checkpoint of another head, as
 if the event had been altered after the device vouched for it (``producers.simulate``)."""
+CLOCK_SKEW: Final = "AUDIT-CLOCK-SKEW"
+"""At ``skew_rate``: an event dated ``SKEW`` ahead of the fleet's clock, as by a device whose
+clock jumped; the audit compares it with the broker's time of arrival."""
+SKEW: Final = timedelta(hours=1)
+UNCHECKPOINTED: Final = "AUDIT-UNCHECKPOINTED"
+"""A device that stops signing checkpoints (``producers.stops_signing``)."""
 FORGED_CONSENT: Final = "REG-UNSIGNED-RECORD"
 CONSENT_REWRITE: Final = "REG-CONSENT-REWRITTEN"
 """Also on purpose, at ``gap_rate``: an event lost before it reached Kafka, so the
@@ -105,6 +111,8 @@ _UNREGISTERED_EXTRAS: Final = (
     "customer_analytics",
 )
 _STEP_MICROS: Final = (500, 5_000)  # event_time advances 0.5-5 ms per event
+MEAN_STEP: Final = timedelta(microseconds=sum(_STEP_MICROS) / 2)
+"""How far event time advances per event on average (unless paced: ``events_per_second``)."""
 
 
 @dataclass(frozen=True)
@@ -329,29 +337,40 @@ class Fleet:
         start: datetime | None = None,
         gap_rate: float = 0.0,
         tamper_rate: float = 0.0,
+        skew_rate: float = 0.0,
+        events_per_second: float | None = None,
     ) -> None:
         """Build the world; ``start`` (aware; default now) is when the events begin.
 
         ``gap_rate``: the share of events that come after a lost one
         (SEQUENCE_GAP), drawn apart from the rest, so a fleet with gaps sends
-        the same events as the one without. ``tamper_rate``, alike: the share
-        of events whose device then vouches for another head
-        (CHECKPOINT_MISMATCH).
+        the same events as the one without. ``tamper_rate`` and ``skew_rate``,
+        alike: the share of events whose device then vouches for another head
+        (CHECKPOINT_MISMATCH), and of events dated ahead (CLOCK_SKEW).
+        ``events_per_second`` paces event time (default: ``MEAN_STEP`` per
+        event), so a fleet sent at that rate keeps time with the wall clock.
         """
         if devices < 1:
             raise ValueError(f"a fleet needs at least one device, got {devices}")
         if not 0.0 <= violation_rate <= 1.0:
             raise ValueError(f"violation_rate must be within [0, 1], got {violation_rate}")
-        for name, rate in (("gap_rate", gap_rate), ("tamper_rate", tamper_rate)):
+        rates = (("gap_rate", gap_rate), ("tamper_rate", tamper_rate), ("skew_rate", skew_rate))
+        for name, rate in rates:
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {rate}")
         if start is not None and start.utcoffset() is None:
             raise ValueError("start must be timezone-aware")
+        if events_per_second is not None and events_per_second <= 0:
+            raise ValueError(f"events_per_second must be positive, got {events_per_second}")
         self.violation_rate = violation_rate
         self.gap_rate = gap_rate
         self._gaps = random.Random(f"{seed}-gaps")
         self.tamper_rate = tamper_rate
         self._tampers = random.Random(f"{seed}-tampers")
+        self.skew_rate = skew_rate
+        self._skews = random.Random(f"{seed}-skews")
+        mean = MEAN_STEP.total_seconds()
+        self._pace = 1.0 if events_per_second is None else 1 / (events_per_second * mean)
         self._emitted: set[str] = set()  # devices that sent an event: only they can lose one
         self.start = (start or datetime.now(UTC)).astimezone(UTC)
         # Ids carry the seed: fleets of different seeds streamed into one
@@ -386,7 +405,7 @@ class Fleet:
         """
         faults = [rule for rule in FAULTS if self._eligible[rule]]
         for _ in range(n):
-            self._clock += timedelta(microseconds=self._rng.randint(*_STEP_MICROS))
+            self._clock += timedelta(microseconds=self._rng.randint(*_STEP_MICROS) * self._pace)
             if faults and self._rng.random() < self.violation_rate:
                 rule = self._rng.choice(faults)
                 kind, record = self._faulty(rule)
@@ -398,6 +417,9 @@ class Fleet:
                 broken.append(SEQUENCE_GAP)
             if self.tamper_rate and self._tampers.random() < self.tamper_rate:
                 broken.append(CHECKPOINT_MISMATCH)
+            if self.skew_rate and self._skews.random() < self.skew_rate:
+                record["event_time"] += SKEW
+                broken.append(CLOCK_SKEW)
             self._emitted.add(record["device_id"])
             yield kind, record, broken
 

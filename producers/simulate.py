@@ -23,8 +23,16 @@ from tqdm import tqdm
 from core.clients import KafkaConfig
 from producers.checkpointing import checkpoint_record
 from producers.event_producer import EventProducer
-from producers.fleet import CHECKPOINT_MISMATCH, FORGED_CONSENT, SEQUENCE_GAP, Fleet
+from producers.fleet import (
+    CHECKPOINT_MISMATCH,
+    FORGED_CONSENT,
+    MEAN_STEP,
+    SEQUENCE_GAP,
+    UNCHECKPOINTED,
+    Fleet,
+)
 from producers.signer import Signer
+from producers.stops_signing import StopsSigning
 from schemas.signatures import record_time
 
 # Fewer, larger batches: each new batch wakes kafka-python's sender thread, and
@@ -87,6 +95,12 @@ def _vouch_for_another_head(
     producer.send_signed("checkpoint", checkpoint, signer)
 
 
+def _start(events: int, rate: float | None) -> datetime:
+    """When the fleet's first event is dated: now when paced, else so the backlog ends now."""
+    now = datetime.now(UTC)
+    return now if rate else now - events * MEAN_STEP
+
+
 def _lose_one(producer: EventProducer, device_id: str) -> None:
     """Skip the device's next sequence number, as if that event never reached Kafka."""
     chain = producer.chain(device_id)
@@ -130,6 +144,8 @@ def simulate(
     signing_keys: SigningKeys | None = None,
     tamper_rate: float = 0.0,
     registry_faults: bool = False,
+    skew_rate: float = 0.0,
+    stop_signing: bool = False,
 ) -> SimulationReport:
     """Send a seeded fleet's registry and ``events`` events to Kafka.
 
@@ -141,15 +157,33 @@ def simulate(
     ``tamper_rate`` is the share of events after which their device vouches
     for another head (AUDIT-CHECKPOINT-MISMATCH), and ``registry_faults``
     sends a consent signed by another processor (REG-UNSIGNED-RECORD) and
-    an un-withdrawal (REG-CONSENT-REWRITTEN); all counted as intended.
+    an un-withdrawal (REG-CONSENT-REWRITTEN); ``stop_signing`` has one
+    device stop signing checkpoints a quarter into the stream
+    (AUDIT-UNCHECKPOINTED, counted if the rest of the stream makes it one).
+    ``skew_rate`` is the share of events dated an hour ahead
+    (AUDIT-CLOCK-SKEW). All are counted as intended.
+
+    Event times keep to the broker's clock, as a camera's would: at
+    ``rate``, the fleet's time runs with the wall clock from now; as fast as
+    possible, the events are a backlog that ends about now.
 
     Raises ProducerError if any send failed: a simulation that lost events
     must not look like one that found violations.
     """
-    if signing_keys is None and (tamper_rate or registry_faults):
-        raise ValueError("tampered checkpoints and forged records need signing keys")
+    if signing_keys is None and (tamper_rate or registry_faults or stop_signing):
+        raise ValueError("checkpoint and registry faults need signing keys")
     pacer = _Pacer(rate)
-    fleet = Fleet(devices, seed, violation_rate, gap_rate=gap_rate, tamper_rate=tamper_rate)
+    fleet = Fleet(
+        devices,
+        seed,
+        violation_rate,
+        start=_start(events, rate),
+        gap_rate=gap_rate,
+        tamper_rate=tamper_rate,
+        skew_rate=skew_rate,
+        events_per_second=rate,
+    )
+    stops_signing = StopsSigning(events) if stop_signing else None
     registry = fleet.registry_records()
     by_kind: Counter[str] = Counter()
     intended: Counter[str] = Counter()
@@ -179,9 +213,13 @@ def simulate(
                 producer.send_event(kind, record)
                 if CHECKPOINT_MISMATCH in broken:
                     _vouch_for_another_head(producer, record, signers[record["processor_id"]])
+                if stops_signing is not None:
+                    stops_signing.sent(record, broken, producer)
                 by_kind[kind] += 1
                 intended.update(broken)
                 bar.update()
+        if stops_signing is not None and stops_signing.reported:
+            intended[UNCHECKPOINTED] += 1
         producer.flush()
         seconds = time.monotonic() - started
     return SimulationReport(

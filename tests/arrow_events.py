@@ -39,10 +39,15 @@ def event_table(
 
 
 def batch_tables(
-    events: Sequence[tuple[str, dict[str, Any]]], topic: str, partition: int, first_offset: int
+    events: Sequence[tuple[str, dict[str, Any]]],
+    topic: str,
+    partition: int,
+    first_offset: int,
+    broker_times: Sequence[datetime | None] | None = None,
 ) -> dict[str, pa.Table]:
     """(kind, record) pairs read as one batch at consecutive offsets: a table per kind,
-    each row's `message_index` its place in the batch, as the decode step makes them."""
+    each row's `message_index` its place in the batch, as the decode step makes them
+    (with `broker_times`, the broker's time of each message, as a broker stamps them)."""
     tables, failures = decoder().decode_batch(
         [codec.encode(kind, record) for kind, record in events], 1 << 20
     )
@@ -54,6 +59,7 @@ def batch_tables(
             pa.array([topic] * n, pa.string()),
             pa.array([partition] * n, pa.uint32()),
             pa.array(range(first_offset, first_offset + n), pa.uint64()),
+            None if broker_times is None else pa.array(broker_times, pa.timestamp("ms", "UTC")),
         )
         for kind, batch in tables.items()
     }
@@ -98,11 +104,17 @@ def judge_events(
 
 
 def rule_violations(
-    profile: str, registry: Registry, kind: str, event: dict[str, Any]
+    profile: str,
+    registry: Registry,
+    kind: str,
+    event: dict[str, Any],
+    broker_time: datetime | None = None,
 ) -> list[Violation]:
-    """The per-event rules that fire at one event under `profile`, in catalogue order."""
+    """The per-event rules that fire at one event under `profile`, in catalogue order
+    (read from Kafka with the broker's `broker_time` when given, else from a file)."""
     rules = ColumnarRules(profile, registry)
-    [table] = batch_tables([(kind, event)], EVENTS_TOPIC, 0, 0).values()
+    times = None if broker_time is None else [broker_time]
+    [table] = batch_tables([(kind, event)], EVENTS_TOPIC, 0, 0, times).values()
     findings = rules.evaluate(kind, table)
     if not findings:
         return []

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from consumers.settings import Settings
-from faceaudit.broker import LocalBroker, ensure_topics, free_port
+from faceaudit.broker import LocalBroker, ensure_topics, free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP_ENV = "FACEAUDIT_TEST_BOOTSTRAP"
@@ -50,7 +50,7 @@ def kafka_bootstrap(
         ensure_topics(Settings.resolve({"bootstrap": external}, role="admin").kafka)
         yield external
         return
-    port, controller_port = _distinct_free_ports()
+    port, controller_port = free_ports(2)
     broker = LocalBroker(
         tmp_path_factory.mktemp("kafka-home"),
         port=port,
@@ -74,7 +74,8 @@ def kafka_bootstrap(
 @pytest.fixture
 def broker_ports() -> tuple[int, int]:
     """A free (client port, controller port) pair for a test's own LocalBroker."""
-    return _distinct_free_ports()
+    port, controller_port = free_ports(2)
+    return port, controller_port
 
 
 @pytest.fixture
@@ -82,12 +83,3 @@ def unique_group(request: pytest.FixtureRequest) -> str:
     """A consumer-group id no other test (or earlier run against the same broker) used."""
     test_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)
     return f"faceaudit-test-{test_name}-{uuid.uuid4().hex[:12]}"
-
-
-def _distinct_free_ports() -> tuple[int, int]:
-    """Two different free loopback ports (two free_port() calls may return the same one)."""
-    port = free_port()
-    controller_port = free_port()
-    while controller_port == port:
-        controller_port = free_port()
-    return port, controller_port

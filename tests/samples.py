@@ -26,6 +26,12 @@ def _at(
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
+def streamed_at() -> datetime:
+    """A time for events sent to the broker now. The events topic stamps each message with
+    its arrival, and the samples' 2026-03-01 would be months off it (AUDIT-CLOCK-SKEW)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
 def _envelope(event_id: str, event_time: datetime) -> dict[str, Any]:
     return {
         "event_id": event_id,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -24,6 +25,7 @@ from consumers.chain.step import Collect
 from consumers.chain.store import StoreStep
 from consumers.checkpoints import CheckpointJudge
 from consumers.dead_letters import DeadLetterLimitExceeded, DeadLetterPolicy
+from consumers.event_columns import LOG_APPEND_TIME
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
 from consumers.published import decode_mark
@@ -135,14 +137,16 @@ def stored_offsets(batch: Batch) -> list[int]:
     return [offset for table in batch.event_tables for offset in event_offsets(table)]
 
 
-def judge_step(registry: Registry, commits=None, grace: float = 30.0) -> tuple[JudgeStep, Collect]:
+def judge_step(
+    registry: Registry, commits=None, grace: float = 30.0, clock: EventClock | None = None
+) -> tuple[JudgeStep, Collect]:
     judge, handed = Judge("cac-2025", registry), Collect()
     step = JudgeStep(
         handed,
         judge,
         judge.sequence_tracker(),
         CheckpointJudge(judge, None, judge.checkpoint_tracker()),
-        EventClock(),
+        clock or EventClock(),
         commits or {TP: 0},
         registry_grace=grace,
         max_held=100,
@@ -189,6 +193,35 @@ def test_judge_holds_an_event_until_its_deployment_arrives_and_commits_before_it
     step.submit(Batch())
     assert step.held == []
     assert handed.batches[-1].commit == {TP: 2}
+
+
+def broker_stamped(message, at: datetime):
+    """`message` as the events topic stamps it: with the broker's time of arrival."""
+    return message._replace(timestamp=int(at.timestamp() * 1000), timestamp_type=LOG_APPEND_TIME)
+
+
+def test_an_event_dated_far_after_it_arrived_is_skewed_and_moves_no_watermark() -> None:
+    """One event dated 9999-12-31 must not make every withdrawn consent look overdue."""
+    clock, arrived = EventClock(), sample("capture")["event_time"]
+    step, handed = judge_step(full_registry(), clock=clock)
+    messages = chained({}, {"event_time": datetime(9999, 12, 31, tzinfo=UTC)})
+    step.submit(decoded(*(broker_stamped(message, arrived) for message in messages)))
+    [batch] = handed.batches
+    [skew] = batch.rows["violations"]
+    assert (skew["rule_id"], skew["offset"]) == ("AUDIT-CLOCK-SKEW", 1)
+    assert json.loads(skew["details"])["broker_time"] == arrived.isoformat()
+    assert clock.latest == arrived, "only the event in time moved the watermark"
+    [events] = batch.event_tables
+    assert events.column("broker_time").to_pylist() == [arrived, arrived], "kept as evidence"
+
+
+def test_an_event_its_producer_stamped_has_no_broker_time_and_is_not_judged_for_skew() -> None:
+    step, handed = judge_step(full_registry())
+    step.submit(decoded(*chained({}, {"event_time": datetime(9999, 12, 31, tzinfo=UTC)})))
+    [batch] = handed.batches
+    assert "AUDIT-CLOCK-SKEW" not in {v["rule_id"] for v in batch.rows["violations"]}
+    [events] = batch.event_tables
+    assert events.column("broker_time").null_count == 2
 
 
 def buffer_addresses(table) -> set[int]:

@@ -217,3 +217,37 @@ def test_offline_runs_are_cut_at_checkpoints_and_the_last_one_judged_at_the_late
     forged = [checkpoint(read[4][1], head_hash="a" * 64)[0]]
     found = offline_findings(kept, forged, read[4][1]["event_time"], WINDOW_EVENTS, 600)
     assert [rule for rule, *_ in found] == [MISMATCH, UNCHECKPOINTED], "25 left uncovered"
+
+
+def stamped(read: list, first_offset: int, partition: int = 0, skewed: int | None = None) -> dict:
+    """`read` as the broker stamps it: received at its event time, but for the event at
+    index `skewed`, dated a year after it arrived."""
+    times = [record["event_time"] for _, record in read]
+    if skewed is not None:
+        kind, record = read[skewed]
+        read = [*read]
+        read[skewed] = (kind, record | {"event_time": times[skewed] + timedelta(days=365)})
+    return batch_tables(read, EVENTS_TOPIC, partition, first_offset, times)
+
+
+def test_an_event_dated_far_ahead_does_not_make_its_partition_late() -> None:
+    """AUDIT-CLOCK-SKEW: a skewed event moves no watermark, the partition's included."""
+    read = events(3)
+    watch = tracker()
+    watch.observe(stamped(read, 0).values())
+    other = events(1, device="dev-2")
+    watch.observe(stamped(other, 3, skewed=0).values())
+    assert watch.judge([]) == [], "the year-ahead event does not end dev-1's window"
+
+
+def test_a_skewed_event_inside_a_run_does_not_stretch_it_past_the_window() -> None:
+    read = events(4)
+    watch = tracker()
+    watch.observe(stamped(read, 0, skewed=2).values())
+    assert watch.judge([checkpoint(read[-1][1])]) == [], "four events within seconds"
+    unstamped = tracker()  # from a file: no broker time, so no skew is known
+    kind, record = read[2]
+    jumped = [*read[:2], (kind, record | {"event_time": T0 + timedelta(days=365)}), read[3]]
+    unstamped.observe(tables(jumped, 0).values())
+    found = unstamped.judge([checkpoint(read[-1][1])])
+    assert UNCHECKPOINTED in rules(found)

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from samples import sample
 from test_rules import CASES, Case, hit, miss
 
+from consumers.event_columns import BROKER_TIME
 from consumers.registry import Registry
 from consumers.registry_columns import MAX_CHUNKS
 from consumers.rules.catalogue import PROFILES, load_catalogue
@@ -49,13 +50,21 @@ EVERY_PROBLEM = {
 }
 GUARDIAN_OTHER = {"grantor": "guardian", "processor_id": "p-2"}
 Finding = tuple[int, str, dict[str, Any]]
+BrokerTimes = list[datetime | None] | None
+"""Per event, when the broker received it (None: read from a file)."""
 
 
-def decoded_batches(events: Events) -> dict[str, pa.RecordBatch]:
-    """The native decoder's batches of ``events``."""
+def decoded_batches(events: Events, broker_times: BrokerTimes = None) -> dict[str, pa.RecordBatch]:
+    """The native decoder's batches of ``events``, with the broker's time of each if given."""
     messages = [codec.encode(kind, record) for kind, record in events]
     batches, failures = DECODER.decode_batch(messages, 1 << 20)
     assert failures == []
+    if broker_times is not None:
+        times = pa.array(broker_times, pa.timestamp("ms", "UTC"))
+        batches = {
+            kind: batch.append_column(BROKER_TIME, times.take(batch.column("message_index")))
+            for kind, batch in batches.items()
+        }
     return batches
 
 
@@ -69,10 +78,13 @@ def row_by_row(rules: ColumnarRules, kind: str, batch: pa.RecordBatch) -> list[F
 
 
 def assert_alike(
-    registry: Registry, events: Events, profiles: Iterable[str] = PROFILES
+    registry: Registry,
+    events: Events,
+    profiles: Iterable[str] = PROFILES,
+    broker_times: BrokerTimes = None,
 ) -> list[Finding]:
     """``events`` in one batch are judged as each alone, under each profile; the findings."""
-    batches = decoded_batches(events)
+    batches = decoded_batches(events, broker_times)
     everything: list[Finding] = []
     for profile in profiles:
         columnar = ColumnarRules(profile, registry)
@@ -120,9 +132,10 @@ def test_fleet_events_are_judged_alike(violation_rate: float) -> None:
 # -- every rule, firing and just missing, in one batch ---------------------------------------------
 
 
-def case_world(cases: list[Case]) -> tuple[Registry, Events]:
-    """Each case's event and registry records, under ids of its own, in one registry."""
-    registry, events = Registry(), []
+def case_world(cases: list[Case]) -> tuple[Registry, Events, BrokerTimes]:
+    """Each case's event and registry records, under ids of its own, in one registry;
+    and when the broker received each event."""
+    registry, events, times = Registry(), [], []
     for number, case in enumerate(cases):
         event = sample(case.kind, **case.event)
         for key in ("consent_id", "deployment_id"):
@@ -135,7 +148,9 @@ def case_world(cases: list[Case]) -> tuple[Registry, Events]:
             deployment = sample("deployment", **case.deployment, deployment_id=f"d-1#{number}")
             registry.apply("deployment", deployment)
         events.append((case.kind, event))
-    return registry, events
+        after = case.broker_after
+        times.append(None if after is None else event["event_time"] + after)
+    return registry, events, times
 
 
 def reasons_in(details: Mapping[str, Any]) -> set[str]:
@@ -191,8 +206,8 @@ MORE_CASES = [
 
 
 def test_every_rule_and_every_consent_reason_is_judged_alike() -> None:
-    registry, events = case_world([*CASES, *MORE_CASES])
-    found = assert_alike(registry, events)
+    registry, events, times = case_world([*CASES, *MORE_CASES])
+    found = assert_alike(registry, events, broker_times=times)
     fired = {rule_id for _, rule_id, _ in found}
     per_event = {rule.id for rule in CATALOGUE.rules if not rule.is_stream}
     assert fired == per_event
@@ -202,8 +217,8 @@ def test_every_rule_and_every_consent_reason_is_judged_alike() -> None:
 def test_every_case_is_judged_alike_alone_too() -> None:
     """One row per batch: no rule may lean on another row's values; each case is what it says."""
     for case in [*CASES, *MORE_CASES]:
-        registry, events = case_world([case])
-        found = assert_alike(registry, events, ["cac-2025"])
+        registry, events, times = case_world([case])
+        found = assert_alike(registry, events, ["cac-2025"], times)
         active = CATALOGUE.severity(case.rule, "cac-2025") != "off"
         assert any(rule_id == case.rule for _, rule_id, _ in found) == (case.fires and active), case
 

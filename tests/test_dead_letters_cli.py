@@ -21,11 +21,11 @@ import pytest
 from helpers import consume, faceaudit, kafka_as, start_group_at_end, store
 from kafka.consumer.fetcher import ConsumerRecord
 from samples import sample
-from signing import TEST_SIGNERS
+from signing import TEST_SIGNERS, signer
 from test_poison import assert_one_clear_error, dead_letter_rows
 
 from consumers.batch import Batch, Row
-from consumers.dead_letters import dead_letter_row
+from consumers.dead_letters import dead_letter_row, original_headers
 from consumers.replay import (
     DeadLetter,
     Selection,
@@ -40,6 +40,7 @@ from core.errors import FaceauditError
 from faceaudit.broker import free_port
 from producers.event_producer import EventProducer
 from schemas import codec
+from schemas.signatures import SIGNATURE_HEADER
 from schemas.topics import TOPICS
 
 EVENTS, CONSENTS = TOPICS["capture"], TOPICS["consent"]
@@ -137,14 +138,27 @@ def test_replay_selection_is_in_offset_order_once_per_position_with_bytes(seeded
     assert positions(later) == [DUPLICATE, (EVENTS, 0, 9)]
 
 
-def test_replay_sends_topic_bytes_and_key_and_counts_by_topic(seeded: Path) -> None:
-    sent: list[tuple[str, bytes, bytes | None]] = []
+def test_replay_sends_topic_bytes_key_and_headers_and_counts_by_topic(seeded: Path) -> None:
+    sent: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]] = []
     with store(seeded) as client:
         counts = replay(
             dead_letters_to_replay(client, Selection()), lambda *message: sent.append(message)
         )
-    assert sent == [(p[0], SEEDED[p][1], SEEDED[p][0]) for p in sorted(SEEDED)]
+    headers = [("trace", b"t-1")]
+    assert sent == [(p[0], SEEDED[p][1], SEEDED[p][0], headers) for p in sorted(SEEDED)]
     assert counts == {EVENTS: 3, CONSENTS: 1}
+
+
+def test_a_dead_letters_signature_comes_back_byte_for_byte() -> None:
+    """The table keeps a signature in base64; a replay sends the bytes the producer sent."""
+    signed = signer("p-1").sign(b"\xc3\x01record").headers()
+    record = ConsumerRecord(EVENTS, 0, 0, 1, 0, 0, b"k", b"\x00", signed, None, 0, 1, 0)
+    row = dead_letter_row(record, "bad_signature", "seeded")
+    assert (
+        row["headers"][SIGNATURE_HEADER]
+        == base64.b64encode(dict(signed)[SIGNATURE_HEADER]).decode()
+    )
+    assert original_headers(row["headers"]) == signed
 
 
 def test_replay_refuses_a_letter_listed_without_its_bytes(seeded: Path) -> None:

@@ -20,11 +20,14 @@ from core.clients import KafkaConfig
 from producers.event_producer import DeviceChain
 from producers.fleet import (
     CHECKPOINT_MISMATCH,
+    CLOCK_SKEW,
     CONSENT_REWRITE,
     FAULTS,
     FORGED_CONSENT,
     MATCH_FOLLOWS_CAPTURE,
+    MEAN_STEP,
     SEQUENCE_GAP,
+    SKEW,
     Fleet,
 )
 from producers.simulate import simulate
@@ -135,6 +138,35 @@ def test_tampered_heads_leave_the_events_as_they_were() -> None:
         assert [rule for rule in broken if rule != CHECKPOINT_MISMATCH] == plain_broken
     with pytest.raises(ValueError, match="tamper_rate"):
         Fleet(10, 7, 0.05, start, tamper_rate=1.5)
+
+
+def test_skewed_events_are_dated_ahead_and_the_rest_stay_as_they_were() -> None:
+    plain = list(Fleet(10, 7, 0.05, START).events(4000))
+    skewed = list(Fleet(10, 7, 0.05, START, skew_rate=0.02).events(4000))
+    marked = 0
+    for (kind, record, broken), (skewed_kind, moved, moved_broken) in zip(
+        plain, skewed, strict=True
+    ):
+        assert kind == skewed_kind
+        if CLOCK_SKEW in moved_broken:
+            marked += 1
+            assert moved["event_time"] == record["event_time"] + SKEW
+            record = record | {"event_time": moved["event_time"]}
+        assert moved == record
+        assert [rule for rule in moved_broken if rule != CLOCK_SKEW] == broken
+    assert 40 < marked < 120
+
+
+def test_a_paced_fleet_keeps_time_with_its_rate() -> None:
+    """At 50 events/s, 5,000 events span about 100 s of event time (unpaced: about 14 s)."""
+    paced = list(Fleet(10, 7, 0.05, START, events_per_second=50).events(5000))
+    span = (paced[-1][1]["event_time"] - START).total_seconds()
+    assert 95 < span < 105
+    unpaced = list(Fleet(10, 7, 0.05, START).events(5000))
+    assert [r["event_id"] for _, r, _ in paced] == [r["event_id"] for _, r, _ in unpaced]
+    assert (unpaced[-1][1]["event_time"] - START) == pytest.approx(5000 * MEAN_STEP, rel=0.05)
+    with pytest.raises(ValueError, match="events_per_second"):
+        Fleet(10, 7, 0.05, START, events_per_second=0)
 
 
 def test_registry_faults_forge_a_new_consent_and_undo_a_withdrawal() -> None:

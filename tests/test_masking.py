@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from helpers import broker_environ, kafka_as, start_group_at_end
-from samples import sample
+from samples import sample, streamed_at
 from signing import TEST_SIGNERS
 
 from consumers.gateway import ClickHouseGateway
@@ -92,6 +92,7 @@ def test_the_validator_stores_a_real_identifier_masked_and_reports_it(
     capture = sample(
         "capture",
         event_id=event_id,
+        event_time=streamed_at(),
         device_id=f"dev-{tag}",
         subject_ref=RESIDENT_ID,
         consent_id=f"c-{tag}",

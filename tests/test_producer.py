@@ -16,6 +16,7 @@ from samples import sample
 from signing import TEST_SIGNERS
 
 from core.clients import kafka_consumer
+from producers.checkpointing import CheckpointSchedule
 from producers.event_producer import DeviceChain, DeviceChains, EventProducer, ProducerError
 from producers.subject import subject_ref
 from schemas import codec
@@ -168,6 +169,16 @@ def test_resume_refuses_a_state_that_would_break_the_chain(
 ) -> None:
     with pytest.raises(ValueError):
         DeviceChains().resume("dev-a", next_seq, last_hash)
+
+
+def test_a_device_left_to_sign_its_own_checkpoints_is_due_none() -> None:
+    schedule = CheckpointSchedule(every=2)
+    t = sample("capture")["event_time"]
+    assert [schedule.sent("p-1", "dev-1", t) for _ in range(2)] == [False, True]
+    schedule.sent("p-1", "dev-1", t)
+    schedule.leave("dev-1")
+    assert [schedule.sent("p-1", "dev-1", t) for _ in range(4)] == [False] * 4
+    assert schedule.sent("p-1", "dev-2", t) is False and schedule.take_pending() == {"dev-2": "p-1"}
 
 
 def test_producer_error_names_the_count_and_first_error() -> None:

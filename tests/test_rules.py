@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -110,17 +110,11 @@ def test_article_list_parsing() -> None:
     ]
 
 
-SIGNED_RECORD_RULES = ("AUDIT-CLOCK-SKEW",)
-"""Trust rules that come with broker time: not yet judged."""
-
-
 def test_catalogue_has_exactly_the_rules_of_rules_md() -> None:
-    """Every rule of rules.md, in its order, but the trust rules still to come."""
-    trust = _doc_rules(TRUST_SECTION)
-    assert len(trust) == 7
-    assert set(SIGNED_RECORD_RULES) <= set(trust)
-    doc = [rule_id for rule_id in _doc_rules() if rule_id not in SIGNED_RECORD_RULES]
-    assert len(doc) == 32
+    """Every rule of rules.md, in its order."""
+    assert len(_doc_rules(TRUST_SECTION)) == 7
+    doc = list(_doc_rules())
+    assert len(doc) == 33
     assert [rule.id for rule in CATALOGUE.rules] == doc
 
 
@@ -314,6 +308,8 @@ class Case:
     consent: Mapping[str, Any] | None
     deployment: Mapping[str, Any] | None
     fires: bool
+    broker_after: timedelta | None = timedelta(0)
+    """When the broker received the event, after its event_time (None: read from a file)."""
 
     def __str__(self) -> str:
         return f"{self.rule}:{self.kind}:{self.name}"
@@ -326,10 +322,11 @@ def hit(
     *,
     consent: Mapping[str, Any] | None = AS_SAMPLE,
     deployment: Mapping[str, Any] | None = AS_SAMPLE,
+    broker_after: timedelta | None = timedelta(0),
     **event: Any,
 ) -> Case:
     """A sample event with ``event`` overrides that must fire ``rule``."""
-    return Case(kind, rule, name, event, consent, deployment, fires=True)
+    return Case(kind, rule, name, event, consent, deployment, True, broker_after)
 
 
 def miss(
@@ -339,10 +336,11 @@ def miss(
     *,
     consent: Mapping[str, Any] | None = AS_SAMPLE,
     deployment: Mapping[str, Any] | None = AS_SAMPLE,
+    broker_after: timedelta | None = timedelta(0),
     **event: Any,
 ) -> Case:
     """A near miss: like ``hit``, but ``rule`` must not fire."""
-    return Case(kind, rule, name, event, consent, deployment, fires=False)
+    return Case(kind, rule, name, event, consent, deployment, False, broker_after)
 
 
 def _registry(
@@ -357,14 +355,23 @@ def _registry(
     return registry
 
 
-def _fired(profile: str, kind: str, event: dict[str, Any], registry: Registry) -> dict[str, Any]:
-    return {v.rule_id: v for v in rule_violations(profile, registry, kind, event)}
+def _fired(
+    profile: str,
+    kind: str,
+    event: dict[str, Any],
+    registry: Registry,
+    broker_after: timedelta | None = None,
+) -> dict[str, Any]:
+    broker_time = None if broker_after is None else event["event_time"] + broker_after
+    return {v.rule_id: v for v in rule_violations(profile, registry, kind, event, broker_time)}
 
 
 CAP, MAT = "capture", "match"
 RESIDENT_ID = "11010519491231002X"
 """A resident identity number whose GB 11643 check character is right."""
 IDENTIFY = {"match_mode": "identify_1toN", "remote_noncontact": True}
+YEAR_9999 = datetime(9999, 12, 31, tzinfo=UTC)
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 CASES = [
     hit(CAP, "REG-UNKNOWN-DEPLOYMENT", "not-registered", deployment=None),
     hit(MAT, "REG-UNKNOWN-DEPLOYMENT", "other-id", deployment_id="d-9"),
@@ -570,6 +577,14 @@ CASES = [
     miss(MAT, "AUDIT-RAW-IDENTIFIER", "twelve-digits", operator_id="138001380001"),
     miss(CAP, "AUDIT-RAW-IDENTIFIER", "pseudonym"),
     miss(CAP, "AUDIT-RAW-IDENTIFIER", "nobody", subject_ref=None, consent_id=None),
+    hit(CAP, "AUDIT-CLOCK-SKEW", "ahead", broker_after=-timedelta(minutes=5, seconds=1)),
+    hit(MAT, "AUDIT-CLOCK-SKEW", "behind", broker_after=timedelta(days=7, seconds=1)),
+    hit(
+        CAP, "AUDIT-CLOCK-SKEW", "year-9999", event_time=YEAR_9999, broker_after=-(YEAR_9999 - NOW)
+    ),
+    miss(CAP, "AUDIT-CLOCK-SKEW", "five-minutes-ahead", broker_after=-timedelta(minutes=5)),
+    miss(MAT, "AUDIT-CLOCK-SKEW", "seven-days-behind", broker_after=timedelta(days=7)),
+    miss(CAP, "AUDIT-CLOCK-SKEW", "from-a-file", event_time=YEAR_9999, broker_after=None),
 ]
 
 
@@ -583,7 +598,8 @@ def test_every_event_rule_has_firing_and_near_miss_cases() -> None:
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_rule(case: Case, profile: str) -> None:
     event = sample(case.kind, **case.event)
-    fired = _fired(profile, case.kind, event, _registry(case.consent, case.deployment))
+    registry = _registry(case.consent, case.deployment)
+    fired = _fired(profile, case.kind, event, registry, case.broker_after)
     severity = CATALOGUE.severity(case.rule, profile)
     expected = case.fires and severity != "off"
     assert (case.rule in fired) == expected, sorted(fired)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,14 @@ def _fired(example: Example, profile: str) -> list[str]:
     for kind in ("consent", "deployment"):
         registry.apply(kind, _record(kind, example.changes.get(kind, {})))
     event = _record(example.kind, example.changes.get("event", {}))
-    return [v.rule_id for v in rule_violations(profile, registry, example.kind, event)]
+    message = example.changes.get("message", {})
+    # As read from Kafka: stamped by the broker as it arrives, unless the example says when.
+    if "broker_time" in message:
+        broker_time = datetime.fromisoformat(message["broker_time"])
+    else:
+        broker_time = event["event_time"]
+    fired = rule_violations(profile, registry, example.kind, event, broker_time)
+    return [v.rule_id for v in fired]
 
 
 @pytest.mark.parametrize("kind", ["capture", "match"])

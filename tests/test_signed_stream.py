@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from helpers import broker_environ, fleet_seed, kafka_as, start_group_at_end
-from samples import sample
+from samples import sample, streamed_at
 from signing import TEST_SIGNERS, fleet_signing_keys, key_record, signer, signers
 
 from consumers.batch import Batch
@@ -25,6 +25,7 @@ from consumers.metrics import PipelineMetrics
 from consumers.pipeline import Validator
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
+from consumers.replay import Selection, dead_letters_to_replay, replay_to_kafka
 from consumers.settings import Settings
 from consumers.store import open_store
 from faceaudit.keys import publish
@@ -45,9 +46,15 @@ class Run:
         self.processor_id = f"p-{tag}"
         self.ids = {"processor_id": self.processor_id, "deployment_id": f"d-{tag}"}
         self.consent = sample("consent", consent_id=f"c-{tag}", processor_id=self.processor_id)
+        # A quarter of an hour ago: a test that lets time pass dates events up to 12
+        # minutes later, still before the broker's time (AUDIT-CLOCK-SKEW).
         self.event = (
             sample(
-                "capture", event_id=str(uuid.uuid4()), device_id=f"dev-{tag}", consent_id=f"c-{tag}"
+                "capture",
+                event_id=str(uuid.uuid4()),
+                device_id=f"dev-{tag}",
+                consent_id=f"c-{tag}",
+                event_time=streamed_at() - timedelta(minutes=15),
             )
             | self.ids
         )
@@ -171,6 +178,40 @@ def test_a_key_registered_after_the_catch_up_is_read_before_the_records_it_signs
         feed.close()
     assert judge.registry.consent(consent["consent_id"]) == consent
     assert batch.rows["dead_letters"] == [] and batch.rows["violations"] == []
+
+
+def test_a_replayed_checkpoint_keeps_its_signature(
+    run: Run, kafka_bootstrap: str, unique_group: str, tmp_path: Path
+) -> None:
+    """Sent aside by a size limit far too small, then replayed after the fix: the
+    checkpoint comes back with its signature headers, and verifies."""
+    store, device = tmp_path / "ch", run.event["device_id"]
+    pid = run.processor_id
+    with EventProducer(
+        kafka_as("producer"), signers=signers([pid]), checkpoint_every=None
+    ) as producer:
+        producer.send_registry("deployment", sample("deployment", **run.ids))
+        producer.send_registry("consent", run.consent)
+        producer.flush(timeout=60)
+        producer.send_event("capture", run.event)
+        producer.send_checkpoint(device, pid)
+    run.validate(kafka_bootstrap, unique_group, store, max_message_bytes=64)
+    assert stored_checkpoints(store, device) == []
+    client = open_store(f"chdb://{store}")
+    try:
+        letters = [
+            letter
+            for letter in dead_letters_to_replay(client, Selection(reason="oversized"))
+            if letter.key == device.encode()
+        ]
+    finally:
+        client.close()
+    assert len(letters) == 2, "the event and its checkpoint"
+    assert replay_to_kafka(kafka_as("producer"), letters) == {TOPICS["capture"]: 2}
+    run.validate(kafka_bootstrap, unique_group, store)
+    [(seq, _, key_id, valid, _)] = stored_checkpoints(store, device)
+    assert (seq, key_id, valid) == (0, signer(pid).key_id, True)
+    assert run.rules == []
 
 
 def test_trust_none_applies_unsigned_records(
@@ -386,32 +427,16 @@ def test_a_restart_resumes_the_uncovered_runs_from_the_store(
         producer.close()
 
 
-def test_the_simulated_fleets_trust_faults_are_found_exactly(
-    kafka_bootstrap: str, unique_group: str, tmp_path: Path
-) -> None:
-    """Tampered heads and the registry faults, and no other finding, from a signing fleet."""
-    seed = fleet_seed()
-    start_group_at_end(kafka_bootstrap, unique_group)
-    report = simulate(
-        kafka_as("producer"),
-        events=3_000,
-        devices=20,
-        seed=seed,
-        violation_rate=0.0,
-        progress=False,
-        signing_keys=fleet_signing_keys,
-        tamper_rate=0.01,
-        registry_faults=True,
-    )
-    store = tmp_path / "ch"
+def fleet_findings(bootstrap: str, group: str, store: Path, seed: int) -> Counter[str]:
+    """What a validator reading to the end finds about the fleet of `seed`, by rule."""
     client = open_store(f"chdb://{store}")
     try:
         settings = Settings.resolve(
-            {"bootstrap": kafka_bootstrap, "group": unique_group, "until_idle": 3.0},
+            {"bootstrap": bootstrap, "group": group, "until_idle": 3.0},
             environ=broker_environ(),
         )
         Validator(settings, ClickHouseGateway(client)).run()
-        found = Counter(
+        return Counter(
             dict(
                 client.query(
                     "SELECT rule_id, count() FROM faceaudit.violations "
@@ -422,7 +447,60 @@ def test_the_simulated_fleets_trust_faults_are_found_exactly(
         )
     finally:
         client.close()
-    assert report.intended_violations["AUDIT-CHECKPOINT-MISMATCH"] > 0
-    assert report.intended_violations["REG-UNSIGNED-RECORD"] == 1
-    assert report.intended_violations["REG-CONSENT-REWRITTEN"] == 1
+
+
+SOME = -1
+"""In `intended`: at least one."""
+
+
+@pytest.mark.parametrize(
+    ("events", "devices", "faults", "intended"),
+    [
+        pytest.param(
+            3_000,
+            20,
+            {"tamper_rate": 0.01, "registry_faults": True},
+            {
+                "AUDIT-CHECKPOINT-MISMATCH": SOME,
+                "REG-UNSIGNED-RECORD": 1,
+                "REG-CONSENT-REWRITTEN": 1,
+            },
+            id="tampered-heads-and-registry-faults",
+        ),
+        # Three devices: each sends well over 1,000 events after a quarter of the stream.
+        pytest.param(
+            6_000,
+            3,
+            {"skew_rate": 0.002, "stop_signing": True},
+            {"AUDIT-CLOCK-SKEW": SOME, "AUDIT-UNCHECKPOINTED": 1},
+            id="a-skewed-clock-and-a-device-that-stops-signing",
+        ),
+    ],
+)
+def test_the_simulated_fleets_trust_faults_are_found_exactly(
+    kafka_bootstrap: str,
+    unique_group: str,
+    tmp_path: Path,
+    events: int,
+    devices: int,
+    faults: dict[str, Any],
+    intended: dict[str, int],
+) -> None:
+    """The trust faults a signing fleet was made to commit, and no other finding."""
+    seed = fleet_seed()
+    start_group_at_end(kafka_bootstrap, unique_group)
+    report = simulate(
+        kafka_as("producer"),
+        events=events,
+        devices=devices,
+        seed=seed,
+        violation_rate=0.0,
+        progress=False,
+        signing_keys=fleet_signing_keys,
+        **faults,
+    )
+    found = fleet_findings(kafka_bootstrap, unique_group, tmp_path / "ch", seed)
+    for rule, count in intended.items():
+        made = report.intended_violations[rule]
+        assert made > 0 if count == SOME else made == count, (rule, made)
     assert found == report.intended_violations

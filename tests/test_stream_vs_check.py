@@ -18,7 +18,7 @@ import pytest
 from helpers import broker_environ, kafka_as, start_group_at_end
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from samples import sample
+from samples import sample, streamed_at
 from signing import TEST_SIGNERS, json_lines
 
 from consumers.gateway import ClickHouseGateway
@@ -54,7 +54,7 @@ event_spec = st.fixed_dictionaries(
 def build_stream(specs: list[dict], tag: str) -> tuple[list, list]:
     """Registry records and chained events (kind, record) for one generated stream."""
     processor, deployment = f"p-{tag}", f"d-{tag}"
-    start = sample("capture")["event_time"]
+    start = streamed_at()
     registry = [
         ("deployment", sample("deployment", deployment_id=deployment, processor_id=processor)),
         (

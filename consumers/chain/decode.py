@@ -16,7 +16,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from consumers.batch import Batch, Position, ReadCheckpoint
 from consumers.chain.step import Forwarding, Step
 from consumers.dead_letters import DeadLetterPolicy, dead_letter_row
-from consumers.event_columns import with_positions
+from consumers.event_columns import broker_times, with_positions
 from schemas.native import contract_decoder
 from schemas.topics import EVENT_KINDS, KEY_FIELD, TOPICS
 
@@ -54,6 +54,7 @@ class DecodeStep(Forwarding):
         partitions = pa.array([message.partition for message in messages], pa.uint32())
         offsets = pa.array([message.offset for message in messages], pa.uint64())
         keys = pa.array([message.key for message in messages], pa.binary())
+        received = broker_times(messages)
         for kind, record_batch in tables.items():
             table = pa.Table.from_batches([record_batch])
             if kind not in (*EVENT_KINDS, "checkpoint"):
@@ -64,7 +65,7 @@ class DecodeStep(Forwarding):
             if kind == "checkpoint":
                 batch.checkpoints = _read_checkpoints(table, messages)
             elif table.num_rows:
-                batch.events[kind] = with_positions(table, topics, partitions, offsets)
+                batch.events[kind] = with_positions(table, topics, partitions, offsets, received)
         self._dead_letters(messages, dead, batch)
 
     @staticmethod

@@ -23,6 +23,7 @@ from consumers.chain.step import Step
 from consumers.checkpoints import CheckpointJudge
 from consumers.event_columns import first_offsets
 from consumers.judge import Anchored, Judge, Tables
+from consumers.rules.clock_skew import trusted_times
 from consumers.rules.sequence_columns import observe_tables
 from consumers.rules.stream import SequenceTracker
 
@@ -84,6 +85,8 @@ class Held:
 class EventClock:
     """The latest event time this process has seen: the stream's watermark.
 
+    Skewed events (AUDIT-CLOCK-SKEW) do not move it.
+
     Outlives the chains, so FR-DELETION-OVERDUE is judged as of the same
     time after a rebalance as before it.
     """
@@ -137,7 +140,9 @@ class JudgeStep:
         tables, batch.events = batch.events, {}
         for kind, table in tables.items():
             batch.add_events(table.append_column("kind", pa.repeat(kind, table.num_rows)))
-            self._clock.advance(pc.max(table.column("event_time")).as_py())
+            latest = pc.max(trusted_times(table)).as_py()
+            if latest is not None:  # None: every event of the table is skewed
+                self._clock.advance(latest)
         found = observe_tables(self._sequences, tables.values())
         if found:  # the common case has none: no call to build none
             self._stage(self._judge.violations(found), batch)

@@ -32,7 +32,9 @@ STREAM: Final = "stream"
 
 DEFAULT_PATH: Final = Path(__file__).with_name("catalogue.json")
 
-EXAMPLE_RECORDS: Final = ("event", "consent", "deployment")
+EXAMPLE_RECORDS: Final = ("event", "consent", "deployment", "message")
+"""What an example may change: the event, its registry records, and its Kafka message
+(``broker_time``, the broker's time of it, which is otherwise the event's own time)."""
 """What a per-event rule's example may change, in the order the reference tells it."""
 
 _TOP_KEYS: Final = frozenset(("version", "profiles", "parameters", "rules"))

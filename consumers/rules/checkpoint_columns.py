@@ -11,11 +11,12 @@ A device's run of uncovered events is AUDIT-UNCHECKPOINTED, once per run,
 when it holds more than the window's events, or spans more than the
 window's seconds of event time: a run a checkpoint closes, up to its last
 event (the device's own clock); a run still open, up to the latest event
-time read from the device's partition, so a device that falls silent is
-caught as its partition moves on, and a partition read behind the others
-(consumer lag) is not judged by their time. Findings sit at the position
-where they were found (the checkpoint, or the device's latest event), so a
-batch read again finds them again at the same place.
+time read from the device's partition (skewed events left out:
+AUDIT-CLOCK-SKEW), so a device that falls silent is caught as its partition
+moves on, and a partition read behind the others (consumer lag) is not
+judged by their time. Findings sit at the position where they were found
+(the checkpoint, or the device's latest event), so a batch read again finds
+them again at the same place.
 
 When the kept tables grow past twice their size at the last compaction
 (and past ``COMPACT_ROWS``), they are compacted to the uncovered events, and
@@ -35,12 +36,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from consumers.batch import Position
-from consumers.event_columns import ENVELOPE_COLUMNS, POSITION_COLUMNS
+from consumers.event_columns import BROKER_TIME, ENVELOPE_COLUMNS, POSITION_COLUMNS
+from consumers.rules.clock_skew import trusted_times
 from consumers.rules.stream import DeviceKey, Finding
 
 MISMATCH: Final = "AUDIT-CHECKPOINT-MISMATCH"
 UNCHECKPOINTED: Final = "AUDIT-UNCHECKPOINTED"
-KEPT_COLUMNS: Final = (*ENVELOPE_COLUMNS, *POSITION_COLUMNS)
+KEPT_COLUMNS: Final = (*ENVELOPE_COLUMNS, *POSITION_COLUMNS, BROKER_TIME)
 _DEVICE: Final = ["processor_id", "device_id"]
 _ORDER: Final = ("device_seq", "offset")
 COMPACT_ROWS: Final = 200_000
@@ -162,12 +164,14 @@ class CheckpointTracker:
 
     def _extend_runs(self, batch: pa.Table, cut: set[DeviceKey]) -> None:
         """Add the batch's events to the runs of the devices that no checkpoint cuts here."""
-        stats = batch.group_by([*_DEVICE, "partition"], use_threads=False).aggregate(
+        timed = batch.append_column("trusted_time", trusted_times(batch))
+        stats = timed.group_by([*_DEVICE, "partition"], use_threads=False).aggregate(
             [
                 ("device_seq", "min"),
                 ("device_seq", "max"),
                 ("device_seq", "count"),
                 ("event_time", "max"),
+                ("trusted_time", "max"),
                 ("offset", "max"),
                 *((name, "first") for name in ENVELOPE_COLUMNS if name not in _DEVICE),
             ]
@@ -176,9 +180,11 @@ class CheckpointTracker:
         times = self._partition_time
         for row in stats.to_pylist():
             device = (row["processor_id"], row["device_id"])
-            partition, latest = row["partition"], row["event_time_max"]
-            if partition not in times or latest > times[partition]:
-                times[partition] = latest
+            partition, trusted = row["partition"], row["trusted_time_max"]
+            # Skewed events do not move the partition's time, nor end a run's own.
+            latest = row["event_time_max"] if trusted is None else trusted
+            if trusted is not None and (partition not in times or trusted > times[partition]):
+                times[partition] = trusted
             if device in cut:
                 continue
             covered = self.covered.get(device, -1)
@@ -326,10 +332,16 @@ def _run_of(events: pa.Table, covered: int) -> _Run | None:
         first={name: first[name] for name in ENVELOPE_COLUMNS},
         count=events.num_rows,
         last_seq=last_seq,
-        last_time=pc.max(events["event_time"]).as_py(),
+        last_time=_last_time(events),
         partition=first["partition"],
         at=Position(first["topic"], first["partition"], pc.max(events["offset"]).as_py()),
     )
+
+
+def _last_time(events: pa.Table) -> datetime:
+    """When a run of events ends by its device's clock, skewed events left out (if any is not)."""
+    trusted = pc.max(trusted_times(events)).as_py()
+    return pc.max(events["event_time"]).as_py() if trusted is None else trusted
 
 
 def _by_seq(events: pa.Table) -> pa.Table:
@@ -427,6 +439,7 @@ def _mismatch(
     return (MISMATCH, details, {name: event[name] for name in ENVELOPE_COLUMNS}, position)
 
 
+_BROKER_TIME_TYPE: Final = pa.timestamp("ms", "UTC")
 _KEPT_SCHEMA: Final = pa.schema(
     [
         ("event_id", pa.string()),
@@ -441,12 +454,17 @@ _KEPT_SCHEMA: Final = pa.schema(
         ("topic", pa.string()),
         ("partition", pa.uint32()),
         ("offset", pa.uint64()),
+        (BROKER_TIME, _BROKER_TIME_TYPE),
     ]
 )
 
 
 def as_kept(table: pa.Table) -> pa.Table:
-    """What is kept of each event, in one schema whatever the source (decoder or store)."""
+    """What is kept of each event, in one schema whatever the source (decoder, store, file)."""
+    if BROKER_TIME not in table.column_names:  # offline: files carry no broker time
+        table = table.append_column(
+            BROKER_TIME, pa.nulls(table.num_rows, pa.timestamp("ms", "UTC"))
+        )
     return table.select(KEPT_COLUMNS).cast(_KEPT_SCHEMA)
 
 

@@ -16,9 +16,12 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Final, NamedTuple
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
+from consumers.event_columns import BROKER_TIME
 from consumers.registry import WITHDRAWN
+from consumers.rules.clock_skew import AHEAD, BEHIND, skew_words, skewed_times
 from consumers.rules.columns import (
     BatchContext,
     Details,
@@ -405,6 +408,27 @@ def high_stakes_manual(ctx: BatchContext) -> Fires:
     """Matches: social assistance or real estate without review."""
     fires = all_of(ctx.is_in("purpose", HIGH_STAKES_PURPOSES), ctx.is_null("manual_review_id"))
     return Fires(fires, lambda row: {"purpose": row["purpose"]})
+
+
+@condition("AUDIT-CLOCK-SKEW")
+def clock_skew(ctx: BatchContext) -> Fires:
+    """An event time far off the broker's time of its message (Kafka only)."""
+    if ctx.has(BROKER_TIME):
+        fires = skewed_times(ctx.values("event_time"), ctx.values(BROKER_TIME))
+    else:
+        fires = pa.repeat(False, ctx.num_rows)
+
+    def details(row: Row) -> Details:
+        event_time, broker_time = row["event_time"], row[BROKER_TIME]
+        return {
+            "event_time": _iso(event_time),
+            "broker_time": _iso(broker_time),
+            "skew": skew_words(event_time, broker_time),
+            "ahead_seconds": int(AHEAD.total_seconds()),
+            "behind_days": BEHIND.days,
+        }
+
+    return Fires(fires, details)
 
 
 @condition("AUDIT-RAW-IDENTIFIER")

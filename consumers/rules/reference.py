@@ -110,8 +110,9 @@ def _md_header(catalogue: Catalogue) -> str:
             "Articles: `F n` is the 2025 Measures, `D n` the 2023 draft, `PIPL n` the law; "
             "`~` marks a number taken from secondary sources, `n/c` a provision whose number "
             "is unconfirmed. A rule with severity `off` in a profile does not fire there. "
-            "A per-event rule's example changes a compliant event, its consent or its deployment "
-            "in the fields shown (JSON form) so that this rule fires and no other.",
+            "A per-event rule's example changes a compliant event, its consent, its deployment "
+            "or its Kafka message in the fields shown (JSON form) so that this rule fires and "
+            "no other.",
         )
     )
 
