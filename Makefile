@@ -60,9 +60,15 @@ install: prereqs $(STAMP) $(NATIVE_STAMP)
 
 demo: install dashboard-stop
 	$(BIN)/faceaudit broker start
+	@# The auditor's key signs the validator's digests of what it stores (docs/verify.md).
+	@ls .faceaudit/keys/auditor-*.pem > /dev/null 2>&1 || \
+	  $(BIN)/faceaudit keys generate --owner auditor
 	$(BIN)/faceaudit simulate --events $(DEMO_EVENTS) --devices $(DEMO_DEVICES) --seed $$(date +%s) \
 	  --gap-rate 0.002 --tamper-rate 0.001 --skew-rate 0.0005 --stop-signing --registry-faults
 	$(BIN)/faceaudit consume --until-idle 5
+	$(BIN)/faceaudit verify --no-progress
+	@echo "the stored trail verifies against the signed digests; check it again any time:"
+	@echo "  $(BIN)/faceaudit verify"
 	@$(MAKE) --no-print-directory dashboard-start
 
 # The dashboard opens the embedded store after the validator has closed it
@@ -77,7 +83,7 @@ dashboard-start: $(STAMP)
 	curl -fs http://127.0.0.1:$(DASHBOARD_PORT)/healthz >/dev/null \
 	  || { echo "dashboard did not start:"; tail -n 5 .faceaudit/dashboard.log; exit 1; }; \
 	echo ""; \
-	echo "Dashboard:  http://127.0.0.1:$(DASHBOARD_PORT)/login?token=$$token"; \
+	echo "Dashboard:  http://127.0.0.1:$(DASHBOARD_PORT)/login (paste the demo token)"; \
 	echo "Demo token: $$token  (API: curl -H 'Authorization: Bearer $$token' http://127.0.0.1:$(DASHBOARD_PORT)/api/overview)"; \
 	echo "Stop it with: make dashboard-stop"
 

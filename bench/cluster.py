@@ -16,12 +16,14 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
 from bench import REPO_ROOT
 from core.clients import KafkaConfig
 from faceaudit.broker import LocalBroker, ensure_topics, free_ports
+from faceaudit.keys import new_key_record, publish, write_private_key
 
 JAR_CACHE = REPO_ROOT / ".faceaudit" / "kafka-libs"
 CLI = (sys.executable, "-m", "faceaudit.cli")
@@ -63,6 +65,8 @@ class Cluster:
             # the broker's credentials (their role's user) through this.
             os.environ["FACEAUDIT_BROKER_HOME"] = str(self.broker.home)
             ensure_topics(self.kafka)
+            # The validators it starts sign their digests with an auditor key of its own.
+            os.environ["FACEAUDIT_AUDITOR_KEY"] = str(self._auditor_key())
         except BaseException:
             self.close()
             raise
@@ -83,6 +87,11 @@ class Cluster:
             self.broker.stop()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def _auditor_key(self) -> Path:
+        record, private = new_key_record("auditor", None, None, datetime.now(UTC))
+        publish(self.kafka_as("operator"), record)
+        return write_private_key(private, self.root / "keys", record["key_id"])
 
     def store(self, name: str) -> str:
         """The DSN of a new, empty chDB store under the temp dir."""

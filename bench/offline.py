@@ -22,10 +22,10 @@ from faceaudit.keys import new_key_record
 from producers.checkpointing import Record, checkpointed
 from producers.event_producer import DeviceChain
 from producers.fleet import Fleet
-from producers.signer import Signer, signed_json
+from producers.signer import signed_json
 from producers.simulate import earliest_time
 from schemas import codec
-from schemas.signatures import SIGNED_KINDS
+from schemas.signatures import SIGNED_KINDS, Signer
 
 _RATE = re.compile(r"\(([\d,]+) events/s\)")
 

@@ -72,11 +72,13 @@ def run_pipeline(
     profile_to: Path | None = None,
     batch_size: int | None = None,
     trust: str | None = None,
+    digests: str | None = None,
 ) -> dict:
     """Drain `expected` events with `consume --workers N --until-idle 5` (new group, new store).
 
     `profile_to`: run the validator under pyinstrument and write its text report there.
     `batch_size`: `--batch-size` (default: the validator's). `trust`: `--trust`.
+    `digests`: `--digests`.
     """
     watch = StoredWatch(workers)
     args = ["consume", "--bootstrap", cluster.bootstrap, "--clickhouse", cluster.store(name)]
@@ -86,6 +88,8 @@ def run_pipeline(
         args += ["--batch-size", str(batch_size)]
     if trust is not None:
         args += ["--trust", trust]
+    if digests is not None:
+        args += ["--digests", digests]
     started = time.monotonic()
     child = cluster.faceaudit(*args, log_name=name, profile_to=profile_to)
     memory = PeakMemory(child.pid)

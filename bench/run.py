@@ -105,6 +105,11 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
         lambda: run_pipeline(cluster, "pipeline-trust-none", expected, trust="none"),
         lambda r: rate(r["events_per_s"]),
     )
+    undigested = _step(
+        "pipeline, 1 process, --digests off (no ledger, no digests)",
+        lambda: run_pipeline(cluster, "pipeline-digests-off", expected, digests="off"),
+        lambda r: rate(r["events_per_s"]),
+    )
     small = _step(
         f"pipeline, 1 process, batches of {SMALL_BATCH:,}",
         lambda: run_pipeline(cluster, "pipeline-small", expected, batch_size=SMALL_BATCH),
@@ -157,6 +162,8 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
         "ratio_2w_to_1w": round(two["events_per_s"] / one["events_per_s"], 3),
         "pipeline_trust_none_events_per_s": trusting["events_per_s"],
         "signature_cost": round(1 - one["events_per_s"] / trusting["events_per_s"], 3),
+        "pipeline_digests_off_events_per_s": undigested["events_per_s"],
+        "digest_cost": round(1 - one["events_per_s"] / undigested["events_per_s"], 3),
         "pipeline_small_batch_events_per_s": small["events_per_s"],
         "sequence_gaps": gaps,
         "latency_p50_s": latency["p50_s"],
@@ -166,6 +173,7 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
             "pipeline_1w": one.pop("peak_rss_mib"),
             "pipeline_2w": two.pop("peak_rss_mib"),
             "pipeline_trust_none": trusting.pop("peak_rss_mib"),
+            "pipeline_digests_off": undigested.pop("peak_rss_mib"),
             "pipeline_small_batch": small.pop("peak_rss_mib"),
             "latency_1w": latency.pop("peak_rss_mib"),
             "check": check.pop("peak_rss_mib"),
@@ -186,6 +194,7 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
             "pipeline_1w": one,
             "pipeline_2w": two,
             "pipeline_trust_none": trusting,
+            "pipeline_digests_off": undigested,
             "pipeline_small_batch": small,
             "small_batch": SMALL_BATCH,
             "latency_low_rate": latency_low,

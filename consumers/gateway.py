@@ -14,13 +14,26 @@ from clickhouse_connect.driver.client import Client
 
 from consumers import stored_tail
 from consumers.batch import Batch
-from consumers.sink import ClickHouseSink
+from consumers.sink import ClickHouseSink, digested_columns
 from consumers.stored_tail import CheckpointState, StoredTail
+from consumers.trail import digest_store
+from consumers.trail.digests import ChainState, Digest
+from consumers.trail.ledger import TableRoot
 
 
 class StoreGateway(Protocol):
-    def write(self, batch: Batch) -> None:
-        """Store every table of the batch (deduplicated on retry)."""
+    def write(self, batch: Batch, chain: str | None = None) -> tuple[TableRoot, ...]:
+        """Store every table of the batch (deduplicated on retry); with `chain`, its ledger
+        rows first, and return their roots."""
+
+    def digested_columns(self) -> dict[str, tuple[str, ...]]:
+        """The columns each digested table's rows are hashed over."""
+
+    def write_digest(self, digest: Digest) -> None:
+        """Store a digest (deduplicated by its chain and seq)."""
+
+    def chain_state(self, chain: str) -> ChainState:
+        """Where the digest chain `chain` stands in the store."""
 
     def stored_tail(self, topic: str, partition: int, start: int) -> StoredTail:
         """Rows already stored from `partition` of `topic` at offsets >= `start`.
@@ -51,8 +64,17 @@ class ClickHouseGateway:
         self._client = client
         self._sink = ClickHouseSink(client)
 
-    def write(self, batch: Batch) -> None:
-        self._sink.write(batch)
+    def write(self, batch: Batch, chain: str | None = None) -> tuple[TableRoot, ...]:
+        return self._sink.write(batch, chain)
+
+    def digested_columns(self) -> dict[str, tuple[str, ...]]:
+        return digested_columns(self._sink.layout)
+
+    def write_digest(self, digest: Digest) -> None:
+        digest_store.write_digest(self._client, digest)
+
+    def chain_state(self, chain: str) -> ChainState:
+        return digest_store.chain_state(self._client, chain)
 
     def stored_tail(self, topic: str, partition: int, start: int) -> StoredTail:
         stored_tail.heal_statistics(self._client, topic, partition, start)

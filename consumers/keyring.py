@@ -94,6 +94,27 @@ class KeyRing:
                 problem = f"the signature does not verify under key {key_id}"
         return None if problem is None else Refusal("bad_signature", problem, key_id)
 
+    def digest_problem(
+        self, key_id: str, signed_at: datetime, body: bytes, signature: bytes
+    ) -> str | None:
+        """None if `signature` over a digest's `body` verifies under `key_id`, an ``auditor``
+        key that counts at `signed_at`; else what is wrong."""
+        key = self._records.get(key_id)
+        if key is None:
+            return f"key {key_id} is not registered"
+        if key["owner"] != "auditor":
+            return f"key {key_id} is a {key['owner']} key, not the auditor's"
+        revoked = key["revoked_at"]
+        if signed_at < key["valid_from"]:
+            return f"key {key_id} counts from {_iso(key['valid_from'])}, after {_iso(signed_at)}"
+        if revoked is not None and signed_at >= revoked:
+            return f"key {key_id} was revoked at {_iso(revoked)}, by {_iso(signed_at)}"
+        try:
+            self._public[key_id].verify(signature, body)
+        except InvalidSignature:
+            return f"the signature does not verify under key {key_id}"
+        return None
+
     def _key_problem(self, key_id: str, kind: str, record: Mapping[str, Any]) -> str | None:
         key = self._records.get(key_id)
         processor_id = record["processor_id"]

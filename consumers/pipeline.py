@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from pathlib import Path
 
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -43,6 +44,9 @@ from consumers.registry_feed import RegistryFeed
 from consumers.settings import Settings
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary, RunTimer
+from consumers.trail.digests import Digest, DigestChain
+from core.errors import FaceauditError
+from schemas.signatures import Signer
 
 READ_SECONDS = 0.05
 """The longest a turn reads before its messages are decoded and judged; the
@@ -91,6 +95,7 @@ class Validator:
         )
         self._publisher = FindingsPublisher(settings.kafka)
         self._published_log = PublishedLog(settings.kafka)
+        self._digests = self._digest_chain()
         self.chain = self._build_chain({}, {}, Outbox())
         # The registry rows' path ends without a commit: they have no offsets in the group.
         nothing_to_commit = CommitStep(self._reader.commit, {})
@@ -123,10 +128,17 @@ class Validator:
             if self._drained():
                 # Drained: the end of the input, as for the offline checker.
                 self.chain.join(end_of_input=True)
+                self._last_digest()
                 return
         # Stopped by a signal: events still waiting for a registry record are
         # judged with what is known, so nothing stays held.
         self.chain.join(end_of_input=False)
+        self._last_digest()
+
+    def _last_digest(self) -> None:
+        """A clean stop covers all that was stored with a last digest."""
+        if self._digests is not None:
+            self._digests.flush()
 
     def _turn(self) -> None:
         """Read one batch and submit it to the chain.
@@ -213,7 +225,33 @@ class Validator:
             timer=self._timer,
             stop=self._stop,
             backoff_max=self.settings.insert_backoff_max,
+            digests=self._digests,
         )
+
+    def _digest_chain(self) -> DigestChain | None:
+        """The chain of signed digests over what this process stores, resumed from the store."""
+        settings = self.settings
+        if settings.digests == "off":
+            return None
+        if not settings.auditor_key:
+            raise FaceauditError(
+                "digests are signed with the auditor's key, and none was given: make one "
+                "(faceaudit keys generate --owner auditor) and pass --auditor-key PATH "
+                "(FACEAUDIT_AUDITOR_KEY), or turn them off with --digests off"
+            )
+        digests = DigestChain(
+            settings.chain_name,
+            Signer.from_pem_file(Path(settings.auditor_key)),
+            self._store.digested_columns(),
+            self._write_digest,
+            settings.digest_interval,
+        )
+        digests.resume(self._store.chain_state(settings.chain_name))
+        return digests
+
+    def _write_digest(self, digest: Digest) -> None:
+        self._store.write_digest(digest)
+        self._publisher.publish_digest(digest)
 
     def _take(self) -> None:
         """Build the chain for the partitions just assigned, and read them from their commits."""

@@ -23,11 +23,12 @@ from kafka.errors import AuthorizationError, SaslAuthenticationFailedError
 
 from consumers.batch import Mark, Row
 from consumers.published import source_headers
+from consumers.trail.digests import Digest
 from core.clients import KafkaConfig, kafka_producer
 from core.delivery import describe_failure
 from core.errors import FaceauditError
 from schemas import codec
-from schemas.topics import DEAD_LETTER_TOPIC, VIOLATION_TOPIC
+from schemas.topics import DEAD_LETTER_TOPIC, DIGESTS_TOPIC, VIOLATION_TOPIC
 
 VIOLATION_FIELDS = tuple(field["name"] for field in codec.schema("violation")["fields"])
 
@@ -86,6 +87,17 @@ class FindingsPublisher:
                 self.mark[sent.partition] = max(self.mark.get(sent.partition, 0), sent.offset + 1)
             for future in dead_letters:
                 future.get(timeout=120)
+        except (AuthorizationError, SaslAuthenticationFailedError) as exc:
+            raise FaceauditError(describe_failure(self._kafka, exc)) from None
+
+    def publish_digest(self, digest: Digest) -> None:
+        """Send a digest, keyed by its chain, and wait for the broker."""
+        future = self._producer.send(
+            DIGESTS_TOPIC, value=digest.to_message(), key=digest.chain.encode()
+        )
+        self._producer.flush(timeout=120)
+        try:
+            future.get(timeout=120)
         except (AuthorizationError, SaslAuthenticationFailedError) as exc:
             raise FaceauditError(describe_failure(self._kafka, exc)) from None
 

@@ -41,6 +41,11 @@ class Settings:
     max_poll_interval: float = 900.0
     session_timeout: float = 45.0
     kafka_timeout: float = 15.0
+    # Signed, chained digests of what is stored (consumers.trail.digests): "on" or "off".
+    digests: str = "on"
+    digest_interval: float = 60.0
+    auditor_key: str | None = None  # default: the one auditor key under $FACEAUDIT_HOME/keys
+    chain: str | None = None  # default: the group
     # Who the clients are to Kafka (core.clients.KafkaConfig): SASL_SSL when a user
     # is given; the password from its file or FACEAUDIT_KAFKA_PASSWORD, never a flag.
     kafka_security_protocol: str | None = None
@@ -111,6 +116,17 @@ class Settings:
             raise FaceauditError(f"--batch-seconds must be positive, not {self.batch_seconds:g}")
         if self.until_idle is not None and self.until_idle <= 0:
             raise FaceauditError(f"--until-idle must be positive, not {self.until_idle}")
+        if self.digests not in ("on", "off"):
+            raise FaceauditError(f"--digests is on or off, not {self.digests!r}")
+        if self.digest_interval <= 0:
+            raise FaceauditError(
+                f"--digest-interval must be positive, not {self.digest_interval:g}"
+            )
+
+    @property
+    def chain_name(self) -> str:
+        """The digest chain this process writes."""
+        return self.chain or self.group
 
 
 def _local_broker(

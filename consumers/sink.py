@@ -31,6 +31,15 @@ from clickhouse_connect.driver.insert import InsertContext
 from clickhouse_connect.driver.transform import NativeTransform
 
 from consumers.batch import ROW_TABLES, TABLES, Batch
+from consumers.trail.ledger import (
+    LEDGER_TABLE,
+    Ledger,
+    TableColumns,
+    TableRoot,
+    batch_ledger,
+    rows_table,
+)
+from consumers.trail.row_hashes import DIGESTED_TABLES
 from core.clients import is_embedded
 from schemas.ddl import DATABASE
 
@@ -68,18 +77,22 @@ class ColumnarBatch:
 @dataclass(frozen=True, slots=True)
 class BatchFiles:
     """A batch written to files: (table, column names, file) per row table, in
-    ClickHouse's Native format, and the events as an Arrow IPC stream (or None)."""
+    ClickHouse's Native format, the events and the ledger rows as Arrow IPC
+    streams (or None), and the ledger's roots."""
 
     token: str
     tables: tuple[tuple[str, list[str], Path], ...]
     events: Path | None
+    ledger: Path | None = None
+    roots: tuple[TableRoot, ...] = ()
 
     def remove(self) -> None:
         """Delete the files (once inserted, or abandoned)."""
         for _, _, path in self.tables:
             path.unlink(missing_ok=True)
-        if self.events is not None:
-            self.events.unlink(missing_ok=True)
+        for path in (self.events, self.ledger):
+            if path is not None:
+                path.unlink(missing_ok=True)
 
 
 def events_table(batch: Batch, layout: Layout) -> pa.Table | None:
@@ -124,15 +137,51 @@ def to_columns(batch: Batch, layout: Layout) -> ColumnarBatch:
     return ColumnarBatch(batch.token, tuple(tables))
 
 
-def write_files(batch: Batch, layout: Layout, directory: Path) -> BatchFiles:
-    """Write the batch's non-empty tables to files in `directory`, as the bodies of their inserts.
+def table_columns(layout: Layout) -> dict[str, TableColumns]:
+    """What the ledger hashes of each table: the columns the sink fills."""
+    return {
+        table: TableColumns(
+            tuple(column.name for column in columns),
+            frozenset(column.name for column in columns if column.is_array),
+            frozenset(column.name for column in columns if column.type_name.startswith("Map(")),
+        )
+        for table, columns in layout.items()
+    }
+
+
+def digested_columns(layout: Layout) -> dict[str, tuple[str, ...]]:
+    """The columns each digested table's rows are hashed over (a digest names them)."""
+    return {table: table_columns(layout)[table].names for table in DIGESTED_TABLES}
+
+
+def prepare_ledger(
+    chain: str, columnar: ColumnarBatch, events: pa.Table | None, layout: Layout
+) -> Ledger | None:
+    """The ledger of the rows about to be inserted (`consumers.trail.ledger`)."""
+    columns = table_columns(layout)
+    tables = [
+        (table, rows_table(names, data, columns[table].maps))
+        for table, names, data in columnar.tables
+        if table in DIGESTED_TABLES
+    ]
+    if events is not None:
+        tables.append((EVENTS, events))
+    return batch_ledger(chain, columnar.token, tables, columns)
+
+
+def write_files(
+    batch: Batch, layout: Layout, directory: Path, chain: str | None = None
+) -> BatchFiles:
+    """Write the batch's non-empty tables to files in `directory`, as the bodies of their inserts;
+    with `chain`, its ledger too.
 
     The same encoder clickhouse-connect uses for `Client.insert`, run without
     a connection (the column types come from the layout), and streamed to the
     file a block at a time, so the encoded batch is never whole in memory.
     """
     columnar = to_columns(batch, layout)
-    tables = []
+    tables: list[tuple[str, list[str], Path]] = []
+    events_path = ledger_path = None
     try:
         for table, names, data in columnar.tables:
             context = InsertContext(
@@ -152,26 +201,34 @@ def write_files(batch: Batch, layout: Layout, directory: Path) -> BatchFiles:
                     file.write(
                         memoryview(block)[block.index(b"\n") + 1 :] if number == 0 else block
                     )
-        events = _write_events(batch, layout, directory)
+        events = events_table(batch, layout)
+        ledger = None if chain is None else prepare_ledger(chain, columnar, events, layout)
+        events_path = _write_arrow(events, "events", directory)
+        ledger_path = _write_arrow(None if ledger is None else ledger.rows, "ledger", directory)
     except BaseException:
-        BatchFiles(columnar.token, tuple(tables), None).remove()
+        BatchFiles(columnar.token, tuple(tables), events_path, ledger_path).remove()
         raise
-    return BatchFiles(columnar.token, tuple(tables), events)
+    roots = () if ledger is None else ledger.roots
+    return BatchFiles(columnar.token, tuple(tables), events_path, ledger_path, roots)
 
 
-def _write_events(batch: Batch, layout: Layout, directory: Path) -> Path | None:
-    events = events_table(batch, layout)
-    if events is None:
+def _write_arrow(table: pa.Table | None, prefix: str, directory: Path) -> Path | None:
+    if table is None:
         return None
-    handle, name = tempfile.mkstemp(prefix="events-", suffix=".arrows", dir=directory)
+    handle, name = tempfile.mkstemp(prefix=f"{prefix}-", suffix=".arrows", dir=directory)
     path = Path(name)
     try:
-        with os.fdopen(handle, "wb") as file, pa.ipc.new_stream(file, events.schema) as writer:
-            writer.write_table(events)
+        with os.fdopen(handle, "wb") as file, pa.ipc.new_stream(file, table.schema) as writer:
+            writer.write_table(table)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     return path
+
+
+def _read_arrow(path: Path) -> pa.Table:
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_stream(source).read_all()
 
 
 class ClickHouseSink:
@@ -196,29 +253,34 @@ class ClickHouseSink:
             for name, is_array, type_name in result.result_rows
         )
 
-    def write(self, batch: Batch) -> None:
-        """Insert every table of the batch, the events last (`TABLES`).
+    def write(self, batch: Batch, chain: str | None = None) -> tuple[TableRoot, ...]:
+        """Insert every table of the batch, the events last (`TABLES`); with `chain`, its
+        ledger first, and return the ledger's roots for the chain's next digest.
 
         The deduplication token names the table and the batch's offset ranges,
         so a retry of the same batch (after a failed insert) is stored once,
         and the statistics views fed by it count it once.
         """
-        self._insert_rows(to_columns(batch, self.layout))
+        columnar = to_columns(batch, self.layout)
         events = events_table(batch, self.layout)
+        ledger = None if chain is None else prepare_ledger(chain, columnar, events, self.layout)
+        if ledger is not None:
+            self.insert_arrow(LEDGER_TABLE, ledger.rows, _ledger_token(chain, columnar.token))
+        self._insert_rows(columnar)
         if events is not None:
-            self.insert_events(events, batch.token)
+            self.insert_arrow(EVENTS, events, batch.token)
+        return () if ledger is None else ledger.roots
 
-    def insert_events(self, events: pa.Table, token: str) -> None:
-        """Insert an Arrow table of events, deduplicated by `token` as the other tables."""
-        settings = _deduplicated(EVENTS, token)
+    def insert_arrow(self, table: str, rows: pa.Table, token: str) -> None:
+        """Insert an Arrow table, deduplicated by `token` as the row tables."""
+        settings = _deduplicated(table, token)
         if not self._embedded:
-            self._client.insert_arrow(EVENTS, events, database=DATABASE, settings=settings)
+            self._client.insert_arrow(table, rows, database=DATABASE, settings=settings)
             return
-        names = ", ".join(f"`{name}`" for name in events.column_names)
-        faceaudit_events = events  # noqa: F841 -- the name the query's Python() reads
+        names = ", ".join(f"`{name}`" for name in rows.column_names)
+        faceaudit_rows = rows  # noqa: F841 -- the name the query's Python() reads
         self._client.command(
-            f"INSERT INTO {DATABASE}.{EVENTS} ({names}) "
-            f"SELECT {names} FROM Python(faceaudit_events)",
+            f"INSERT INTO {DATABASE}.{table} ({names}) SELECT {names} FROM Python(faceaudit_rows)",
             settings=settings,
         )
 
@@ -235,6 +297,10 @@ class ClickHouseSink:
 
     def insert_files(self, files: BatchFiles) -> None:
         """Insert every table of a batch written by `write_files`, deduplicated as `write`."""
+        if files.ledger is not None:
+            rows = _read_arrow(files.ledger)
+            chain = rows.column("chain")[0].as_py()
+            self.insert_arrow(LEDGER_TABLE, rows, _ledger_token(chain, files.token))
         for table, names, path in files.tables:
             with path.open("rb") as body:
                 self._client.raw_insert(
@@ -245,9 +311,13 @@ class ClickHouseSink:
                     fmt="Native",
                 )
         if files.events is not None:
-            with pa.memory_map(str(files.events)) as source:
-                events = pa.ipc.open_stream(source).read_all()
-            self.insert_events(events, files.token)
+            self.insert_arrow(EVENTS, _read_arrow(files.events), files.token)
+
+
+def _ledger_token(chain: str, token: str) -> str:
+    """A batch's ledger rows are deduplicated per chain: each worker stores the registry's
+    rows under one token, but each chain's ledger must keep its own."""
+    return f"{chain}/{token}"
 
 
 def _deduplicated(table: str, token: str) -> dict[str, object]:

@@ -10,6 +10,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from core.clients import clickhouse_client, redact
 from core.errors import FaceauditError
+from core.private_files import private_dir
 from schemas.ddl import DATABASE, migrate
 
 CHDB_SCHEME = "chdb://"
@@ -43,9 +44,28 @@ def open_store(dsn: str) -> Client:
     return client
 
 
+def open_reader(dsn: str) -> Client:
+    """A client that can only read `dsn`'s store (the dashboard, `faceaudit verify`): it never
+    creates, migrates or writes it. FaceauditError if there is no store there yet."""
+    if dsn.startswith(CHDB_SCHEME):
+        path = Path(dsn[len(CHDB_SCHEME) :]).resolve()
+        if not (path / "metadata").is_dir():
+            raise StoreError(f"no store at {path} yet: the validator makes it (faceaudit consume)")
+        dsn = f"{CHDB_SCHEME}{path}"
+        os.environ.setdefault(*_ENGINE_ALLOCATOR)
+    client = clickhouse_client(dsn, readonly=READ_ONLY)
+    client.database = DATABASE
+    return client
+
+
+READ_ONLY = 2
+"""ClickHouse's `readonly` setting: read queries only (2: a query may still set its settings)."""
+
+
 def _prepare_chdb_dir(path: Path) -> None:
+    """The store's directory, readable by its owner alone: whoever reads it reads the trail."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
     except OSError as exc:
         raise StoreError(f"cannot create the data directory {path}: {exc.strerror}") from None
     probe = path / ".write-test"

@@ -75,7 +75,10 @@ def stored_registry_offsets(client: Client) -> dict[tuple[str, int], int]:
             for table in ("consents", "deployments", "deletions", "dead_letters")
         )
     )
-    return {(topic, partition): offset for topic, partition, offset in result.result_rows}
+    highest: dict[tuple[str, int], int] = {}
+    for topic, partition, offset in result.result_rows:  # one row per table that has it
+        highest[topic, partition] = max(offset, highest.get((topic, partition), -1))
+    return highest
 
 
 def stored_eventless_violations(client: Client) -> frozenset[str]:

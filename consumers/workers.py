@@ -14,6 +14,7 @@ Either way a worker runs the same `Validator` behind a `StoreGateway`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import signal
@@ -30,9 +31,11 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalErr
 from consumers.batch import Batch
 from consumers.gateway import ClickHouseGateway, StoreGateway
 from consumers.settings import Settings
-from consumers.sink import ClickHouseSink, write_files
+from consumers.sink import ClickHouseSink, digested_columns, write_files
 from consumers.stored_tail import CheckpointState, StoredTail
 from consumers.summary import RunSummary
+from consumers.trail.digests import ChainState, Digest
+from consumers.trail.ledger import TableRoot
 from core.errors import FaceauditError
 
 CHDB_SCHEME = "chdb://"
@@ -55,13 +58,23 @@ class RemoteGateway:
             raise OperationalError(f"store owner: {value}")
         return value
 
-    def write(self, batch: Batch) -> None:
-        # Encoded here, so the store owner only hands the files to the engine.
-        files = write_files(batch, self._layout, self._spool)
+    def write(self, batch: Batch, chain: str | None = None) -> tuple[TableRoot, ...]:
+        # Encoded (and hashed) here, so the store owner only hands the files to the engine.
+        files = write_files(batch, self._layout, self._spool, chain)
         try:
             self._call("insert", files)
         finally:
             files.remove()
+        return files.roots
+
+    def digested_columns(self) -> dict[str, tuple[str, ...]]:
+        return digested_columns(self._layout)
+
+    def write_digest(self, digest: Digest) -> None:
+        self._call("write_digest", digest)
+
+    def chain_state(self, chain: str) -> ChainState:
+        return self._call("chain_state", chain)
 
     def stored_tail(self, topic: str, partition: int, start: int) -> StoredTail:
         return self._call("stored_tail", topic, partition, start)
@@ -178,7 +191,9 @@ def _worker_main(settings: Settings, index: int, conn: Connection, spool: Path |
         else:
             client = open_store(settings.clickhouse)
             gateway = ClickHouseGateway(client)
-        validator = Validator(settings, gateway)
+        # Each worker chains its own digests.
+        own = dataclasses.replace(settings, chain=f"{settings.chain_name}/{index}")
+        validator = Validator(own, gateway)
         if settings.metrics_port:
             validator.metrics.serve(settings.metrics_port + index)
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -276,10 +276,11 @@ def _names(error: BaseException) -> set[str]:
     return names
 
 
-def clickhouse_client(dsn: str) -> Client:
-    """A client for `dsn` (`chdb://ABSOLUTE-PATH` or `http(s)://…`); FaceauditError if it fails."""
+def clickhouse_client(dsn: str, **settings: object) -> Client:
+    """A client for `dsn` (`chdb://ABSOLUTE-PATH` or `http(s)://…`), its queries run with
+    `settings`; FaceauditError if it fails."""
     try:
-        return clickhouse_connect.get_client(dsn=dsn)
+        return clickhouse_connect.get_client(dsn=dsn, settings=settings or None)
     except ClickHouseError as exc:
         raise FaceauditError(_cannot_open(dsn, exc)) from None
     except OSError as exc:

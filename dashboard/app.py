@@ -1,16 +1,19 @@
 """The Flask application: routes from ``api``, ``pages`` and ``public``, token checks, errors.
 
 Every route outside ``public`` needs a token: ``Authorization: Bearer TOKEN``,
-or the cookie ``/login`` sets. A missing or unknown token is 401; a request
-for a region, processor or violation outside the token's scope is 403.
+or the cookie ``/login`` sets. A missing or unknown token is 401; a filter
+for a region or processor outside the token's scope is 403; a processor or
+violation outside it is 404, as one that does not exist.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Final
 
 from flask import Flask, g, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, Unauthorized
 from werkzeug.http import HTTP_STATUS_CODES
@@ -21,7 +24,8 @@ from dashboard.auth import TokenFile
 from dashboard.context import REPORTS, TOKENS, reports, tokens
 from dashboard.filters import FilterError
 from dashboard.pages import pages
-from dashboard.public import COOKIE, public
+from dashboard.proxy import TrustedProxy
+from dashboard.public import COOKIE, login_form, public
 from dashboard.queries import Missing, Reports
 from dashboard.scope import OutOfScope
 
@@ -33,10 +37,36 @@ SECURITY_HEADERS: Final = {
 }
 
 
-def create_app(reports: Reports, tokens: TokenFile, access_log: logging.Logger) -> Flask:
-    """The dashboard as a WSGI app (``app.wsgi_app`` logs every request to ``access_log``)."""
+class FiniteJSON(DefaultJSONProvider):
+    """JSON without ``NaN`` or ``Infinity``, which are not JSON: a device may send a NaN
+    score, and one such value would make the whole answer unreadable. They come out null."""
+
+    sort_keys = False  # keep the store's column order (events keep table order)
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return super().dumps(_finite(obj), allow_nan=False, **kwargs)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def create_app(
+    reports: Reports,
+    tokens: TokenFile,
+    access_log: logging.Logger,
+    trusted_proxy: str | None = None,
+) -> Flask:
+    """The dashboard as a WSGI app (``app.wsgi_app`` logs every request to ``access_log``);
+    `trusted_proxy`: the address whose X-Forwarded-* headers are believed."""
     app = Flask(__name__)
-    app.json.sort_keys = False  # keep the store's column order (events keep table order)
+    app.json = FiniteJSON(app)
     app.extensions[REPORTS] = reports
     app.extensions[TOKENS] = tokens
     app.register_blueprint(public)
@@ -52,7 +82,7 @@ def create_app(reports: Reports, tokens: TokenFile, access_log: logging.Logger) 
     app.add_template_filter(_number, "num")
     app.add_template_filter(_when, "when")
     app.add_template_filter(_fixed, "fixed")
-    app.wsgi_app = AccessLog(app.wsgi_app, access_log)
+    app.wsgi_app = TrustedProxy(AccessLog(app.wsgi_app, access_log), trusted_proxy)
     return app
 
 
@@ -90,7 +120,10 @@ def _error(code: int | None, message: str | None) -> ResponseReturnValue:
         body = {"error": HTTP_STATUS_CODES.get(code, "Error"), "message": message}
         return body, code, headers
     if code == 401:
-        return render_template("login.html", next=request.full_path), code, headers
+        response = login_form(request.full_path)
+        response.status_code = code
+        response.headers.update(headers)
+        return response
     return render_template("error.html", code=code, message=message), code, headers
 
 

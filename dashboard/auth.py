@@ -2,7 +2,11 @@
 
 One line per token::
 
-    {"name": "shanghai-cac", "sha256": "<hex>", "regions": ["31"], "processors": []}
+    {"name": "shanghai-cac", "sha256": "<hex>", "regions": ["31"], "processors": [],
+     "expires": "2027-01-01T00:00:00+00:00"}
+
+``expires`` (ISO-8601 with a zone) may be null or left out: such a token
+never expires. A token past its expiry is refused like an unknown one.
 
 A token is shown once, when ``add_token`` makes it; the file keeps only its
 hash, so a leaked file grants nothing. The file is read again whenever it
@@ -19,6 +23,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from threading import Lock
 from typing import Any, Final
@@ -30,6 +35,7 @@ TOKEN_PREFIX: Final = "fa_"
 _HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
 _REGION: Final = re.compile(r"^[0-9]{1,6}$")
 _KEYS: Final = frozenset(("name", "sha256", "regions", "processors"))
+_OPTIONAL_KEYS: Final = frozenset(("expires",))
 _log = logging.getLogger(__name__)
 
 
@@ -39,10 +45,14 @@ class TokenFileError(FaceauditError):
 
 @dataclass(frozen=True, slots=True)
 class Token:
-    """Who holds a token (its name, used in the access log) and what it may see."""
+    """Who holds a token (its name, used in the access log), what it may see, and until when."""
 
     name: str
     scope: Scope
+    expires: datetime | None = None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires is not None and now >= self.expires
 
 
 def hash_token(token: str) -> str:
@@ -84,10 +94,13 @@ def load_tokens(path: Path) -> dict[str, Token]:
     return tokens
 
 
-def add_token(path: Path, name: str, scope: Scope, replace: bool = False) -> str:
+def add_token(
+    path: Path, name: str, scope: Scope, replace: bool = False, expires: datetime | None = None
+) -> str:
     """Make a token, append its hash line to ``path`` (created mode 0600), return the token.
 
     With ``replace``, a token of the same name is removed first: it stops working.
+    ``expires``: when it stops working by itself (None: never).
     """
     existing = load_tokens(path) if path.exists() else {}
     if any(holder.name == name for holder in existing.values()):
@@ -102,6 +115,7 @@ def add_token(path: Path, name: str, scope: Scope, replace: bool = False) -> str
         "sha256": hash_token(token),
         "regions": list(scope.regions),
         "processors": list(scope.processors),
+        "expires": None if expires is None else expires.isoformat(),
     }
     try:
         _parse_entry(entry)
@@ -115,6 +129,13 @@ def add_token(path: Path, name: str, scope: Scope, replace: bool = False) -> str
     except OSError as exc:
         raise TokenFileError(f"cannot write the token file {path}: {exc.strerror}") from None
     return token
+
+
+def revoke_token(path: Path, name: str) -> None:
+    """Remove the token called ``name``: a running server refuses it at its next request."""
+    if not any(holder.name == name for holder in load_tokens(path).values()):
+        raise TokenFileError(f"no token named {name!r} in {path}")
+    _remove_name(path, name)
 
 
 def _remove_name(path: Path, name: str) -> None:
@@ -163,7 +184,10 @@ class TokenFile:
                 except TokenFileError as exc:
                     _log.error("token file changed and cannot be used, granting nothing: %s", exc)
                     self._tokens = {}
-            return self._tokens.get(hash_token(token))
+            holder = self._tokens.get(hash_token(token))
+        if holder is None or holder.expired(datetime.now(UTC)):
+            return None
+        return holder
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -174,8 +198,11 @@ class TokenFile:
 
 
 def _parse_entry(entry: Any) -> tuple[str, Token]:
-    if not isinstance(entry, dict) or set(entry) != _KEYS:
-        raise ValueError(f"each line must be a JSON object with exactly {sorted(_KEYS)}")
+    if not isinstance(entry, dict) or not _KEYS <= set(entry) <= _KEYS | _OPTIONAL_KEYS:
+        raise ValueError(
+            f"each line must be a JSON object with exactly {sorted(_KEYS)}, "
+            f"and optionally {sorted(_OPTIONAL_KEYS)}"
+        )
     name, digest = entry["name"], entry["sha256"]
     if not isinstance(name, str) or not name.strip() or not name.isprintable() or len(name) > 64:
         raise ValueError("name must be 1 to 64 printable characters")
@@ -188,4 +215,17 @@ def _parse_entry(entry: Any) -> tuple[str, Token]:
         check_region_prefix(region)
     if not isinstance(processors, list) or not all(isinstance(p, str) and p for p in processors):
         raise ValueError("processors must be a list of processor ids")
-    return digest, Token(name, Scope(tuple(regions), tuple(processors)))
+    return digest, Token(name, Scope(tuple(regions), tuple(processors)), _expiry(entry))
+
+
+def _expiry(entry: dict[str, Any]) -> datetime | None:
+    expires = entry.get("expires")
+    if expires is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(expires) if isinstance(expires, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ValueError("expires must be an ISO-8601 time with a zone, or null")
+    return moment

@@ -184,6 +184,10 @@ class Reports:
             "WHERE processor_id = {processor:String} ORDER BY deployment_id",
             {"processor": processor_id},
         )
+        deployments = self._deployments(scope, registry, stats)
+        # Filing ids only of the deployments the token sees: not other regions'.
+        shown = {row["deployment_id"] for row in deployments if row["registered"]}
+        visible = [entry for entry in registry if entry["deployment_id"] in shown]
         return {
             "profile": self.profile,
             "filters": filters.query_args(),
@@ -196,19 +200,21 @@ class Reports:
                 "by_severity": severity_counts(self.db, stats),
                 "by_rule": [self._titled(row) for row in by_rule],
             },
-            "deployments": self._deployments(scope, registry, stats),
-            "filing": self._filing(scope, filters, registry),
+            "deployments": deployments,
+            "filing": self._filing(scope, filters, visible),
             "consent": self._consent(scope, filters),
             "latest": self.violations(scope, filters, Page(limit=LATEST))["violations"],
         }
 
     def _check_processor(self, scope: Scope, processor_id: str) -> None:
-        """OutOfScope if the processor exists but not within the scope; Missing if nowhere."""
-        scope.check_processor(processor_id)
+        """Missing unless the processor has data within the scope: one outside it is no more
+        visible than one that does not exist, so the answer tells nothing about it."""
+        try:
+            scope.check_processor(processor_id)
+        except OutOfScope:
+            raise Missing(f"no processor {processor_id}") from None
         if self._processor_seen(Where(scope), processor_id):
             return
-        if scope.regions and self._processor_seen(Where(Scope()), processor_id):
-            raise OutOfScope(f"processor {processor_id} has no data in this token's regions")
         if not scope.regions and self.db.scalar(
             "SELECT count() FROM deployments WHERE processor_id = {processor:String}",
             {"processor": processor_id},
@@ -363,12 +369,7 @@ class Reports:
             f"FROM violations {where.sql} LIMIT 1",
             where.params,
         )
-        if not rows:
-            if self.db.scalar(
-                "SELECT count() FROM violations WHERE violation_id = {violation_id:String}",
-                {"violation_id": violation_id},
-            ):
-                raise OutOfScope(f"violation {violation_id} is outside this token's scope")
+        if not rows:  # none, or one outside the scope: the same answer
             raise Missing(f"no violation {violation_id}")
         found = _json_row(rows[0])
         found["details"] = _parse_details(found["details"])

@@ -20,7 +20,8 @@ StandardAuthorizer with ``allow.everyone.if.no.acl.found=false``):
   ``faceaudit-*`` (or with no group); write the violations, dead-letter and
   digests topics (and read the violations topic: what it already published);
 - ``operator``: write the keys topic, the only one who may;
-- ``reader``: read the violations topic, in groups named after the reader;
+- ``reader``: read the violations, keys and digests topics (the findings and what
+  verifies them), in groups named after the reader;
 - ``admin``: a super user, like the broker's own principals.
 """
 
@@ -58,6 +59,7 @@ from schemas.topics import (
     VIOLATION_TOPIC,
 )
 
+READER_TOPICS = (VIOLATION_TOPIC, KEYS_TOPIC, DIGESTS_TOPIC)
 BROKER_USER = "broker"  # the broker reaching its own SASL_SSL listener (inter-broker)
 BROKER_CN = "faceaudit-broker"
 BROKER_CERT_PRINCIPAL = f"User:CN={BROKER_CN}"  # its controller client certificate
@@ -307,9 +309,11 @@ def acls_for(name: str, role: str) -> list[ACL]:
         ]
     if role == "operator":
         return _allow(principal, topic, (KEYS_TOPIC,), (write, read, describe))
-    if role == "reader":
+    if role == "reader":  # a regulator's tools: the findings, and what verifies them
         return [
-            *_allow(principal, topic, (VIOLATION_TOPIC,), (read, describe)),
+            *_allow(
+                principal, topic, (VIOLATION_TOPIC, KEYS_TOPIC, DIGESTS_TOPIC), (read, describe)
+            ),
             *_allow(principal, group, (name,), (read, describe), prefixed=True),
         ]
     return []

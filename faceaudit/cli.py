@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import faulthandler
 import logging
 import signal
@@ -18,12 +19,13 @@ from faceaudit.commands_check import add_check_parser, add_rules_parser
 from faceaudit.commands_dashboard import add_dashboard_parser
 from faceaudit.commands_dead_letters import add_dead_letters_parser
 from faceaudit.commands_keys import add_keys_parser
+from faceaudit.commands_verify import add_verify_parser
 from faceaudit.home import home
 from faceaudit.kafka_flags import add_kafka_flags, kafka_flags
 from faceaudit.trust_flag import add_trust_flag
 
 if TYPE_CHECKING:
-    from producers.signer import Signer
+    from schemas.signatures import Signer
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rules_parser(commands)
     add_dead_letters_parser(commands)
     add_keys_parser(commands)
+    add_verify_parser(commands)
     add_dashboard_parser(commands)
     return parser
 
@@ -308,13 +311,42 @@ def _add_consume(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="validator processes in the group (1); with chDB the parent owns the store",
     )
+    con.add_argument(
+        "--digests",
+        choices=("on", "off"),
+        help="sign chained digests of what is stored, for faceaudit verify (on; FACEAUDIT_DIGESTS)",
+    )
+    con.add_argument(
+        "--digest-interval",
+        type=float,
+        metavar="SECONDS",
+        help="how often a digest is written (60); a clean stop writes a last one",
+    )
+    con.add_argument(
+        "--auditor-key",
+        metavar="PATH",
+        help="the auditor's Ed25519 private key the digests are signed with (default: the "
+        "one auditor key under $FACEAUDIT_HOME/keys; FACEAUDIT_AUDITOR_KEY)",
+    )
+    con.add_argument(
+        "--chain",
+        metavar="NAME",
+        help="the digest chain's name (default: the group); each validator process of a "
+        "group needs its own (--workers adds /N)",
+    )
     con.set_defaults(handler=_consume)
 
 
 def _consume(args: argparse.Namespace) -> int:
     from faceaudit.consume import consume
+    from faceaudit.home import local_auditor_key
 
-    return consume(Settings.resolve(vars(args), role="validator"))
+    settings = Settings.resolve(vars(args), role="validator")
+    if settings.digests == "on" and settings.auditor_key is None:
+        found = local_auditor_key()
+        if found is not None:
+            settings = dataclasses.replace(settings, auditor_key=str(found))
+    return consume(settings)
 
 
 # -- argument types -----------------------------------------------------------

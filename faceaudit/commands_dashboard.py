@@ -9,8 +9,10 @@ at a ClickHouse server to run them together.
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, NoReturn
 
@@ -22,6 +24,7 @@ from dashboard.auth import check_region_prefix
 from faceaudit.home import HOME, home
 
 TOKENS_FILE: Final = "dashboard-tokens.jsonl"
+DEFAULT_EXPIRY: Final = "30d"
 DEFAULT_PORT: Final = 8080
 EXIT_OK: Final = 0
 
@@ -60,6 +63,12 @@ def add_dashboard_parser(commands: argparse._SubParsersAction) -> None:
         help="append one JSON line per request (who, path, status, time) here; default stderr",
     )
     dash.add_argument(
+        "--trusted-proxy",
+        metavar="ADDRESS",
+        help="the TLS proxy in front (its IP address): only its X-Forwarded-* headers are "
+        "believed, so the login cookie is marked Secure behind it",
+    )
+    dash.add_argument(
         "--profile",
         choices=PROFILES,
         help="profile whose FR-FILING threshold is shown (FACEAUDIT_PROFILE, default cac-2025)",
@@ -72,6 +81,14 @@ def add_dashboard_parser(commands: argparse._SubParsersAction) -> None:
         "--replace",
         action="store_true",
         help="replace an existing token of that NAME (the old token stops working)",
+    )
+    issue.add_argument(
+        "--expires",
+        type=_expiry,
+        default=_expiry(DEFAULT_EXPIRY),
+        metavar="WHEN",
+        help=f"when the token stops working: a duration (30d, 12h) or an ISO-8601 time, "
+        f"or never (default {DEFAULT_EXPIRY})",
     )
     issue.add_argument(
         "--regions",
@@ -88,6 +105,9 @@ def add_dashboard_parser(commands: argparse._SubParsersAction) -> None:
         metavar="IDS",
         help="processor ids the token sees, comma-separated (default: all processors)",
     )
+    dash.add_argument(
+        "--revoke", metavar="NAME", help="remove the token NAME (it stops working) and exit"
+    )
     dash.set_defaults(handler=_dashboard)
 
 
@@ -97,6 +117,12 @@ def _dashboard(args: argparse.Namespace) -> int:
         return _make_token(path, args)
     if args.regions or args.processors or args.replace:
         raise FaceauditError("--regions, --processors and --replace only go with --make-token NAME")
+    if args.revoke is not None:
+        from dashboard.auth import revoke_token
+
+        revoke_token(path, args.revoke)
+        print(f"faceaudit: token {args.revoke!r} removed from {path}", file=sys.stderr)
+        return EXIT_OK
     return _serve(path, args)
 
 
@@ -105,10 +131,11 @@ def _make_token(path: Path, args: argparse.Namespace) -> int:
     from dashboard.scope import Scope
 
     scope = Scope(args.regions, args.processors)
-    token = add_token(path, args.make_token, scope, replace=args.replace)
+    token = add_token(path, args.make_token, scope, replace=args.replace, expires=args.expires)
     print(token)
+    until = "never expires" if args.expires is None else f"expires {args.expires.isoformat()}"
     print(
-        f"faceaudit: token {args.make_token!r} ({scope.describe()}) added to {path}; "
+        f"faceaudit: token {args.make_token!r} ({scope.describe()}; {until}) added to {path}; "
         "it is shown only now, and the file keeps only its hash",
         file=sys.stderr,
     )
@@ -119,7 +146,7 @@ def _serve(path: Path, args: argparse.Namespace) -> int:
     from waitress.server import create_server
 
     from consumers.rules.catalogue import load_catalogue
-    from consumers.store import open_store
+    from consumers.store import open_reader
     from dashboard.access_log import open_access_log
     from dashboard.app import create_app
     from dashboard.auth import TokenFile
@@ -129,9 +156,10 @@ def _serve(path: Path, args: argparse.Namespace) -> int:
     settings = Settings.resolve({"clickhouse": args.clickhouse, "profile": args.profile})
     tokens = TokenFile(path)  # a bad token file stops us before the store is taken
     access_log = open_access_log(args.access_log)
-    db = Database(open_store(settings.clickhouse))
+    db = Database(open_reader(settings.clickhouse))  # it never migrates or writes
     try:
-        app = create_app(Reports(db, load_catalogue(), settings.profile), tokens, access_log)
+        reports = Reports(db, load_catalogue(), settings.profile)
+        app = create_app(reports, tokens, access_log, args.trusted_proxy)
         try:
             server = create_server(app, host=args.host, port=args.port, ident="faceaudit")
         except OSError as exc:
@@ -157,6 +185,23 @@ def _serve(path: Path, args: argparse.Namespace) -> int:
 
 def _interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt
+
+
+def _expiry(text: str) -> datetime | None:
+    """``30d``, ``12h``, ``90m`` from now; an ISO-8601 time (UTC if it names no zone); ``never``."""
+    if text == "never":
+        return None
+    match = re.fullmatch(r"(\d+)([dhm])", text)
+    if match:
+        unit = {"d": "days", "h": "hours", "m": "minutes"}[match[2]]
+        return datetime.now(UTC) + timedelta(**{unit: int(match[1])})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a duration (30d, 12h, 90m), an ISO-8601 time or never: {text!r}"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _port(text: str) -> int:

@@ -17,11 +17,10 @@ from typing import Any, Final
 from consumers.settings import Settings
 from core.clients import KafkaConfig
 from core.errors import FaceauditError
-from faceaudit.home import home
+from faceaudit.home import KEYS_DIR, home
 from faceaudit.kafka_flags import add_kafka_flags, kafka_flags
 from schemas import codec
 
-KEYS_DIR: Final = "keys"
 TABLE_HEADER: Final = ("KEY_ID", "OWNER", "PROCESSOR", "DEVICE", "VALID_FROM", "REVOKED_AT")
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from core.clients import KafkaConfig
 from faceaudit.keys import new_key_record, publish
-from producers.signer import Signer
+from schemas.signatures import Signer
 
 
 def register_fleet_keys(

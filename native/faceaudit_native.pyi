@@ -106,3 +106,11 @@ class JsonLines:
     def __next__(self) -> tuple[dict[str, pyarrow.RecordBatch], list[tuple[int, bytes]]]:
         """A batch per kind of the lines taken from the next chunk, and
         ``(line number, line)`` for each line handed back (newline included)."""
+
+def row_hashes(batch: pyarrow.RecordBatch) -> bytes:
+    """The SHA-256 of each row, 32 bytes each, in row order. Columns must be ``int64``,
+    ``timestamp[us]``, ``float64``, ``bool``, ``string``, ``binary`` or ``list<string>``
+    (ValueError otherwise); the GIL is released while hashing."""
+
+def merkle_root(leaves: bytes) -> bytes:
+    """RFC 6962's Merkle tree hash of ``leaves`` (32 bytes each, concatenated, in order)."""

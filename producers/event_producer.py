@@ -34,9 +34,8 @@ from core.clients import KafkaConfig, kafka_producer
 from core.delivery import DeliveryFailures, describe_failure
 from core.errors import FaceauditError
 from producers import checkpointing
-from producers.signer import Signer
 from schemas import codec
-from schemas.signatures import PROCESSOR_SIGNED_KINDS
+from schemas.signatures import PROCESSOR_SIGNED_KINDS, Signer
 from schemas.topics import EVENT_KINDS, KEY_FIELD, TOPICS
 
 T = TypeVar("T")

@@ -699,6 +699,10 @@ class Fleet:
             record["signage_present"] = False
         elif rule == CONSENT_MISSING:
             record["consent_id"] = rng.choice((None, self._uuid("cns")))
+        elif rule == RAW_IDENTIFIER and record["subject_ref"] and not device.template.consent_based:
+            # A resident identity number instead of the subject's pseudonym; only where no
+            # consent names the subject, so that nothing else is broken.
+            record["subject_ref"] = resident_id(device.deployment.region_code, rng)
         elif rule == RAW_IDENTIFIER:  # the operator's mobile number instead of a pseudonym
             record["operator_id"] = f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}"
         return kind, record
@@ -791,3 +795,15 @@ class Fleet:
         """A version-4 UUID from the seeded generator: the same seed gives the same ids."""
         value = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
         return f"{prefix}-{value}" if prefix else value
+
+
+_ID_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK: Final = "10X98765432"
+
+
+def resident_id(region_code: str, rng: random.Random) -> str:
+    """An 18-character resident identity number of the region whose GB 11643 check
+    character is right: what AUDIT-RAW-IDENTIFIER looks for."""
+    born = datetime(1950, 1, 1) + timedelta(days=rng.randrange(365 * 50))
+    body = f"{region_code}{born:%Y%m%d}{rng.randrange(1000):03d}"
+    return body + _ID_CHECK[sum(int(d) * w for d, w in zip(body, _ID_WEIGHTS, strict=True)) % 11]

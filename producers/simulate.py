@@ -31,9 +31,8 @@ from producers.fleet import (
     UNCHECKPOINTED,
     Fleet,
 )
-from producers.signer import Signer
 from producers.stops_signing import StopsSigning
-from schemas.signatures import record_time
+from schemas.signatures import Signer, record_time
 
 # Fewer, larger batches: each new batch wakes kafka-python's sender thread, and
 # that hand-off (GIL contention) dominated the send loop at the SDK's defaults

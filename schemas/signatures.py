@@ -8,9 +8,15 @@ and ``"signature"`` (standard base64) beside ``"type"``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from core.errors import FaceauditError
 
 KEY_ID_HEADER: Final = "faceaudit-key-id"
 SIGNATURE_HEADER: Final = "faceaudit-signature"
@@ -61,3 +67,26 @@ def record_time(kind: str, record: Mapping[str, Any]) -> datetime | None:
 
 
 _HEADERS: Final = frozenset({KEY_ID_HEADER, SIGNATURE_HEADER})
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """Signs messages as the registered key ``key_id``; the private key is never shown."""
+
+    key_id: str
+    private_key: Ed25519PrivateKey = field(repr=False)
+
+    def sign(self, message: bytes) -> Signature:
+        """Ed25519 over the exact message value, as the contract has it."""
+        return Signature(self.key_id, self.private_key.sign(message))
+
+    @classmethod
+    def from_pem_file(cls, path: Path) -> Signer:
+        """The key `faceaudit keys generate` wrote to ``KEY_ID.pem``; its id is the file's stem."""
+        try:
+            private = load_pem_private_key(path.read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise FaceauditError(f"cannot read the signing key {path}: {exc}") from None
+        if not isinstance(private, Ed25519PrivateKey):
+            raise FaceauditError(f"{path} holds no Ed25519 private key")
+        return cls(path.stem, private)

@@ -10,6 +10,7 @@ already running broker instead (its credentials in FACEAUDIT_KAFKA_*).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -17,9 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from signing import AUDITOR, auditor_key_record
 
 from consumers.settings import Settings
 from faceaudit.broker import LocalBroker, ensure_topics, free_ports
+from faceaudit.keys import publish, write_private_key
+from schemas import codec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP_ENV = "FACEAUDIT_TEST_BOOTSTRAP"
@@ -32,6 +36,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def auditor_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The test auditor key's file, which every validator of the session signs digests with
+    (FACEAUDIT_AUDITOR_KEY); the test broker registers its public key."""
+    path = write_private_key(AUDITOR.private_key, tmp_path_factory.mktemp("keys"), AUDITOR.key_id)
+    saved = os.environ.get("FACEAUDIT_AUDITOR_KEY")
+    os.environ["FACEAUDIT_AUDITOR_KEY"] = str(path)
+    yield path
+    if saved is None:
+        os.environ.pop("FACEAUDIT_AUDITOR_KEY", None)
+    else:
+        os.environ["FACEAUDIT_AUDITOR_KEY"] = saved
+
+
+@pytest.fixture(scope="session")
+def trusted_keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The auditor key `faceaudit verify --keys` trusts, as `keys list --format jsonl` writes it."""
+    path = tmp_path_factory.mktemp("trusted") / "keys.jsonl"
+    path.write_text(json.dumps(codec.to_json("key", auditor_key_record())) + "\n")
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +74,9 @@ def kafka_bootstrap(
     external = os.environ.get(BOOTSTRAP_ENV)
     if external:
         ensure_topics(Settings.resolve({"bootstrap": external}, role="admin").kafka)
+        publish(
+            Settings.resolve({"bootstrap": external}, role="operator").kafka, auditor_key_record()
+        )
         yield external
         return
     port, controller_port = free_ports(2)
@@ -62,6 +91,7 @@ def kafka_bootstrap(
         bootstrap = broker.start()
         os.environ["FACEAUDIT_BROKER_HOME"] = str(broker.home)
         ensure_topics(broker.kafka("admin"))
+        publish(broker.kafka("operator"), auditor_key_record())
         yield bootstrap
     finally:
         broker.stop()

@@ -43,8 +43,10 @@ def kafka_as(role: str = "admin", user: str | None = None, timeout: float = 15.0
 
 
 def broker_environ() -> dict[str, str]:
-    """Only what points Settings.resolve at the session broker's credentials."""
-    return {name: os.environ[name] for name in (BROKER_HOME_ENV,) if name in os.environ}
+    """Only what points Settings.resolve at the session broker's credentials, and at the
+    auditor key the digests are signed with."""
+    names = (BROKER_HOME_ENV, "FACEAUDIT_AUDITOR_KEY")
+    return {name: os.environ[name] for name in names if name in os.environ}
 
 
 def cli_env(**extra: str) -> dict[str, str]:

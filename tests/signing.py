@@ -19,9 +19,9 @@ from helpers import kafka_as
 
 from faceaudit.keys import publish
 from producers.checkpointing import CheckpointSchedule, checkpointed
-from producers.signer import Signer, signed_json
+from producers.signer import signed_json
 from schemas import codec
-from schemas.signatures import SIGNED_KINDS
+from schemas.signatures import SIGNED_KINDS, Signer
 
 VALID_FROM = datetime(2020, 1, 1, tzinfo=UTC)
 _REGISTERED: set[str] = set()
@@ -35,18 +35,33 @@ def signer(processor_id: str) -> Signer:
 
 def key_record(processor_id: str, **changes: Any) -> dict[str, Any]:
     """The ``key`` record of ``processor_id``'s test key, valid from 2020."""
-    key = signer(processor_id)
+    return _record_of(signer(processor_id), "processor", processor_id) | changes
+
+
+AUDITOR = Signer(
+    "auditor-test",
+    Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"faceaudit test auditor").digest()),
+)
+"""The auditor key every test's validator signs its digests with."""
+
+
+def auditor_key_record() -> dict[str, Any]:
+    """The ``key`` record of the test auditor key, valid from 2020."""
+    return _record_of(AUDITOR, "auditor", None)
+
+
+def _record_of(key: Signer, owner: str, processor_id: str | None) -> dict[str, Any]:
     public = key.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     return {
         "key_id": key.key_id,
-        "owner": "processor",
+        "owner": owner,
         "processor_id": processor_id,
         "device_id": None,
         "algorithm": "ed25519",
         "public_key": public,
         "valid_from": VALID_FROM,
         "revoked_at": None,
-    } | changes
+    }
 
 
 def signers(processor_ids: Iterable[str]) -> dict[str, Signer]:

@@ -18,6 +18,7 @@ from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
 from consumers.settings import Settings
 from consumers.store import open_store
+from consumers.trail.ledger import TableRoot
 from producers.simulate import simulate
 
 
@@ -46,9 +47,9 @@ class _WatchingGateway(ClickHouseGateway):
         super().__init__(client)
         self.thresholds: set[tuple[int, int, int]] = set()
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch, chain: str | None = None) -> tuple[TableRoot, ...]:
         self.thresholds.add(gc.get_threshold())
-        super().write(batch)
+        return super().write(batch, chain)
 
 
 @pytest.mark.integration

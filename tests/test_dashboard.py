@@ -247,7 +247,10 @@ def test_processor_token_sees_only_its_processor(web: FlaskClient, tokens: Token
     assert {row["processor_id"] for row in rows} == {tokens.processor_id}
 
 
-def test_out_of_scope_requests_are_403(web: FlaskClient, tokens: Tokens, sql) -> None:
+def test_out_of_scope_filters_are_403_and_resources_404(
+    web: FlaskClient, tokens: Tokens, sql
+) -> None:
+    """A processor or violation outside the scope answers as one that does not exist."""
     outside = sql(
         "SELECT processor_id FROM events GROUP BY processor_id "
         "HAVING countIf(startsWith(region_code, '31')) = 0 LIMIT 1"
@@ -261,15 +264,22 @@ def test_out_of_scope_requests_are_403(web: FlaskClient, tokens: Tokens, sql) ->
         (tokens.shanghai, "/api/violations", {"region": "110105"}),
         (tokens.shanghai, "/violations.csv", {"region": "11"}),
         (tokens.shanghai, "/violations", {"region": "11"}),
-        (tokens.shanghai, f"/api/processors/{outside}", {}),
-        (tokens.shanghai, f"/processors/{outside}", {}),
-        (tokens.shanghai, f"/api/violations/{foreign_violation}", {}),
-        (tokens.shanghai, f"/violations/{foreign_violation}", {}),
-        (tokens.one_processor, f"/api/processors/{outside}", {}),
         (tokens.one_processor, "/api/violations", {"processor": outside}),
     ]
     for token, path, args in refused:
         assert get(web, path, token, **args).status_code == 403, (path, args)
+    unseen = [
+        (tokens.shanghai, f"/api/processors/{outside}", "/api/processors/no-such-processor"),
+        (tokens.shanghai, f"/processors/{outside}", "/processors/no-such-processor"),
+        (tokens.one_processor, f"/api/processors/{outside}", "/api/processors/no-such-processor"),
+        (tokens.shanghai, f"/api/violations/{foreign_violation}", "/api/violations/no-such"),
+        (tokens.shanghai, f"/violations/{foreign_violation}", "/violations/no-such"),
+    ]
+    for token, path, missing in unseen:
+        response, absent = get(web, path, token), get(web, missing, token)
+        assert response.status_code == absent.status_code == 404, path
+        if path.startswith("/api/"):
+            assert response.get_json()["error"] == absent.get_json()["error"]
     # The national token sees the same things; a narrower region than the scope is fine.
     assert get(web, f"/api/violations/{foreign_violation}", tokens.national).status_code == 200
     assert get(web, "/api/violations", tokens.shanghai, region="310104").status_code == 200
@@ -595,6 +605,46 @@ def test_replacing_a_token_revokes_the_old_one_and_keeps_the_others(
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+def dashboard_command(*args: str) -> int:
+    parser = argparse.ArgumentParser()
+    add_dashboard_parser(parser.add_subparsers())
+    parsed = parser.parse_args(["dashboard", *args])
+    return parsed.handler(parsed)
+
+
+def test_a_token_expires(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "tokens.jsonl"
+    assert dashboard_command("--tokens", str(path), "--make-token", "month") == 0
+    assert (
+        dashboard_command(
+            "--tokens", str(path), "--make-token", "past", "--expires", "2026-01-01T00:00:00Z"
+        )
+        == 0
+    )
+    assert (
+        dashboard_command("--tokens", str(path), "--make-token", "ever", "--expires", "never") == 0
+    )
+    month, past, ever = capsys.readouterr().out.split()
+    entries = {e["name"]: e for e in map(json.loads, path.read_text().splitlines())}
+    expires = datetime.fromisoformat(entries["month"]["expires"])
+    assert timedelta(days=29) < expires - datetime.now(UTC) <= timedelta(days=30), "by default"
+    assert entries["ever"]["expires"] is None
+    tokens = TokenFile(path)
+    assert tokens.lookup(month).name == "month" and tokens.lookup(ever).name == "ever"
+    assert tokens.lookup(past) is None, "past its expiry: refused like an unknown token"
+
+
+def test_a_revoked_token_stops_working(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.jsonl"
+    kept, revoked = add_token(path, "kept", Scope()), add_token(path, "gone", Scope())
+    tokens = TokenFile(path)
+    assert tokens.lookup(revoked) is not None
+    assert dashboard_command("--tokens", str(path), "--revoke", "gone") == 0
+    assert tokens.lookup(revoked) is None and tokens.lookup(kept).name == "kept"
+    with pytest.raises(TokenFileError, match="no token named 'gone'"):
+        dashboard_command("--tokens", str(path), "--revoke", "gone")
+
+
 def test_replace_without_make_token_is_refused(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     add_dashboard_parser(parser.add_subparsers())
@@ -623,8 +673,15 @@ def test_a_deleted_token_line_revokes_the_token(tmp_path: Path) -> None:
     assert tokens.lookup(keep) is not None
 
 
+def log_in(web: FlaskClient, token: str, **fields: str):
+    """What the login form posts: the token, the form's nonce, and any other field."""
+    form = web.get("/login").get_data(as_text=True)
+    nonce = re.search(r'name="nonce" value="([^"]+)"', form)[1]
+    return web.post("/login", data={"token": token, "nonce": nonce, **fields})
+
+
 def test_login_sets_an_httponly_cookie(web: FlaskClient, tokens: Tokens) -> None:
-    response = web.get("/login", query_string={"token": tokens.shanghai, "next": "/violations"})
+    response = log_in(web, tokens.shanghai, next="/violations")
     assert response.status_code == 302
     assert response.headers["Location"] == "/violations"
     cookie = response.headers["Set-Cookie"]
@@ -632,10 +689,40 @@ def test_login_sets_an_httponly_cookie(web: FlaskClient, tokens: Tokens) -> None
     page = web.get("/violations")  # the cookie now authenticates
     assert page.status_code == 200
     assert "shanghai" in page.get_data(as_text=True)
-    assert web.get("/login", query_string={"token": "fa_wrong"}).status_code == 401
-    outside = web.get("/login", query_string={"token": tokens.shanghai, "next": "//evil.example"})
-    assert outside.headers["Location"] == "/"
+    assert log_in(web, "fa_wrong").status_code == 401
     web.get("/logout")
+    assert web.get("/violations").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example",
+        "/\t/evil.example",  # /%09/evil.example: browsers drop the tab
+        "/\\evil.example",  # read as //evil.example
+        "/\n/evil.example",
+        "https://evil.example",
+    ],
+)
+def test_login_never_redirects_off_the_site(web: FlaskClient, tokens: Tokens, target: str) -> None:
+    response = log_in(web, tokens.shanghai, next=target)
+    assert (response.status_code, response.headers["Location"]) == (302, "/")
+
+
+def test_a_token_in_the_url_logs_nobody_in(web: FlaskClient, tokens: Tokens) -> None:
+    """A link with a token would log a regulator in under its scope (login CSRF), and land in
+    history and proxy logs."""
+    response = web.get("/login", query_string={"token": tokens.shanghai})
+    assert response.status_code == 200 and 'name="token"' in response.get_data(as_text=True)
+    assert "faceaudit_token" not in response.headers.get("Set-Cookie", "")
+    assert web.get("/violations").status_code == 401
+
+
+def test_a_login_posted_from_elsewhere_is_refused(web: FlaskClient, tokens: Tokens) -> None:
+    """Another site can post a form, but cannot know the nonce this site's cookie holds."""
+    forged = web.post("/login", data={"token": tokens.shanghai, "nonce": "guessed"})
+    assert forged.status_code == 400 and "expired" in forged.get_data(as_text=True)
+    assert web.post("/login", data={"token": tokens.shanghai}).status_code == 400
     assert web.get("/violations").status_code == 401
 
 
@@ -644,16 +731,19 @@ def test_every_access_is_logged(web: FlaskClient, tokens: Tokens, access_log_pat
     get(web, "/api/overview", tokens.shanghai)
     get(web, "/api/overview", tokens.shanghai, region="11")
     get(web, "/api/overview", None)
-    web.get("/login", query_string={"token": tokens.national})
+    log_in(web, tokens.national)
+    web.get("/login", query_string={"token": tokens.shanghai})
     lines = [json.loads(line) for line in access_log_path.read_text().splitlines()[before:]]
-    assert [(e["who"], e["path"], e["status"]) for e in lines] == [
-        ("shanghai", "/api/overview", 200),
-        ("shanghai", "/api/overview", 403),
-        (None, "/api/overview", 401),
-        ("national", "/login", 302),
+    assert [(e["who"], e["method"], e["path"], e["status"]) for e in lines] == [
+        ("shanghai", "GET", "/api/overview", 200),
+        ("shanghai", "GET", "/api/overview", 403),
+        (None, "GET", "/api/overview", 401),
+        (None, "GET", "/login", 200),
+        ("national", "POST", "/login", 302),
+        (None, "GET", "/login", 200),
     ]
     assert lines[1]["query"] == "region=11"
-    assert lines[3]["query"] == "token=%2A%2A%2A"
+    assert lines[5]["query"] == "token=%2A%2A%2A", "a token in a URL is never logged"
     assert all(datetime.fromisoformat(e["time"]) for e in lines)
     text = access_log_path.read_text()
     for token in (tokens.national, tokens.shanghai, tokens.one_processor):
@@ -681,3 +771,95 @@ def test_runs_under_trust_none_put_a_banner_on_every_page(
         assert runs["runs"] == 1 and runs["latest"].endswith("Z")
     finally:
         store.command("TRUNCATE TABLE validator_runs")
+
+
+def test_a_nan_score_comes_out_as_null_and_the_answer_stays_json(
+    web: FlaskClient, tokens: Tokens, store: Client, sql
+) -> None:
+    """NaN is not JSON: one such score would make a strict parser refuse the whole answer."""
+    violation_id, event_id = sql(
+        "SELECT v.violation_id, v.event_id FROM violations AS v INNER JOIN events AS e "
+        "ON v.event_id = e.event_id WHERE e.kind = 'match' LIMIT 1"
+    )[0]
+    update = "ALTER TABLE faceaudit.events UPDATE score = {s:Float32} WHERE event_id = {e:String}"
+    (score,) = sql("SELECT score FROM events WHERE event_id = {e:String}", e=event_id)[0]
+    store.command(update, parameters={"s": float("nan"), "e": event_id}, settings=MUTATE)
+    try:
+        text = get(web, f"/api/violations/{violation_id}", tokens.national).get_data(as_text=True)
+    finally:
+        store.command(update, parameters={"s": score, "e": event_id}, settings=MUTATE)
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    assert json.loads(text, parse_constant=refuse)["event"]["score"] is None
+
+
+MUTATE = {"mutations_sync": 2}
+
+
+PROXY = "10.0.0.7"
+
+
+@pytest.mark.parametrize(
+    ("remote", "secure"), [(PROXY, True), ("10.0.0.8", False)], ids=["the-proxy", "anyone-else"]
+)
+def test_the_login_cookie_is_secure_behind_the_trusted_proxy_only(
+    store: Client,
+    tokens: Tokens,
+    token_path: Path,
+    access_log_path: Path,
+    remote: str,
+    secure: bool,
+) -> None:
+    """The proxy speaks plain HTTP to the dashboard: only it may say the client used TLS."""
+    reports = Reports(Database(store), load_catalogue(), PROFILE)
+    app = create_app(reports, TokenFile(token_path), open_access_log(access_log_path), PROXY)
+    web = app.test_client()
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    base = {"REMOTE_ADDR": remote}
+    form = web.get("/login", headers=forwarded, environ_base=base).get_data(as_text=True)
+    nonce = re.search(r'name="nonce" value="([^"]+)"', form)[1]
+    response = web.post(
+        "/login",
+        data={"token": tokens.shanghai, "nonce": nonce},
+        headers=forwarded,
+        environ_base=base,
+    )
+    assert response.status_code == 302
+    assert ("Secure" in response.headers["Set-Cookie"]) is secure
+    logged = json.loads(access_log_path.read_text().splitlines()[-1])
+    assert logged["remote"] == ("203.0.113.9" if secure else remote)
+
+
+def test_a_regional_token_sees_filing_ids_of_its_regions_deployments_only(
+    web: FlaskClient, tokens: Tokens, store: Client, sql
+) -> None:
+    """A processor filed one deployment in Beijing: Shanghai's token must not see that filing."""
+    processor_id, event_id = sql(
+        "SELECT processor_id, any(event_id) FROM events WHERE startsWith(region_code, '31') "
+        "GROUP BY processor_id ORDER BY processor_id LIMIT 1"
+    )[0]
+    other = {"d": "d-beijing-only", "f": "F-BEIJING", "p": processor_id, "e": event_id}
+    added = [
+        "INSERT INTO faceaudit.deployments SELECT * REPLACE ({d:String} AS deployment_id, "
+        "{f:String} AS filing_id) FROM faceaudit.deployments FINAL "
+        "WHERE processor_id = {p:String} LIMIT 1",
+        "INSERT INTO faceaudit.events SELECT * REPLACE ({d:String} AS deployment_id, "
+        "'110105' AS region_code, 'beijing-' || event_id AS event_id) "
+        "FROM faceaudit.events WHERE event_id = {e:String}",
+    ]
+    for statement in added:
+        store.command(statement, parameters=other)
+    try:
+        regional = api(web, f"/api/processors/{processor_id}", tokens.shanghai)["filing"]
+        national = api(web, f"/api/processors/{processor_id}", tokens.national)["filing"]
+    finally:
+        for table in ("deployments", "events", "event_stats_minute"):
+            store.command(
+                f"ALTER TABLE faceaudit.{table} DELETE WHERE deployment_id = {{d:String}}",
+                parameters=other,
+                settings=MUTATE,
+            )
+    assert "F-BEIJING" in national["filing_ids"]
+    assert "F-BEIJING" not in regional["filing_ids"]

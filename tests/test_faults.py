@@ -48,6 +48,7 @@ from consumers.published import decode_mark
 from consumers.read import GROUP_TOPICS, group_consumer
 from consumers.settings import Settings
 from consumers.store import open_store
+from consumers.trail.ledger import TableRoot
 from core.clients import kafka_admin
 from faceaudit.broker import LocalBroker, ensure_topics, free_port
 from faceaudit.fleet_keys import register_fleet_keys
@@ -103,7 +104,7 @@ def assert_exactly_once(data: Path, seed: int, produced: int) -> dict[str, int]:
 
 
 def test_sigkill_the_validator_five_times_while_events_stream_in(
-    kafka_bootstrap: str, unique_group: str, tmp_path: Path
+    kafka_bootstrap: str, unique_group: str, tmp_path: Path, trusted_keys_file: Path
 ) -> None:
     seed, events, data = fleet_seed(), 50_000, tmp_path / "ch"
     start_group_at_end(kafka_bootstrap, unique_group)
@@ -150,6 +151,21 @@ def test_sigkill_the_validator_five_times_while_events_stream_in(
     counts = assert_exactly_once(data, seed, events)
     assert counts["counted_violations"] == counts["violations"]
     assert_published_once(kafka_bootstrap, data, seed)
+    assert_digested_once(data, trusted_keys_file)
+
+
+def assert_digested_once(data: Path, keys: Path) -> None:
+    """The store verifies, every stored row is under a digest, and no batch under two."""
+    verified = faceaudit(
+        "verify", "--clickhouse", f"chdb://{data}", "--keys", str(keys), "--no-progress"
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "0 rows stored since the last digest" in verified.stderr, verified.stderr
+    with store(data) as client:
+        listed, unique = client.query(
+            "SELECT count(), uniqExact(chain, batch, `table`) FROM faceaudit.digest_batches"
+        ).result_rows[0]
+    assert listed == unique > 0, "a batch is covered by one digest only"
 
 
 def assert_published_once(bootstrap: str, data: Path, seed: int) -> None:
@@ -285,12 +301,12 @@ class FailingStore:
         self.failures = 0
         self.commits_during_failures: set[tuple] = set()
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch, chain: str | None = None) -> tuple[TableRoot, ...]:
         if time.monotonic() < self._until:
             self.failures += 1
             self.commits_during_failures.add(self._committed())
             raise OperationalError("injected: ClickHouse unavailable")
-        self._inner.write(batch)
+        return self._inner.write(batch, chain)
 
     def __getattr__(self, name: str):
         return getattr(self._inner, name)

@@ -26,6 +26,7 @@ from producers.fleet import (
     FORGED_CONSENT,
     MATCH_FOLLOWS_CAPTURE,
     MEAN_STEP,
+    RAW_IDENTIFIER,
     SEQUENCE_GAP,
     SKEW,
     Fleet,
@@ -200,11 +201,28 @@ def test_devices_keep_processor_deployment_region_and_site() -> None:
 
 
 def test_events_carry_no_names_or_images() -> None:
-    for _, record, _ in _events(rate=0.5):
+    """Subjects are pseudonyms, but where the fleet breaks AUDIT-RAW-IDENTIFIER on purpose."""
+    for _, record, broken in _events(rate=0.5):
         assert not [key for key in record if "name" in key]
         assert all(isinstance(value, SCALARS) for value in record.values())
-        if record["subject_ref"] is not None:
+        if record["subject_ref"] is not None and RAW_IDENTIFIER not in broken:
             assert re.fullmatch(r"[0-9a-f]{64}", record["subject_ref"])
+
+
+def test_a_raw_identifier_is_a_resident_id_or_a_mobile_number() -> None:
+    """Both kinds AUDIT-RAW-IDENTIFIER looks for: a subject's resident identity number, an
+    operator's mobile number."""
+    found = Counter()
+    for _, record, broken in _events(rate=0.5):
+        if RAW_IDENTIFIER in broken:
+            subject, operator = record["subject_ref"] or "", record.get("operator_id") or ""
+            if re.fullmatch(r"\d{17}[\dX]", subject):
+                found["resident id"] += 1
+            elif re.fullmatch(r"1[3-9]\d{9}", operator):
+                found["mobile"] += 1
+            else:
+                raise AssertionError(record)
+    assert found["resident id"] > 0 and found["mobile"] > 0, found
 
 
 def test_event_time_increases_from_start() -> None:

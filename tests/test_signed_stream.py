@@ -30,9 +30,8 @@ from consumers.settings import Settings
 from consumers.store import open_store
 from faceaudit.keys import publish
 from producers.event_producer import EventProducer
-from producers.signer import Signer
 from producers.simulate import simulate
-from schemas.signatures import SIGNATURE_HEADER
+from schemas.signatures import SIGNATURE_HEADER, Signer
 from schemas.topics import TOPICS
 
 pytestmark = pytest.mark.integration

@@ -27,6 +27,7 @@ from consumers.gateway import StoreGateway
 from consumers.metrics import PipelineMetrics
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary, RunTimer
+from consumers.trail.digests import DigestChain
 from core.errors import FaceauditError
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,12 @@ class StoreStep(Forwarding):
         timer: RunTimer,
         stop: threading.Event,
         backoff_max: float,
+        digests: DigestChain | None = None,
     ) -> None:
-        """`tails`: what the store holds of each assigned partition past its commit."""
+        """`tails`: what the store holds of each assigned partition past its commit;
+        `digests`: the chain each stored batch's ledger roots go to."""
         super().__init__(next_step)
+        self._digests = digests
         self._store = store
         self._tails = {tp: tail for tp, tail in tails.items() if tail}  # the usual case: none
         self._metrics = metrics
@@ -118,9 +122,15 @@ class StoreStep(Forwarding):
         and is read again next time.
         """
         delay = 0.5
+        digests = self._digests
         while True:
             try:
-                self._store.write(batch)
+                if digests is None:
+                    self._store.write(batch)
+                    return
+                digests.stored(self._store.write(batch, digests.chain))
+                if digests.due():
+                    digests.flush()
                 return
             except (ClickHouseError, OSError) as exc:
                 self._metrics.insert_failures.inc()
@@ -132,6 +142,12 @@ class StoreStep(Forwarding):
                 log.warning("insert failed (%s); retrying in %.1f s", exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self._backoff_max)
+
+    def poll(self) -> None:
+        """A digest due by time is written even while nothing arrives."""
+        if self._digests is not None and self._digests.due():
+            self._digests.flush()
+        self.next_step.poll()
 
     def _count(self, batch: Batch) -> None:
         """Metrics and the run summary, from what the batch stored."""

@@ -29,6 +29,7 @@
 
 mod batch;
 mod check;
+mod digest;
 mod frame;
 mod iso;
 mod json;
@@ -42,7 +43,8 @@ use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow_pyarrow::ToPyArrow;
+use arrow_array::RecordBatch;
+use arrow_pyarrow::{FromPyArrow, ToPyArrow};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -301,10 +303,40 @@ impl JsonLines {
     }
 }
 
+/// The SHA-256 of each row of `batch` (`digest.rs` gives the encoding), 32 bytes each, in
+/// row order; ValueError for a column of a type it does not hash.
+#[pyfunction]
+fn row_hashes<'py>(py: Python<'py>, batch: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let batch = RecordBatch::from_pyarrow_bound(batch)?;
+    let hashes = py
+        .detach(|| digest::row_hashes(&batch))
+        .map_err(PyValueError::new_err)?;
+    Ok(PyBytes::new(py, hashes.as_flattened()))
+}
+
+/// RFC 6962's Merkle tree hash of `leaves` (32 bytes each, concatenated, in the order given).
+#[pyfunction]
+fn merkle_root<'py>(py: Python<'py>, leaves: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    if !leaves.len().is_multiple_of(32) {
+        return Err(PyValueError::new_err(format!(
+            "leaves are 32 bytes each, not {} bytes in all",
+            leaves.len()
+        )));
+    }
+    let leaves: Vec<digest::Hash> = leaves
+        .chunks_exact(32)
+        .map(|chunk| chunk.try_into().expect("32 bytes"))
+        .collect();
+    let root = py.detach(|| digest::merkle_root(&leaves));
+    Ok(PyBytes::new(py, &root))
+}
+
 #[pymodule]
 fn faceaudit_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Decoder>()?;
     module.add_class::<Container>()?;
     module.add_class::<JsonLines>()?;
+    module.add_function(wrap_pyfunction!(row_hashes, module)?)?;
+    module.add_function(wrap_pyfunction!(merkle_root, module)?)?;
     Ok(())
 }

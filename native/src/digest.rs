@@ -1,0 +1,169 @@
+//! Row hashes and Merkle roots for the audit store's digests (`consumers.trail.row_hashes`).
+//!
+//! A row's hash is the SHA-256 of its values in column order, each written as
+//! `00` for null, or `01` and the value: 8 bytes little-endian for an
+//! `int64`, a `timestamp` (its integer) or a `float64` (its bits), one byte
+//! for a `bool`, and for `binary`/`string` its length (8 bytes little-endian)
+//! then its bytes; a `list<string>` is its length, then each item as a
+//! string. The caller brings every column to one of these types first, so a
+//! row hashes the same whether it comes from the validator's batch or back
+//! from the store.
+//!
+//! The root is RFC 6962's Merkle tree hash over the leaves in the order given:
+//! `SHA-256(00 || leaf)` for a leaf, `SHA-256(01 || left || right)` for a
+//! node, the left subtree holding the largest power of two below the count.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
+use sha2::{Digest, Sha256};
+
+pub type Hash = [u8; 32];
+
+/// One hash per row of `batch`; an error names a column of a type not listed above.
+pub fn row_hashes(batch: &RecordBatch) -> Result<Vec<Hash>, String> {
+    let columns: Vec<Column> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, array)| Column::of(field.name(), array))
+        .collect::<Result<_, _>>()?;
+    let mut hashes = Vec::with_capacity(batch.num_rows());
+    let mut buffer = Vec::with_capacity(512);
+    for row in 0..batch.num_rows() {
+        buffer.clear();
+        for column in &columns {
+            column.write(row, &mut buffer);
+        }
+        hashes.push(Sha256::digest(&buffer).into());
+    }
+    Ok(hashes)
+}
+
+/// The Merkle tree hash of `leaves` (the hash of nothing for none).
+pub fn merkle_root(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        0 => Sha256::digest([]).into(),
+        1 => leaf_hash(&leaves[0]),
+        n => {
+            let split = split_point(n);
+            node_hash(&merkle_root(&leaves[..split]), &merkle_root(&leaves[split..]))
+        }
+    }
+}
+
+fn split_point(n: usize) -> usize {
+    let mut k = 1;
+    while k * 2 < n {
+        k *= 2;
+    }
+    k
+}
+
+fn leaf_hash(leaf: &Hash) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update([0u8]);
+    hasher.update(leaf);
+    hasher.finalize().into()
+}
+
+fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update([1u8]);
+    hasher.update(left);
+    hasher.update(right);
+    hasher.finalize().into()
+}
+
+enum Column<'a> {
+    Int(&'a dyn Array, &'a [i64]),
+    Float(&'a dyn Array, &'a [f64]),
+    Bool(&'a dyn Array),
+    Bytes(&'a dyn Array),
+    StringList(&'a dyn Array),
+}
+
+impl<'a> Column<'a> {
+    fn of(name: &str, array: &'a ArrayRef) -> Result<Self, String> {
+        let array: &dyn Array = array.as_ref();
+        Ok(match array.data_type() {
+            DataType::Int64 => Column::Int(array, array.as_primitive::<Int64Type>().values()),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => Column::Int(
+                array,
+                array.as_primitive::<TimestampMicrosecondType>().values(),
+            ),
+            DataType::Float64 => {
+                Column::Float(array, array.as_primitive::<Float64Type>().values())
+            }
+            DataType::Boolean => Column::Bool(array),
+            DataType::Utf8 | DataType::Binary => Column::Bytes(array),
+            DataType::List(item) if item.data_type() == &DataType::Utf8 => {
+                Column::StringList(array)
+            }
+            other => return Err(format!("column {name}: cannot hash values of type {other}")),
+        })
+    }
+
+    fn write(&self, row: usize, out: &mut Vec<u8>) {
+        let array = match self {
+            Column::Int(array, _)
+            | Column::Float(array, _)
+            | Column::Bool(array)
+            | Column::Bytes(array)
+            | Column::StringList(array) => *array,
+        };
+        if array.is_null(row) {
+            out.push(0);
+            return;
+        }
+        out.push(1);
+        match self {
+            Column::Int(_, values) => out.extend_from_slice(&values[row].to_le_bytes()),
+            Column::Float(_, values) => {
+                out.extend_from_slice(&values[row].to_bits().to_le_bytes())
+            }
+            Column::Bool(array) => out.push(u8::from(array.as_boolean().value(row))),
+            Column::Bytes(array) => write_bytes(out, value_bytes(*array, row)),
+            Column::StringList(array) => {
+                let items = array.as_list::<i32>().value(row);
+                let items = items.as_string::<i32>();
+                out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+                for item in 0..items.len() {
+                    write_bytes(out, items.value(item).as_bytes());
+                }
+            }
+        }
+    }
+}
+
+fn value_bytes(array: &dyn Array, row: usize) -> &[u8] {
+    match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().value(row).as_bytes(),
+        _ => array.as_binary::<i32>().value(row),
+    }
+}
+
+fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_of_two_leaves_is_their_node() {
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        assert_eq!(merkle_root(&[a, b]), node_hash(&leaf_hash(&a), &leaf_hash(&b)));
+    }
+
+    #[test]
+    fn three_leaves_split_two_and_one() {
+        let leaves = [[1u8; 32], [2u8; 32], [3u8; 32]];
+        let left = node_hash(&leaf_hash(&leaves[0]), &leaf_hash(&leaves[1]));
+        assert_eq!(merkle_root(&leaves), node_hash(&left, &leaf_hash(&leaves[2])));
+    }
+}
