@@ -33,7 +33,7 @@ from core.clients import kafka_consumer
 from producers.event_producer import EventProducer
 from producers.simulate import simulate
 from schemas import codec
-from schemas.topics import DIGESTS_TOPIC, EVENTS_TOPIC
+from schemas.topics import DIGESTS_TOPIC, EVENTS_TOPIC, TOPICS
 
 pytestmark = pytest.mark.integration
 
@@ -250,6 +250,10 @@ def test_two_workers_each_chain_their_own_digests(
     kafka_bootstrap: str, unique_group: str, tmp_path: Path, trusted_keys_file: Path
 ) -> None:
     send_fleet(kafka_bootstrap, unique_group, events=6_000, devices=20, violation_rate=0.1)
+    # Every worker reads the registry and sets this aside at its own time; the store keeps
+    # one row, and each chain's ledger its own.
+    with EventProducer(kafka_as("producer")) as producer:
+        producer.send_raw(TOPICS["consent"], b"\xff not a consent", b"c-garbage")
     store = tmp_path / "ch"
     run = consume(kafka_bootstrap, store, unique_group, "--workers", "2", "--digest-interval", "1")
     assert run.returncode == 0, run.stderr

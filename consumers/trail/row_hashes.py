@@ -23,9 +23,11 @@ HASH_BYTES: Final = 32
 ROW_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "events": ("topic", "partition", "offset"),
     "violations": ("violation_id",),
-    "dead_letters": ("topic", "partition", "offset", "received_at"),
+    "dead_letters": ("topic", "partition", "offset"),
 }
-"""The columns that name a row of each table the digests cover."""
+"""The columns that name a row of each table the digests cover. Not a dead letter's time of
+receipt: every worker stores the registry's dead letters, each at its own time, and the
+store keeps one of them."""
 DIGESTED_TABLES: Final = tuple(ROW_KEYS)
 
 _TIME: Final = pa.timestamp("us", "UTC")

@@ -15,7 +15,9 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, BooleanArray, ListArray, PrimitiveArray, RecordBatch, StringArray,
+};
 use arrow_schema::{DataType, TimeUnit};
 use sha2::{Digest, Sha256};
 
@@ -77,71 +79,69 @@ fn node_hash(left: &Hash, right: &Hash) -> Hash {
     hasher.finalize().into()
 }
 
+/// A column downcast once to its concrete array, so each value is read directly.
 enum Column<'a> {
-    Int(&'a dyn Array, &'a [i64]),
-    Float(&'a dyn Array, &'a [f64]),
-    Bool(&'a dyn Array),
-    Bytes(&'a dyn Array),
-    StringList(&'a dyn Array),
+    Int(&'a PrimitiveArray<Int64Type>),
+    Time(&'a PrimitiveArray<TimestampMicrosecondType>),
+    Float(&'a PrimitiveArray<Float64Type>),
+    Bool(&'a BooleanArray),
+    Str(&'a StringArray),
+    Bytes(&'a BinaryArray),
+    StringList(&'a ListArray, &'a StringArray),
 }
 
 impl<'a> Column<'a> {
     fn of(name: &str, array: &'a ArrayRef) -> Result<Self, String> {
         let array: &dyn Array = array.as_ref();
         Ok(match array.data_type() {
-            DataType::Int64 => Column::Int(array, array.as_primitive::<Int64Type>().values()),
-            DataType::Timestamp(TimeUnit::Microsecond, _) => Column::Int(
-                array,
-                array.as_primitive::<TimestampMicrosecondType>().values(),
-            ),
-            DataType::Float64 => {
-                Column::Float(array, array.as_primitive::<Float64Type>().values())
+            DataType::Int64 => Column::Int(array.as_primitive::<Int64Type>()),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                Column::Time(array.as_primitive::<TimestampMicrosecondType>())
             }
-            DataType::Boolean => Column::Bool(array),
-            DataType::Utf8 | DataType::Binary => Column::Bytes(array),
+            DataType::Float64 => Column::Float(array.as_primitive::<Float64Type>()),
+            DataType::Boolean => Column::Bool(array.as_boolean()),
+            DataType::Utf8 => Column::Str(array.as_string::<i32>()),
+            DataType::Binary => Column::Bytes(array.as_binary::<i32>()),
             DataType::List(item) if item.data_type() == &DataType::Utf8 => {
-                Column::StringList(array)
+                let list = array.as_list::<i32>();
+                Column::StringList(list, list.values().as_string::<i32>())
             }
             other => return Err(format!("column {name}: cannot hash values of type {other}")),
         })
     }
 
     fn write(&self, row: usize, out: &mut Vec<u8>) {
-        let array = match self {
-            Column::Int(array, _)
-            | Column::Float(array, _)
-            | Column::Bool(array)
-            | Column::Bytes(array)
-            | Column::StringList(array) => *array,
+        let present = match self {
+            Column::Int(a) => a.is_valid(row),
+            Column::Time(a) => a.is_valid(row),
+            Column::Float(a) => a.is_valid(row),
+            Column::Bool(a) => a.is_valid(row),
+            Column::Str(a) => a.is_valid(row),
+            Column::Bytes(a) => a.is_valid(row),
+            Column::StringList(a, _) => a.is_valid(row),
         };
-        if array.is_null(row) {
+        if !present {
             out.push(0);
             return;
         }
         out.push(1);
         match self {
-            Column::Int(_, values) => out.extend_from_slice(&values[row].to_le_bytes()),
-            Column::Float(_, values) => {
-                out.extend_from_slice(&values[row].to_bits().to_le_bytes())
-            }
-            Column::Bool(array) => out.push(u8::from(array.as_boolean().value(row))),
-            Column::Bytes(array) => write_bytes(out, value_bytes(*array, row)),
-            Column::StringList(array) => {
-                let items = array.as_list::<i32>().value(row);
-                let items = items.as_string::<i32>();
-                out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-                for item in 0..items.len() {
+            Column::Int(a) => out.extend_from_slice(&a.value(row).to_le_bytes()),
+            Column::Time(a) => out.extend_from_slice(&a.value(row).to_le_bytes()),
+            Column::Float(a) => out.extend_from_slice(&a.value(row).to_bits().to_le_bytes()),
+            Column::Bool(a) => out.push(u8::from(a.value(row))),
+            Column::Str(a) => write_bytes(out, a.value(row).as_bytes()),
+            Column::Bytes(a) => write_bytes(out, a.value(row)),
+            Column::StringList(list, items) => {
+                // The items by the list's offsets: no array is made per row.
+                let offsets = list.value_offsets();
+                let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+                out.extend_from_slice(&((end - start) as u64).to_le_bytes());
+                for item in start..end {
                     write_bytes(out, items.value(item).as_bytes());
                 }
             }
         }
-    }
-}
-
-fn value_bytes(array: &dyn Array, row: usize) -> &[u8] {
-    match array.data_type() {
-        DataType::Utf8 => array.as_string::<i32>().value(row).as_bytes(),
-        _ => array.as_binary::<i32>().value(row),
     }
 }
 
