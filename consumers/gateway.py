@@ -53,6 +53,9 @@ class StoreGateway(Protocol):
     def eventless_violations(self) -> frozenset[str]:
         """Ids of stored violations that belong to no event."""
 
+    def processor_regions(self) -> dict[str, list[str]]:
+        """The regions each processor's stored events came from."""
+
     def deletions(self) -> list[dict]:
         """Every deletion stored."""
 
@@ -91,6 +94,9 @@ class ClickHouseGateway:
 
     def eventless_violations(self) -> frozenset[str]:
         return stored_tail.stored_eventless_violations(self._client)
+
+    def processor_regions(self) -> dict[str, list[str]]:
+        return stored_tail.processor_regions(self._client)
 
     def deletions(self) -> list[dict]:
         return stored_tail.stored_deletions(self._client)

@@ -36,6 +36,7 @@ from consumers.key_feed import KeyFeed
 from consumers.keyring import KeyRing
 from consumers.masking import IdentifierMask, load_mask_key
 from consumers.metrics import PipelineMetrics
+from consumers.processor_regions import ProcessorRegions
 from consumers.published import PublishedLog, decode_mark, encode_mark
 from consumers.publisher import FindingsPublisher, Outbox
 from consumers.read import GroupReader, Taken, group_consumer
@@ -76,6 +77,7 @@ class Validator:
         self._last_message = time.monotonic()
         self._clock = EventClock()
         self._reported = set(store.eventless_violations())
+        self._regions = ProcessorRegions(store.processor_regions())
         self._policy = DeadLetterPolicy(
             settings.dead_letter_max_consecutive, settings.dead_letter_max_ratio
         )
@@ -225,6 +227,7 @@ class Validator:
             timer=self._timer,
             stop=self._stop,
             backoff_max=self.settings.insert_backoff_max,
+            regions=self._regions,
             digests=self._digests,
         )
 

@@ -87,6 +87,15 @@ def stored_eventless_violations(client: Client) -> frozenset[str]:
     return frozenset(row[0] for row in result.result_rows)
 
 
+def processor_regions(client: Client) -> dict[str, list[str]]:
+    """The regions each processor's stored events came from (from the statistics)."""
+    result = client.query(
+        f"SELECT processor_id, groupUniqArray(region_code) FROM {DATABASE}.event_stats_minute "
+        "GROUP BY processor_id"
+    )
+    return {processor: list(regions) for processor, regions in result.result_rows}
+
+
 def stored_deletions(client: Client) -> list[dict]:
     """Every deletion stored, so FR-DELETION-OVERDUE survives the topic's retention."""
     result = client.query(f"SELECT processor_id, subject_ref, deleted_at FROM {DATABASE}.deletions")

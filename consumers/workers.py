@@ -91,6 +91,9 @@ class RemoteGateway:
     def eventless_violations(self) -> frozenset[str]:
         return self._call("eventless_violations")
 
+    def processor_regions(self) -> dict[str, list[str]]:
+        return self._call("processor_regions")
+
     def deletions(self) -> list[dict]:
         return self._call("deletions")
 

@@ -13,7 +13,7 @@ _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 
 
 def violations_csv(chunks: Iterable[list[dict[str, Any]]]) -> Iterator[str]:
-    """A header line, then one line per violation; articles joined with ``; ``.
+    """A header line, then one line per violation; lists (articles, regions) joined with ``; ``.
 
     A cell that a spreadsheet would run as a formula gets a leading ``'``
     (messages carry values producers sent).

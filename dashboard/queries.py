@@ -36,6 +36,7 @@ VIOLATION_COLUMNS: Final = (
     "severity",
     "profile",
     "region_code",
+    "regions",
     "processor_id",
     "deployment_id",
     "device_id",
@@ -100,12 +101,14 @@ class Reports:
         used, series = time_series(self.db, stats, bucket)
         top_rules = self.db.rows(
             "SELECT rule_id, sum(violations) AS violations FROM violation_stats_minute "
-            f"{stats.sql} GROUP BY rule_id ORDER BY violations DESC, rule_id LIMIT {TOP}",
+            f"{stats.violations_sql} GROUP BY rule_id "
+            f"ORDER BY violations DESC, rule_id LIMIT {TOP}",
             stats.params,
         )
         regions = counts_by(self.db, ("region_code",), stats)
         for row in regions:
-            row["province"] = province(row["region_code"])
+            # Violations with no event have no region: a row of their own.
+            row["province"] = province(row["region_code"]) if row["region_code"] else None
         return {
             "profile": self.profile,
             "unverified_runs": self.unverified_runs(),
@@ -134,7 +137,7 @@ class Reports:
             row["profile"]: row["violations"]
             for row in self.db.rows(
                 "SELECT profile, sum(violations) AS violations FROM violation_stats_minute "
-                f"{stats.sql} GROUP BY profile ORDER BY profile",
+                f"{stats.violations_sql} GROUP BY profile ORDER BY profile",
                 stats.params,
             )
         }
@@ -176,7 +179,7 @@ class Reports:
         stats = Where(scope, filters, "minute")
         by_rule = self.db.rows(
             "SELECT rule_id, severity, sum(violations) AS violations FROM violation_stats_minute "
-            f"{stats.sql} GROUP BY rule_id, severity ORDER BY violations DESC, rule_id",
+            f"{stats.violations_sql} GROUP BY rule_id, severity ORDER BY violations DESC, rule_id",
             stats.params,
         )
         registry = self.db.rows(
@@ -227,7 +230,7 @@ class Reports:
         return bool(
             self.db.scalar(
                 f"SELECT (SELECT count() FROM event_stats_minute {where.sql}) "
-                f"+ (SELECT count() FROM violation_stats_minute {where.sql})",
+                f"+ (SELECT count() FROM violation_stats_minute {where.violations_sql})",
                 where.params,
             )
         )
@@ -280,7 +283,7 @@ class Reports:
             "filing_ids": filing_ids,
             "status": status,
             "fr_filing_violations": self.db.scalar(
-                f"SELECT sum(violations) FROM violation_stats_minute {fr_filing.sql}",
+                f"SELECT sum(violations) FROM violation_stats_minute {fr_filing.violations_sql}",
                 fr_filing.params,
             ),
         }
@@ -297,13 +300,13 @@ class Reports:
         by_rule = {
             row["rule_id"]: row["events"]
             for row in self.db.rows(
-                f"SELECT rule_id, uniqExact(event_id) AS events FROM violations {broken.sql} "
-                "GROUP BY rule_id ORDER BY rule_id",
+                "SELECT rule_id, uniqExact(event_id) AS events FROM violations "
+                f"{broken.violations_sql} GROUP BY rule_id ORDER BY rule_id",
                 broken.params,
             )
         }
         without = self.db.scalar(
-            f"SELECT uniqExact(event_id) FROM violations {broken.sql}", broken.params
+            f"SELECT uniqExact(event_id) FROM violations {broken.violations_sql}", broken.params
         )
         coverage = (
             round(100 * (consent_events - without) / consent_events, 2) if consent_events else None
@@ -320,9 +323,11 @@ class Reports:
     def violations(self, scope: Scope, filters: Filters, page: Page) -> Row:
         """One page of the filtered violations, newest first, and the total that match."""
         where = Where(scope, filters)
-        total = self.db.scalar(f"SELECT count() FROM violations {where.sql}", where.params)
+        total = self.db.scalar(
+            f"SELECT count() FROM violations {where.violations_sql}", where.params
+        )
         rows = self.db.rows(
-            f"{_SELECT_VIOLATIONS} {where.sql} {_NEWEST_FIRST} "
+            f"{_SELECT_VIOLATIONS} {where.violations_sql} {_NEWEST_FIRST} "
             "LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
             {**where.params, "limit": page.limit, "offset": page.offset},
         )
@@ -351,7 +356,7 @@ class Reports:
                     after_id=after["violation_id"],
                 )
             rows = self.db.rows(
-                f"{_SELECT_VIOLATIONS} {where.sql} {_NEWEST_FIRST} LIMIT {CSV_CHUNK}",
+                f"{_SELECT_VIOLATIONS} {where.violations_sql} {_NEWEST_FIRST} LIMIT {CSV_CHUNK}",
                 where.params,
             )
             if not rows:
@@ -366,7 +371,7 @@ class Reports:
         where = Where(scope).add("violation_id = {violation_id:String}", violation_id=violation_id)
         rows = self.db.rows(
             f"SELECT {', '.join(VIOLATION_COLUMNS)}, catalogue_version, details "
-            f"FROM violations {where.sql} LIMIT 1",
+            f"FROM violations {where.violations_sql} LIMIT 1",
             where.params,
         )
         if not rows:  # none, or one outside the scope: the same answer

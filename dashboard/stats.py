@@ -1,8 +1,8 @@
 """Reading the per-minute statistics tables: counts by severity, by key, and over time.
 
 The tables are kept by ClickHouse's materialized views (``event_stats_minute``,
-``violation_stats_minute``) and share the columns a ``Where`` filters on, so
-one clause serves both.
+``violation_stats_minute``) and share the columns a ``Where`` filters on;
+its ``violations_sql`` also matches a violation with no event by its regions.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def severity_counts(db: Database, stats: Where) -> dict[str, int]:
     counts = dict.fromkeys(REPORTED_SEVERITIES, 0)
     for row in db.rows(
         "SELECT severity, sum(violations) AS violations FROM violation_stats_minute "
-        f"{stats.sql} GROUP BY severity",
+        f"{stats.violations_sql} GROUP BY severity",
         stats.params,
     ):
         counts[row["severity"]] = row["violations"]
@@ -53,7 +53,7 @@ def counts_by(db: Database, keys: Sequence[str], stats: Where, *, events: bool =
         # inside sumIf as the alias, an aggregate within an aggregate.
         f"SELECT {columns}, sum(violations) AS total, "
         "sumIf(violations, severity = 'critical') AS critical FROM violation_stats_minute "
-        f"{stats.sql} GROUP BY {columns}",
+        f"{stats.violations_sql} GROUP BY {columns}",
         stats.params,
     ):
         key = tuple(row[k] for k in keys)
@@ -77,16 +77,15 @@ def time_series(
     Without ``requested`` the bucket follows the data's span; a bucket that
     would give more than MAX_BUCKETS points is widened.
     """
-    sources = [("violation_stats_minute", "violations")]
+    sources = [("violation_stats_minute", "violations", stats.violations_sql)]
     if events:
-        sources.insert(0, ("event_stats_minute", "events"))
+        sources.insert(0, ("event_stats_minute", "events", stats.sql))
     spans = [
         db.rows(
-            f"SELECT count() AS n, min(minute) AS first, max(minute) AS last FROM {table} "
-            f"{stats.sql}",
+            f"SELECT count() AS n, min(minute) AS first, max(minute) AS last FROM {table} {where}",
             stats.params,
         )[0]
-        for table, _ in sources
+        for table, _, where in sources
     ]
     spans = [span for span in spans if span["n"]]
     if not spans:
@@ -105,11 +104,11 @@ def time_series(
             row["bucket"]: row["n"]
             for row in db.rows(
                 "SELECT intDiv(toUInt32(minute), {step:UInt32}) * {step:UInt32} AS bucket, "
-                f"sum({column}) AS n FROM {table} {stats.sql} GROUP BY bucket",
+                f"sum({column}) AS n FROM {table} {where} GROUP BY bucket",
                 {**stats.params, "step": step},
             )
         }
-        for table, column in sources
+        for table, column, where in sources
     }
     series = []
     for start in range(first // step * step, last // step * step + 1, step):

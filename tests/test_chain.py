@@ -15,7 +15,7 @@ from kafka.structs import TopicPartition
 from samples import sample
 from test_fuzz import consumer_record
 
-from consumers.batch import Batch
+from consumers.batch import NO_POSITION, Batch, now_utc
 from consumers.chain.commit import CommitStep
 from consumers.chain.decode import DecodeStep
 from consumers.chain.gather import GatherStep
@@ -28,6 +28,7 @@ from consumers.dead_letters import DeadLetterLimitExceeded, DeadLetterPolicy
 from consumers.event_columns import LOG_APPEND_TIME
 from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
+from consumers.processor_regions import ProcessorRegions
 from consumers.published import decode_mark
 from consumers.publisher import Outbox
 from consumers.read import GroupReader
@@ -296,7 +297,9 @@ class FlakyStore:
         self.written.append((batch.token, rows | {"events": stored_offsets(batch)}))
 
 
-def store_step(store: FlakyStore, tails=None) -> tuple[StoreStep, Collect, RunSummary]:
+def store_step(
+    store: FlakyStore, tails=None, regions: ProcessorRegions | None = None
+) -> tuple[StoreStep, Collect, RunSummary]:
     handed, summary = Collect(), RunSummary()
     step = StoreStep(
         handed,
@@ -307,6 +310,7 @@ def store_step(store: FlakyStore, tails=None) -> tuple[StoreStep, Collect, RunSu
         timer=RunTimer(),
         stop=threading.Event(),
         backoff_max=0.01,
+        regions=regions or ProcessorRegions(),
     )
     return step, handed, summary
 
@@ -329,6 +333,35 @@ def test_store_leaves_out_what_the_store_holds_but_passes_it_on_to_publish() -> 
     assert rows["violations"] == []
     assert len(handed.batches[0].outbox["violations"]) == 1, "still published"
     assert summary.events == {"capture": 1}
+
+
+def test_store_gives_a_violation_with_no_event_its_processors_regions() -> None:
+    """Regions known at start (the store's) and those of the events stored since."""
+    batch = judged(*chained({"region_code": "310104"}, {"region_code": "440305"}))
+    processor = sample("capture")["processor_id"]  # the processor of both events
+    rules = Judge("cac-2025", Registry()).rules
+    for owner in (processor, "processor-unseen"):
+        anchor = {"processor_id": owner, "event_time": sample("capture")["event_time"]}
+        details = {
+            "consent_id": "c",
+            "processor_id": owner,
+            "subject_ref": "s",
+            "withdrawn_at": "2026-01-01",
+            "deadline": "2026-01-16",
+        }
+        violation = rules.violation("FR-DELETION-OVERDUE", anchor, details)
+        batch.add_violation(violation, *NO_POSITION, now_utc())
+    store = FlakyStore()
+    step, _, _ = store_step(store, regions=ProcessorRegions({processor: ["110105"]}))
+    step.submit(batch)
+    [(_, rows)] = store.written
+    regions = {
+        row["processor_id"]: row.get("regions")
+        for row in rows["violations"]
+        if row["event_id"] is None
+    }
+    assert regions == {processor: ["110105", "310104", "440305"], "processor-unseen": []}
+    assert all("regions" not in row for row in rows["violations"] if row["event_id"])
 
 
 def payload_hash(batch: Batch, offset: int) -> str:

@@ -27,8 +27,9 @@ from clickhouse_connect.driver.client import Client
 from flask import Flask
 from flask.testing import FlaskClient
 
-from consumers.batch import Batch
+from consumers.batch import NO_POSITION, Batch
 from consumers.judge import Judge
+from consumers.processor_regions import ProcessorRegions
 from consumers.registry import Registry
 from consumers.rules.catalogue import load_catalogue
 from consumers.runs import record_run
@@ -52,6 +53,9 @@ STRETCH = 3000
 """The fleet's events come milliseconds apart; stretched, they span hours (a real chart)."""
 REGISTRY_TABLES = {"deployment": "deployments", "consent": "consents", "deletion": "deletions"}
 SEVERITY_ORDER = ("critical", "high", "medium", "advisory")
+NOWHERE = "processor-with-no-events"
+IN_31 = "(startsWith(region_code, '31') OR arrayExists(r -> startsWith(r, '31'), regions))"
+"""A violation in Shanghai: its event's region, or (no event) one of its processor's."""
 
 
 def populate(client: Client, *, events: int = 2400, seed: int = 11) -> None:
@@ -80,7 +84,31 @@ def populate(client: Client, *, events: int = 2400, seed: int = 11) -> None:
     add_judged_events(
         batch, judge, chained(stretched), 0, offsets[EVENTS_TOPIC], T0 + timedelta(days=1)
     )
+    add_eventless_violations(batch, judge)
     ClickHouseSink(client).write(batch)
+
+
+def add_eventless_violations(batch: Batch, judge: Judge) -> None:
+    """FR-DELETION-OVERDUE (no event, no region of its own) of a processor with events in
+    Shanghai and of one with no events at all, given their processors' regions as the
+    validator's store step gives them."""
+    seen = ProcessorRegions()
+    seen.observe(batch.event_tables)
+    processors = sorted({p for t in batch.event_tables for p in t["processor_id"].to_pylist()})
+    in_shanghai = next(p for p in processors if any(r.startswith("31") for r in seen.of(p)))
+    for processor in (in_shanghai, NOWHERE):
+        withdrawn, deadline = T0 - timedelta(days=15), T0
+        details = {
+            "consent_id": f"consent-of-{processor}",
+            "processor_id": processor,
+            "subject_ref": "subject-withdrawn",
+            "withdrawn_at": withdrawn.isoformat(),
+            "deadline": deadline.isoformat(),
+        }
+        anchor = {"processor_id": processor, "event_time": deadline}
+        violation = judge.rules.violation("FR-DELETION-OVERDUE", anchor, details)
+        batch.add_violation(violation, *NO_POSITION, T0 + timedelta(days=20))
+    seen.attribute(batch.rows["violations"])
 
 
 # -- fixtures ---------------------------------------------------------------------------
@@ -217,23 +245,65 @@ def test_no_or_unknown_token_is_401(web: FlaskClient, path: str) -> None:
 def test_region_token_sees_only_its_regions(web: FlaskClient, tokens: Tokens, sql) -> None:
     overview = api(web, "/api/overview", tokens.shanghai)
     assert overview["regions"]
-    assert all(row["region_code"].startswith("31") for row in overview["regions"])
+    # "": violations with no event, of processors with events in the region.
+    assert all(row["region_code"][:2] in ("31", "") for row in overview["regions"])
     events_31 = sql("SELECT count() FROM events WHERE startsWith(region_code, '31')")[0][0]
-    violations_31 = sql("SELECT count() FROM violations WHERE startsWith(region_code, '31')")
+    violations_31 = sql(f"SELECT count() FROM violations WHERE {IN_31}")
     assert overview["events"]["total"] == events_31
     assert overview["violations"]["total"] == violations_31[0][0]
 
     listed = api(web, "/api/violations", tokens.shanghai, limit=1000)
     assert listed["total"] == violations_31[0][0] > 0
-    assert all(v["region_code"].startswith("31") for v in listed["violations"])
+    assert all(in_shanghai(v["region_code"], v["regions"]) for v in listed["violations"])
 
     rows = csv_rows(web, tokens.shanghai)
     assert len(rows) == violations_31[0][0]
-    assert all(row["region_code"].startswith("31") for row in rows)
+    assert all(in_shanghai(row["region_code"], row["regions"].split("; ")) for row in rows)
 
     page = get(web, "/", tokens.shanghai).get_data(as_text=True)
     shown = set(re.findall(r'href="/violations\?region=(\d+)"', page))
     assert shown and all(code.startswith("31") for code in shown)
+
+
+def in_shanghai(region_code: str, regions: list[str]) -> bool:
+    return any(code.startswith("31") for code in (region_code, *regions))
+
+
+def test_region_token_sees_the_violations_of_no_event_of_its_regions_processors(
+    web: FlaskClient, tokens: Tokens, sql
+) -> None:
+    """FR-DELETION-OVERDUE has no region; it is shown where its processor's events are."""
+    stored = dict(
+        sql(
+            "SELECT processor_id, violation_id FROM violations "
+            "WHERE rule_id = 'FR-DELETION-OVERDUE' AND event_id IS NULL"
+        )
+    )
+    [(local, local_id)] = [(p, v) for p, v in stored.items() if p != NOWHERE]
+    regions = sql("SELECT regions FROM violations WHERE violation_id = {v:String}", v=local_id)
+    seen_in = {
+        code
+        for (code,) in sql(
+            "SELECT DISTINCT region_code FROM events WHERE processor_id = {p:String}", p=local
+        )
+    }
+    assert sorted(seen_in) == regions[0][0]
+    listed = api(web, "/api/violations", tokens.shanghai, rule="FR-DELETION-OVERDUE")
+    assert [v["violation_id"] for v in listed["violations"]] == [local_id]
+    assert api(web, f"/api/violations/{local_id}", tokens.shanghai)["violation"]["regions"]
+    assert get(web, f"/api/violations/{stored[NOWHERE]}", tokens.shanghai).status_code == 404
+    rule = api(web, "/api/rules/FR-DELETION-OVERDUE", tokens.shanghai)
+    assert rule["violations"]["total"] == 1
+    by_rule = api(web, f"/api/processors/{local}", tokens.shanghai)["violations"]["by_rule"]
+    assert [r["violations"] for r in by_rule if r["rule_id"] == "FR-DELETION-OVERDUE"] == [1]
+    # A narrower region than the processor's is shown it only if one of its regions is there.
+    for region in seen_in:
+        shown = api(
+            web, "/api/violations", tokens.national, rule="FR-DELETION-OVERDUE", region=region
+        )
+        assert [v["violation_id"] for v in shown["violations"]] == [local_id]
+    national = api(web, "/api/violations", tokens.national, rule="FR-DELETION-OVERDUE")
+    assert {v["violation_id"] for v in national["violations"]} == set(stored.values())
 
 
 def test_processor_token_sees_only_its_processor(web: FlaskClient, tokens: Tokens, sql) -> None:
@@ -317,22 +387,23 @@ def test_overview_matches_the_raw_tables(web: FlaskClient, tokens: Tokens, sql) 
     regions = sql(
         "SELECT region_code, count() FROM events GROUP BY region_code ORDER BY region_code"
     )
-    assert [(r["region_code"], r["events"]) for r in data["regions"]] == regions
+    # Plus one row of the violations with no event, which have no region.
+    assert [(r["region_code"], r["events"]) for r in data["regions"]] == [("", 0), *regions]
     region_violations = dict(sql("SELECT region_code, count() FROM violations GROUP BY 1"))
     for row in data["regions"]:
         assert row["violations"] == region_violations.get(row["region_code"], 0)
-        expected = round(100 * row["violations"] / row["events"], 2)
+        expected = round(100 * row["violations"] / row["events"], 2) if row["events"] else None
         assert row["per_100_events"] == expected
 
     processor_events = dict(sql("SELECT processor_id, count() FROM events GROUP BY 1"))
     processor_violations = dict(sql("SELECT processor_id, count() FROM violations GROUP BY 1"))
     top = sorted(
-        processor_events,
-        key=lambda p: (-processor_violations.get(p, 0), -processor_events[p], p),
+        processor_events.keys() | processor_violations.keys(),
+        key=lambda p: (-processor_violations.get(p, 0), -processor_events.get(p, 0), p),
     )[:10]
     assert [row["processor_id"] for row in data["top_processors"]] == top
     for row in data["top_processors"]:
-        assert row["events"] == processor_events[row["processor_id"]]
+        assert row["events"] == processor_events.get(row["processor_id"], 0)
         assert row["violations"] == processor_violations.get(row["processor_id"], 0)
 
     series = data["series"]
@@ -363,8 +434,11 @@ def test_overview_page_shows_the_api_numbers(web: FlaskClient, tokens: Tokens) -
 @pytest.mark.parametrize(
     ("args", "condition"),
     [
-        ({"region": "310104"}, "region_code = '310104'"),
-        ({"region": "11"}, "startsWith(region_code, '11')"),
+        ({"region": "310104"}, "(region_code = '310104' OR has(regions, '310104'))"),
+        (
+            {"region": "11"},
+            "(startsWith(region_code, '11') OR arrayExists(r -> startsWith(r, '11'), regions))",
+        ),
         ({"severity": "critical"}, "severity = 'critical'"),
         ({"rule": "FR-PRIVATE-SPACE"}, "rule_id = 'FR-PRIVATE-SPACE'"),
         (
@@ -373,8 +447,7 @@ def test_overview_page_shows_the_api_numbers(web: FlaskClient, tokens: Tokens) -
         ),
         (
             {"region": "31", "severity": "high", "since": "2026-03-02T07:00:00+00:00"},
-            "startsWith(region_code, '31') AND severity = 'high' "
-            "AND event_time >= '2026-03-02 07:00:00'",
+            f"{IN_31} AND severity = 'high' AND event_time >= '2026-03-02 07:00:00'",
         ),
     ],
 )
@@ -421,9 +494,10 @@ def test_csv_matches_the_api(web: FlaskClient, tokens: Tokens) -> None:
     rows = csv_rows(web, tokens.national, **args)
     assert len(rows) == len(listed)
     for row, item in zip(rows, listed, strict=True):
-        assert row["articles"] == "; ".join(item["articles"])
         for name, value in item.items():
-            if name != "articles":
+            if isinstance(value, list):
+                assert row[name] == "; ".join(value), name
+            else:
                 assert row[name] == ("" if value is None else str(value)), name
 
 

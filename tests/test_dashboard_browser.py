@@ -199,15 +199,16 @@ def test_overview_renders_the_api_numbers(page: Page, server: Server) -> None:
     ]
     assert _table(page, "#regions") == [
         [
-            r["region_code"],
-            r["province"],
+            r["region_code"] or "none",
+            r["province"] or "no event: shown in its processor's regions",
             f"{r['events']:,}",
             f"{r['violations']:,}",
             f"{r['critical']:,}",
-            f"{r['per_100_events']:.2f}",
+            "\N{EN DASH}" if r["per_100_events"] is None else f"{r['per_100_events']:.2f}",
         ]
         for r in data["regions"]
     ]
+    assert data["regions"][0]["region_code"] == "", "the violations of no event have a row"
     shown = [row[0] for row in _table(page, "#top-processors")]
     assert shown == [r["processor_id"] for r in data["top_processors"]]
     page.screenshot(path=SCREENSHOTS / "dashboard-overview.png", full_page=True)

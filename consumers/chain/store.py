@@ -25,6 +25,7 @@ from consumers.batch import Batch, Row, now_utc
 from consumers.chain.step import Forwarding, Step
 from consumers.gateway import StoreGateway
 from consumers.metrics import PipelineMetrics
+from consumers.processor_regions import ProcessorRegions
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary, RunTimer
 from consumers.trail.digests import DigestChain
@@ -49,11 +50,14 @@ class StoreStep(Forwarding):
         timer: RunTimer,
         stop: threading.Event,
         backoff_max: float,
+        regions: ProcessorRegions,
         digests: DigestChain | None = None,
     ) -> None:
         """`tails`: what the store holds of each assigned partition past its commit;
+        `regions`: what gives a violation with no event its processor's regions;
         `digests`: the chain each stored batch's ledger roots go to."""
         super().__init__(next_step)
+        self._regions = regions
         self._digests = digests
         self._store = store
         self._tails = {tp: tail for tp, tail in tails.items() if tail}  # the usual case: none
@@ -65,6 +69,8 @@ class StoreStep(Forwarding):
 
     def submit(self, batch: Batch) -> None:
         started = time.monotonic()
+        self._regions.observe(batch.event_tables)
+        self._regions.attribute(batch.rows["violations"])
         self._leave_out_stored(batch)
         stored = len(batch)
         if stored:
