@@ -12,7 +12,7 @@ import logging
 import math
 from typing import Any, Final
 
-from flask import Flask, g, render_template, request
+from flask import Flask, current_app, g, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, Unauthorized
@@ -29,6 +29,8 @@ from dashboard.public import COOKIE, login_form, public
 from dashboard.queries import Missing, Reports
 from dashboard.scope import OutOfScope
 
+REFRESH: Final = "FACEAUDIT_REFRESH_SECONDS"
+"""App config: how often the overview page reloads itself (None: never)."""
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -62,11 +64,14 @@ def create_app(
     tokens: TokenFile,
     access_log: logging.Logger,
     trusted_proxy: str | None = None,
+    refresh_seconds: int | None = None,
 ) -> Flask:
     """The dashboard as a WSGI app (``app.wsgi_app`` logs every request to ``access_log``);
-    `trusted_proxy`: the address whose X-Forwarded-* headers are believed."""
+    `trusted_proxy`: the address whose X-Forwarded-* headers are believed; with
+    `refresh_seconds`, the overview page reloads itself that often (a live store)."""
     app = Flask(__name__)
     app.json = FiniteJSON(app)
+    app.config[REFRESH] = refresh_seconds
     app.extensions[REPORTS] = reports
     app.extensions[TOKENS] = tokens
     app.register_blueprint(public)
@@ -134,6 +139,7 @@ def _page_context() -> dict[str, Any]:
         "profile": reports().profile,
         "catalogue_version": reports().catalogue.version,
         "unverified_runs": reports().unverified_runs() if viewer else None,
+        "refresh_seconds": current_app.config[REFRESH],
     }
 
 

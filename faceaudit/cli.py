@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import faulthandler
 import logging
 import signal
@@ -19,10 +18,11 @@ from faceaudit.commands_check import add_check_parser, add_rules_parser
 from faceaudit.commands_dashboard import add_dashboard_parser
 from faceaudit.commands_dead_letters import add_dead_letters_parser
 from faceaudit.commands_keys import add_keys_parser
+from faceaudit.commands_serve import add_serve_parser
 from faceaudit.commands_verify import add_verify_parser
 from faceaudit.home import home
 from faceaudit.kafka_flags import add_kafka_flags, kafka_flags
-from faceaudit.trust_flag import add_trust_flag
+from faceaudit.validator_flags import add_validator_flags, positive_int, share, validator_settings
 
 if TYPE_CHECKING:
     from schemas.signatures import Signer
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_parser(commands)
     add_verify_parser(commands)
     add_dashboard_parser(commands)
+    add_serve_parser(commands)
     return parser
 
 
@@ -146,32 +147,32 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
     )
     sim.add_argument("--bootstrap", help="Kafka bootstrap servers (FACEAUDIT_BOOTSTRAP)")
     add_kafka_flags(sim)
-    sim.add_argument("--events", type=_positive_int, default=10_000, help="events to send")
-    sim.add_argument("--devices", type=_positive_int, default=20, help="devices in the fleet")
+    sim.add_argument("--events", type=positive_int, default=10_000, help="events to send")
+    sim.add_argument("--devices", type=positive_int, default=20, help="devices in the fleet")
     sim.add_argument("--seed", type=int, default=1, help="random seed (same seed, same fleet)")
     sim.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
     sim.add_argument(
         "--violation-rate",
-        type=_share,
+        type=share,
         default=0.05,
         help="share of events that break a rule on purpose, 0..1 (default 0.05)",
     )
     sim.add_argument(
         "--gap-rate",
-        type=_share,
+        type=share,
         default=0.0,
         help="share of events sent after their device lost one (AUDIT-SEQ-GAP), 0..1 (default 0)",
     )
     sim.add_argument(
         "--tamper-rate",
-        type=_share,
+        type=share,
         default=0.0,
         help="share of events after which their device vouches for another head "
         "(AUDIT-CHECKPOINT-MISMATCH), 0..1 (default 0)",
     )
     sim.add_argument(
         "--skew-rate",
-        type=_share,
+        type=share,
         default=0.0,
         help="share of events dated an hour ahead, as by a device whose clock jumped "
         "(AUDIT-CLOCK-SKEW), 0..1 (default 0)",
@@ -253,117 +254,20 @@ def _add_consume(commands: argparse._SubParsersAction) -> None:
         "the rule catalogue, store events, violations and dead letters in ClickHouse, and "
         "commit offsets only after they are stored. Flags override FACEAUDIT_* variables.",
     )
-    con.add_argument("--bootstrap", help="Kafka bootstrap servers (FACEAUDIT_BOOTSTRAP)")
-    add_kafka_flags(con)
-    con.add_argument(
-        "--clickhouse",
-        metavar="DSN",
-        help="chdb://PATH (embedded, default chdb://.faceaudit/clickhouse) or "
-        "http(s)://user:pass@host:8123/faceaudit (FACEAUDIT_CLICKHOUSE)",
-    )
-    con.add_argument(
-        "--mask-key-file",
-        metavar="PATH",
-        help="key of the hashes that replace real identifiers in stored events, made "
-        "(owner-only) if missing (default .faceaudit/mask.key; FACEAUDIT_MASK_KEY_FILE)",
-    )
-    add_trust_flag(con)
-    con.add_argument("--group", help="consumer group id (FACEAUDIT_GROUP)")
-    con.add_argument("--profile", help="cac-2025 (default) or cac-2023-draft (FACEAUDIT_PROFILE)")
-    con.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on 127.0.0.1:PORT")
-    con.add_argument(
-        "--until-idle",
-        type=float,
-        metavar="SECONDS",
-        help="exit once no message has arrived for this long and all is read to the end",
-    )
-    con.add_argument("--batch-size", type=_positive_int, help="messages per batch (20000)")
-    con.add_argument(
-        "--batch-seconds",
-        type=float,
-        metavar="SECONDS",
-        help="longest a batch is filled before it is stored (0.5); "
-        "longer raises throughput, shorter lowers latency",
-    )
-    con.add_argument(
-        "--registry-grace",
-        type=float,
-        metavar="SECONDS",
-        help="how long an event waits for its consent or deployment record (30)",
-    )
-    con.add_argument(
-        "--dead-letter-limit",
-        dest="dead_letter_max_consecutive",
-        type=_positive_int,
-        metavar="N",
-        help="stop after N dead letters in a row (1000)",
-    )
-    con.add_argument(
-        "--dead-letter-ratio",
-        dest="dead_letter_max_ratio",
-        type=_share,
-        metavar="R",
-        help="stop when more than this share of the last 1000 messages are dead letters (0.5)",
-    )
+    add_validator_flags(con)
     con.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="validator processes in the group (1); with chDB the parent owns the store",
-    )
-    con.add_argument(
-        "--digests",
-        choices=("on", "off"),
-        help="sign chained digests of what is stored, for faceaudit verify (on; FACEAUDIT_DIGESTS)",
-    )
-    con.add_argument(
-        "--digest-interval",
-        type=float,
-        metavar="SECONDS",
-        help="how often a digest is written (60); a clean stop writes a last one",
-    )
-    con.add_argument(
-        "--auditor-key",
-        metavar="PATH",
-        help="the auditor's Ed25519 private key the digests are signed with (default: the "
-        "one auditor key under $FACEAUDIT_HOME/keys; FACEAUDIT_AUDITOR_KEY)",
-    )
-    con.add_argument(
-        "--chain",
-        metavar="NAME",
-        help="the digest chain's name (default: the group); each validator process of a "
-        "group needs its own (--workers adds /N)",
     )
     con.set_defaults(handler=_consume)
 
 
 def _consume(args: argparse.Namespace) -> int:
     from faceaudit.consume import consume
-    from faceaudit.home import local_auditor_key
 
-    settings = Settings.resolve(vars(args), role="validator")
-    if settings.digests == "on" and settings.auditor_key is None:
-        found = local_auditor_key()
-        if found is not None:
-            settings = dataclasses.replace(settings, auditor_key=str(found))
-    return consume(settings)
-
-
-# -- argument types -----------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value}")
-    return value
+    return consume(validator_settings(args))
 
 
 if __name__ == "__main__":

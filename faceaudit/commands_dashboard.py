@@ -14,7 +14,7 @@ import signal
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 from consumers.rules.catalogue import PROFILES
 from consumers.settings import Settings
@@ -22,6 +22,12 @@ from core.clients import redact
 from core.errors import FaceauditError
 from dashboard.auth import check_region_prefix
 from faceaudit.home import HOME, home
+
+if TYPE_CHECKING:
+    from waitress.server import BaseWSGIServer
+
+    from dashboard.auth import TokenFile
+    from dashboard.db import Database
 
 TOKENS_FILE: Final = "dashboard-tokens.jsonl"
 DEFAULT_EXPIRY: Final = "30d"
@@ -45,29 +51,7 @@ def add_dashboard_parser(commands: argparse._SubParsersAction) -> None:
         help="chdb://PATH (embedded; not while the validator has it open) or "
         "http(s)://user:pass@host:8123/faceaudit (FACEAUDIT_CLICKHOUSE)",
     )
-    dash.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    dash.add_argument(
-        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
-    )
-    dash.add_argument(
-        "--tokens",
-        type=Path,
-        metavar="FILE",
-        help=f"token file: JSON lines of token hashes and scopes "
-        f"(default $FACEAUDIT_HOME/{TOKENS_FILE}, i.e. {HOME / TOKENS_FILE})",
-    )
-    dash.add_argument(
-        "--access-log",
-        type=Path,
-        metavar="FILE",
-        help="append one JSON line per request (who, path, status, time) here; default stderr",
-    )
-    dash.add_argument(
-        "--trusted-proxy",
-        metavar="ADDRESS",
-        help="the TLS proxy in front (its IP address): only its X-Forwarded-* headers are "
-        "believed, so the login cookie is marked Secure behind it",
-    )
+    add_serving_flags(dash)
     dash.add_argument(
         "--profile",
         choices=PROFILES,
@@ -111,8 +95,35 @@ def add_dashboard_parser(commands: argparse._SubParsersAction) -> None:
     dash.set_defaults(handler=_dashboard)
 
 
+def add_serving_flags(parser: argparse.ArgumentParser) -> None:
+    """Where the dashboard listens, its tokens, its access log and the proxy it trusts."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--tokens",
+        type=Path,
+        metavar="FILE",
+        help=f"token file: JSON lines of token hashes and scopes "
+        f"(default $FACEAUDIT_HOME/{TOKENS_FILE}, i.e. {HOME / TOKENS_FILE})",
+    )
+    parser.add_argument(
+        "--access-log",
+        type=Path,
+        metavar="FILE",
+        help="append one JSON line per request (who, path, status, time) here; default stderr",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        metavar="ADDRESS",
+        help="the TLS proxy in front (its IP address): only its X-Forwarded-* headers are "
+        "believed, so the login cookie is marked Secure behind it",
+    )
+
+
 def _dashboard(args: argparse.Namespace) -> int:
-    path = args.tokens or home() / TOKENS_FILE
+    path = tokens_path(args)
     if args.make_token is not None:
         return _make_token(path, args)
     if args.regions or args.processors or args.replace:
@@ -143,32 +154,17 @@ def _make_token(path: Path, args: argparse.Namespace) -> int:
 
 
 def _serve(path: Path, args: argparse.Namespace) -> int:
-    from waitress.server import create_server
-
-    from consumers.rules.catalogue import load_catalogue
     from consumers.store import open_reader
-    from dashboard.access_log import open_access_log
-    from dashboard.app import create_app
     from dashboard.auth import TokenFile
     from dashboard.db import Database
-    from dashboard.queries import Reports
 
     settings = Settings.resolve({"clickhouse": args.clickhouse, "profile": args.profile})
     tokens = TokenFile(path)  # a bad token file stops us before the store is taken
-    access_log = open_access_log(args.access_log)
     db = Database(open_reader(settings.clickhouse))  # it never migrates or writes
     try:
-        reports = Reports(db, load_catalogue(), settings.profile)
-        app = create_app(reports, tokens, access_log, args.trusted_proxy)
-        try:
-            server = create_server(app, host=args.host, port=args.port, ident="faceaudit")
-        except OSError as exc:
-            raise FaceauditError(
-                f"cannot listen on {args.host}:{args.port}: {exc.strerror}"
-            ) from None
-        host = f"[{args.host}]" if ":" in args.host else args.host
+        server = dashboard_server(db, tokens, settings.profile, args)
         print(
-            f"faceaudit dashboard: serving http://{host}:{server.effective_port}/ "
+            f"faceaudit dashboard: serving {server_url(server, args.host)} "
             f"(store {redact(settings.clickhouse)}, profile {settings.profile}, "
             f"{len(tokens)} token{'s' if len(tokens) != 1 else ''} from {path}); "
             "Ctrl-C or SIGTERM stops it",
@@ -181,6 +177,40 @@ def _serve(path: Path, args: argparse.Namespace) -> int:
     finally:
         db.close()
     return EXIT_OK
+
+
+def tokens_path(args: argparse.Namespace) -> Path:
+    return args.tokens or home() / TOKENS_FILE
+
+
+def dashboard_server(
+    db: Database,
+    tokens: TokenFile,
+    profile: str,
+    args: argparse.Namespace,
+    refresh_seconds: int | None = None,
+) -> BaseWSGIServer:
+    """The dashboard's HTTP server over `db`, bound to ``--host``/``--port`` (not yet run)."""
+    from waitress.server import create_server
+
+    from consumers.rules.catalogue import load_catalogue
+    from dashboard.access_log import open_access_log
+    from dashboard.app import create_app
+    from dashboard.queries import Reports
+
+    reports = Reports(db, load_catalogue(), profile)
+    app = create_app(
+        reports, tokens, open_access_log(args.access_log), args.trusted_proxy, refresh_seconds
+    )
+    try:
+        return create_server(app, host=args.host, port=args.port, ident="faceaudit")
+    except OSError as exc:
+        raise FaceauditError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+
+
+def server_url(server: BaseWSGIServer, host: str) -> str:
+    bracketed = f"[{host}]" if ":" in host else host
+    return f"http://{bracketed}:{server.effective_port}/"
 
 
 def _interrupt(signum: int, frame: object) -> NoReturn:
