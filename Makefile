@@ -11,20 +11,23 @@ NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock native/pyproject.toml \
   native/faceaudit_native.pyi $(wildcard native/src/*.rs)
 # rustup puts cargo in ~/.cargo/bin, which a non-login shell may lack on PATH.
 CARGO := $(or $(shell command -v cargo),$(wildcard $(HOME)/.cargo/bin/cargo))
-DEMO_EVENTS ?= 20000
+DEMO_EVENTS ?= 30000
 DEMO_DEVICES ?= 40
 DASHBOARD_PORT ?= 8080
-DASHBOARD_PID := .faceaudit/dashboard.pid
+DEMO_SEED ?= 1
+DEMO_RATE ?= 20
+SERVE_PID := .faceaudit/serve.pid
+FLEET_PID := .faceaudit/live-fleet.pid
 
-.PHONY: help install prereqs demo dashboard-start dashboard-stop test test-faults bench lint broker-stop clean
+.PHONY: help install prereqs demo demo-live demo-stop test test-faults bench lint broker-stop clean
 
 help:
-	@echo "make demo   set up, start the local Kafka broker, simulate a fleet, validate into chDB"
+	@echo "make demo   set up, validate a week of fleet history into chDB, then run the live system"
+	@echo "make demo-stop   stop the live demo (fleet, faceaudit serve, broker)"
 	@echo "make test   set up and run the whole test suite on its own broker"
 	@echo "make test-faults   only the fault-injection tests"
 	@echo "make bench   throughput, latency and memory on its own broker (BENCH_EVENTS=1000000)"
 	@echo "make lint   ruff"
-	@echo "make dashboard-stop   stop the demo dashboard"
 	@echo "make broker-stop   stop the demo broker"
 
 # Java and Maven run the local Kafka broker; promtool and amtool check the
@@ -58,41 +61,53 @@ $(NATIVE_STAMP): $(STAMP) $(NATIVE_SOURCES)
 
 install: prereqs $(STAMP) $(NATIVE_STAMP)
 
-demo: install dashboard-stop
+# A fresh demo each time: an earlier demo's broker data, store, keys and tokens
+# go (the Kafka jars stay), then a week of history is validated and verified,
+# and the live system starts: `faceaudit serve` (validator, dashboard and
+# /metrics in one process on the embedded store) and a fleet streaming at
+# DEMO_RATE events/s, both in the background until `make demo-stop`.
+demo: install demo-stop
+	rm -rf .faceaudit/kafka .faceaudit/clickhouse .faceaudit/keys .faceaudit/dashboard-tokens.jsonl
 	$(BIN)/faceaudit broker start
 	@# The auditor's key signs the validator's digests of what it stores (docs/verify.md).
-	@ls .faceaudit/keys/auditor-*.pem > /dev/null 2>&1 || \
-	  $(BIN)/faceaudit keys generate --owner auditor
-	$(BIN)/faceaudit simulate --events $(DEMO_EVENTS) --devices $(DEMO_DEVICES) --seed $$(date +%s) \
-	  --gap-rate 0.002 --tamper-rate 0.001 --skew-rate 0.0005 --stop-signing --registry-faults
+	$(BIN)/faceaudit keys generate --owner auditor
+	$(BIN)/faceaudit simulate --history 7 --events $(DEMO_EVENTS) --devices $(DEMO_DEVICES) \
+	  --seed $(DEMO_SEED)
 	$(BIN)/faceaudit consume --until-idle 5
 	$(BIN)/faceaudit verify --no-progress
-	@echo "the stored trail verifies against the signed digests; check it again any time:"
-	@echo "  $(BIN)/faceaudit verify"
-	@$(MAKE) --no-print-directory dashboard-start
+	@$(MAKE) --no-print-directory demo-live
 
-# The dashboard opens the embedded store after the validator has closed it
-# (chDB: one process per store) and keeps running in the background.
-dashboard-start: $(STAMP)
+demo-live: $(STAMP)
 	@token=$$($(BIN)/faceaudit dashboard --make-token demo --replace) || exit 1; \
-	nohup $(BIN)/faceaudit dashboard --port $(DASHBOARD_PORT) \
-	  --access-log .faceaudit/dashboard-access.log > .faceaudit/dashboard.log 2>&1 & \
-	echo $$! > $(DASHBOARD_PID); \
-	for i in $$(seq 50); do \
+	nohup $(BIN)/faceaudit serve --port $(DASHBOARD_PORT) \
+	  --access-log .faceaudit/dashboard-access.log > .faceaudit/serve.log 2>&1 & \
+	echo $$! > $(SERVE_PID); \
+	nohup $(BIN)/faceaudit simulate --rate $(DEMO_RATE) --events 100000000 \
+	  --devices $(DEMO_DEVICES) --seed $$(( $(DEMO_SEED) + 1 )) --no-progress \
+	  > .faceaudit/live-fleet.log 2>&1 & \
+	echo $$! > $(FLEET_PID); \
+	for i in $$(seq 150); do \
 	  curl -fs http://127.0.0.1:$(DASHBOARD_PORT)/healthz >/dev/null && break; sleep 0.2; done; \
 	curl -fs http://127.0.0.1:$(DASHBOARD_PORT)/healthz >/dev/null \
-	  || { echo "dashboard did not start:"; tail -n 5 .faceaudit/dashboard.log; exit 1; }; \
+	  || { echo "faceaudit serve did not start:"; tail -n 5 .faceaudit/serve.log; exit 1; }; \
 	echo ""; \
-	echo "Dashboard:  http://127.0.0.1:$(DASHBOARD_PORT)/login (paste the demo token)"; \
-	echo "Demo token: $$token  (API: curl -H 'Authorization: Bearer $$token' http://127.0.0.1:$(DASHBOARD_PORT)/api/overview)"; \
-	echo "Stop it with: make dashboard-stop"
+	echo "Live dashboard: http://127.0.0.1:$(DASHBOARD_PORT)/login (paste the demo token)"; \
+	echo "Demo token:     $$token"; \
+	echo "API:            curl -H 'Authorization: Bearer $$token' http://127.0.0.1:$(DASHBOARD_PORT)/api/overview"; \
+	echo "Metrics:        http://127.0.0.1:9464/metrics"; \
+	echo "A fleet streams $(DEMO_RATE) events/s into it. Stop it all with: make demo-stop"; \
+	echo "Then check the stored trail against its signed digests: $(BIN)/faceaudit verify"
 
-dashboard-stop:
-	@if [ -f $(DASHBOARD_PID) ]; then \
-	  pid=$$(cat $(DASHBOARD_PID)); \
-	  if ps -p $$pid -o args= 2>/dev/null | grep -q "faceaudit dashboard"; then \
-	    kill $$pid; while kill -0 $$pid 2>/dev/null; do sleep 0.2; done; fi; \
-	  rm -f $(DASHBOARD_PID); fi
+# Stops what `make demo` left running: the live fleet, faceaudit serve (its
+# last digest covers all it stored), and the broker.
+demo-stop:
+	@for pidfile in $(FLEET_PID) $(SERVE_PID); do \
+	  if [ -f $$pidfile ]; then \
+	    pid=$$(cat $$pidfile); \
+	    if ps -p $$pid -o args= 2>/dev/null | grep -q "faceaudit"; then \
+	      kill $$pid; while kill -0 $$pid 2>/dev/null; do sleep 0.2; done; fi; \
+	    rm -f $$pidfile; fi; done
+	@if [ -x $(BIN)/faceaudit ]; then $(BIN)/faceaudit broker stop; fi
 
 test: install lint
 	$(BIN)/pytest -q
@@ -109,5 +124,5 @@ lint: $(STAMP)
 broker-stop: $(STAMP)
 	$(BIN)/faceaudit broker stop
 
-clean: dashboard-stop broker-stop
+clean: demo-stop
 	rm -rf .faceaudit

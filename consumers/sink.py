@@ -324,4 +324,7 @@ def _deduplicated(table: str, token: str) -> dict[str, object]:
     return {
         "insert_deduplication_token": f"{table}:{token}",
         "deduplicate_blocks_in_dependent_materialized_views": 1,
+        # On a cluster (`faceaudit migrate --cluster`), a Distributed table hands each
+        # shard its rows before the insert returns, token and all: a retry dedups there.
+        "distributed_foreground_insert": 1,
     }

@@ -18,6 +18,7 @@ from faceaudit.commands_check import add_check_parser, add_rules_parser
 from faceaudit.commands_dashboard import add_dashboard_parser
 from faceaudit.commands_dead_letters import add_dead_letters_parser
 from faceaudit.commands_keys import add_keys_parser
+from faceaudit.commands_migrate import add_migrate_parser
 from faceaudit.commands_serve import add_serve_parser
 from faceaudit.commands_verify import add_verify_parser
 from faceaudit.home import home
@@ -25,6 +26,8 @@ from faceaudit.kafka_flags import add_kafka_flags, kafka_flags
 from faceaudit.validator_flags import add_validator_flags, positive_int, share, validator_settings
 
 if TYPE_CHECKING:
+    from core.clients import KafkaConfig
+    from producers.simulate import SigningKeys
     from schemas.signatures import Signer
 
 EXIT_OK, EXIT_ERROR = 0, 1
@@ -65,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_parser(commands)
     add_dashboard_parser(commands)
     add_serve_parser(commands)
+    add_migrate_parser(commands)
     return parser
 
 
@@ -195,6 +199,18 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
         help="send the registry records unsigned (for a validator under --trust none); by "
         "default a key per processor is registered as the local broker's operator",
     )
+    sim.add_argument(
+        "--history",
+        type=positive_int,
+        metavar="DAYS",
+        help="send DAYS days of history instead (the demo's week): event times over the last "
+        "DAYS days (at most 7) with a daily rhythm, incident hours in which every rule of the "
+        "catalogue is broken, and an unfiled hotel chain crossing the filing threshold "
+        "(its check-ins come on top of --events)",
+    )
+    sim.add_argument(
+        "--profile", help="with --history: whose filing threshold (FACEAUDIT_PROFILE; cac-2025)"
+    )
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(handler=_simulate)
 
@@ -217,6 +233,8 @@ def _simulate(args: argparse.Namespace) -> int:
         operator = Settings.resolve({"bootstrap": args.bootstrap}, role="operator").kafka
         return register_fleet_keys(operator, processor_ids, valid_from)
 
+    if args.history is not None:
+        return _history(args, kafka, signing_keys)
     report = simulate(
         kafka,
         events=args.events,
@@ -240,6 +258,37 @@ def _simulate(args: argparse.Namespace) -> int:
     )
     broken = sum(report.intended_violations.values())
     print(f"{broken} events break a rule on purpose")
+    return EXIT_OK
+
+
+def _history(args: argparse.Namespace, kafka: KafkaConfig, signing_keys: SigningKeys) -> int:
+    from faceaudit.demo_history import history
+
+    if args.unsigned or args.rate:
+        raise FaceauditError(
+            "--history sends signed records as fast as it can: drop --unsigned and --rate"
+        )
+    if args.history > 7:
+        raise FaceauditError(
+            f"--history {args.history}: at most 7 days, the audit's tolerance for late "
+            "events (AUDIT-CLOCK-SKEW)"
+        )
+    report = history(
+        kafka,
+        profile=Settings.resolve({"profile": args.profile}).profile,
+        days=args.history,
+        events=args.events,
+        devices=args.devices,
+        seed=args.seed,
+        signing_keys=signing_keys,
+        progress=not args.no_progress,
+    )
+    rules = len(report.broken)
+    print(
+        f"sent {report.events_sent:,} events dated {report.first:%Y-%m-%d %H:%M} to "
+        f"{report.last:%Y-%m-%d %H:%M} UTC and {report.registry_records:,} registry records "
+        f"to {kafka.bootstrap} in {report.seconds:.1f} s; {rules} rules broken on purpose"
+    )
     return EXIT_OK
 
 

@@ -423,6 +423,15 @@ class Fleet:
             self._emitted.add(record["device_id"])
             yield kind, record, broken
 
+    def consent_event(self, kind: str) -> Record:
+        """A compliant capture, or a match with no recorded capture, of a consent-based
+        device in a non-public place: what `producers.history` changes to break a rule."""
+        device = self._rng.choice(self._eligible[CONSENT_MISSING])
+        encounter = self._encounter(device)
+        if kind == "capture":
+            return self._capture(device, encounter)
+        return self._match(device, encounter, None)
+
     def _lost_before(self, device_id: str) -> bool:
         """Whether the event the device sent before this one is to be lost.
 

@@ -37,8 +37,8 @@ from schemas.signatures import Signer, record_time
 # Fewer, larger batches: each new batch wakes kafka-python's sender thread, and
 # that hand-off (GIL contention) dominated the send loop at the SDK's defaults
 # (linger 5 ms, 16 KiB batches): about 2x the throughput on a 2-core machine.
-_BULK_LINGER_MS = 50
-_BULK_BATCH_BYTES = 1 << 20
+BULK_LINGER_MS = 50
+BULK_BATCH_BYTES = 1 << 20
 
 
 @dataclass
@@ -81,7 +81,7 @@ def _send_registry_faults(
     return sent
 
 
-def _vouch_for_another_head(
+def vouch_for_another_head(
     producer: EventProducer, record: Mapping[str, Any], signer: Signer
 ) -> None:
     """A checkpoint of the event just sent whose head is not that event's payload hash."""
@@ -100,7 +100,7 @@ def _start(events: int, rate: float | None) -> datetime:
     return now if rate else now - events * MEAN_STEP
 
 
-def _lose_one(producer: EventProducer, device_id: str) -> None:
+def lose_one(producer: EventProducer, device_id: str) -> None:
     """Skip the device's next sequence number, as if that event never reached Kafka."""
     chain = producer.chain(device_id)
     producer.resume(device_id, chain.next_seq + 1, chain.last_payload_sha256)
@@ -193,8 +193,8 @@ def simulate(
     with EventProducer(
         kafka,
         client_id="faceaudit-simulator",
-        linger_ms=_BULK_LINGER_MS,
-        batch_size=_BULK_BATCH_BYTES,
+        linger_ms=BULK_LINGER_MS,
+        batch_size=BULK_BATCH_BYTES,
         signers=signers,
     ) as producer:
         for kind, record in registry:
@@ -208,10 +208,10 @@ def simulate(
             for kind, record, broken in fleet.events(events):
                 pacer.wait()
                 if SEQUENCE_GAP in broken:
-                    _lose_one(producer, record["device_id"])
+                    lose_one(producer, record["device_id"])
                 producer.send_event(kind, record)
                 if CHECKPOINT_MISMATCH in broken:
-                    _vouch_for_another_head(producer, record, signers[record["processor_id"]])
+                    vouch_for_another_head(producer, record, signers[record["processor_id"]])
                 if stops_signing is not None:
                     stops_signing.sent(record, broken, producer)
                 by_kind[kind] += 1

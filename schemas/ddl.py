@@ -9,11 +9,18 @@ be applied again.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Protocol
 
 DATABASE = "faceaudit"
+MIGRATIONS_TABLE = (
+    f"CREATE TABLE IF NOT EXISTS {DATABASE}.schema_migrations "
+    "(version UInt32, name String, applied_at DateTime64(6, 'UTC') DEFAULT now64(6)) "
+    "ENGINE = ReplacingMergeTree ORDER BY version"
+)
+"""Where the applied migrations are recorded."""
 _FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 
@@ -57,18 +64,20 @@ def migrations() -> list[Migration]:
 
 def migrate(client: CommandClient) -> list[int]:
     """Apply every migration not yet recorded; return the versions applied now."""
-    client.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {DATABASE}.schema_migrations "
-        "(version UInt32, name String, applied_at DateTime64(6, 'UTC') DEFAULT now64(6)) "
-        "ENGINE = ReplacingMergeTree ORDER BY version"
-    )
+    bootstrap = (f"CREATE DATABASE IF NOT EXISTS {DATABASE}", MIGRATIONS_TABLE)
+    return apply(client, bootstrap, migrations())
+
+
+def apply(client: CommandClient, bootstrap: Sequence[str], plan: Sequence[Migration]) -> list[int]:
+    """Run `bootstrap`, then each migration of `plan` not yet recorded, recording it."""
+    for statement in bootstrap:
+        client.command(statement)
     done = {
         row[0]
         for row in client.query(f"SELECT version FROM {DATABASE}.schema_migrations").result_rows
     }
     applied = []
-    for migration in migrations():
+    for migration in plan:
         if migration.version in done:
             continue
         for statement in migration.statements:
