@@ -19,7 +19,7 @@ DEMO_RATE ?= 20
 SERVE_PID := .faceaudit/serve.pid
 FLEET_PID := .faceaudit/live-fleet.pid
 
-.PHONY: help install prereqs demo demo-live demo-stop test test-faults bench lint broker-stop clean
+.PHONY: help install prereqs demo demo-live demo-stop deploy-rules test test-faults bench lint broker-stop clean
 
 help:
 	@echo "make demo   set up, validate a week of fleet history into chDB, then run the live system"
@@ -117,6 +117,11 @@ test-faults: install
 
 bench: install
 	$(BIN)/python -m bench.run $(if $(BENCH_EVENTS),--events $(BENCH_EVENTS))
+
+# The Kubernetes PrometheusRule is the alert rule file, wrapped (tests/test_deploy.py).
+deploy-rules:
+	cd deploy/check && go run . prometheusrule ../prometheus/alerts.yml \
+	  > ../kubernetes/base/prometheusrule.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

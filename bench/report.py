@@ -94,6 +94,9 @@ def table(r: dict) -> str:
         ("`faceaudit check`", _rate(r["check_events_per_s"]),
          _target(r["check_events_per_s"], ">=", 250_000, "{:,}")),
         ("check / json.loads", f"{r['check_ratio_to_json_loads']:.2f}", ""),
+        ("device gateway, batches of 100", _rate(r["gateway_events_per_s"]), ""),
+        ("gateway / producer SDK", f"{r['gateway_ratio_to_sdk']:.2f}", ""),
+        ("gateway request p99 (100 records)", _secs(r["gateway_p99_s"]), ""),
         *((f"stage: {name}", f"{us:.1f} µs/event", "")
           for name, us in r["stage_us_per_event"].items() if name != "sample"),
         ("stage: decode + judge", f"{_decode_and_judge(r):.1f} µs/event",

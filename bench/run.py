@@ -27,6 +27,7 @@ from typing import TypeVar
 from bench import REPO_ROOT, BenchError, report
 from bench.cluster import Cluster
 from bench.findings import violations_by_rule
+from bench.gateway import run_gateway
 from bench.latency import run_latency
 from bench.load import end_offsets, preload
 from bench.offline import run_check
@@ -42,6 +43,8 @@ LOW_RATE = 2_000  # well under capacity: the latency of batching alone
 SMALL_BATCH = 2_000  # small batches: where two-topic streams once raised false gaps
 SAMPLE = 100_000  # events in the stage-cost sample and the checker's export
 QUICK_SAMPLE = 20_000
+GATEWAY_EVENTS = 50_000
+QUICK_GATEWAY_EVENTS = 4_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,6 +154,16 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
         lambda: run_check(cluster, sample),
         lambda r: f"{rate(r['events_per_s'])}, json.loads {rate(r['json_loads_events_per_s'])}",
     )
+    # Last: its events would add to what the pipeline runs above drain.
+    relayed = QUICK_GATEWAY_EVENTS if quick else GATEWAY_EVENTS
+    gateway = _step(
+        f"device gateway, {relayed:,} events in batches of 100, against the producer SDK",
+        lambda: run_gateway(cluster, relayed),
+        lambda r: (
+            f"{rate(r['events_per_s'])} ({r['ratio_to_sdk']:.2f} of the SDK's "
+            f"{rate(r['sdk_events_per_s'])}), p99 {r['p99_s']} s"
+        ),
+    )
     return {
         "preload_events_per_s": round(sent.events_per_second),
         "raw_events_per_s": round(raw.events_per_second),
@@ -180,6 +193,9 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
         },
         "stage_us_per_event": stages,
         "check_events_per_s": check["events_per_s"],
+        "gateway_events_per_s": gateway["events_per_s"],
+        "gateway_ratio_to_sdk": gateway["ratio_to_sdk"],
+        "gateway_p99_s": gateway["p99_s"],
         "check_ratio_to_json_loads": check["ratio_to_json_loads"],
         "latency": latency,
         "details": {
@@ -199,6 +215,7 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
             "small_batch": SMALL_BATCH,
             "latency_low_rate": latency_low,
             "check": check,
+            "gateway": gateway,
         },
     }
 

@@ -85,9 +85,9 @@ class PipelineMetrics:
             }
         )
 
-    def serve(self, port: int) -> int:
-        """Expose /metrics on 127.0.0.1:`port` (0 picks a free port); return the port."""
-        server, _ = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Expose /metrics on `host`:`port` (0 picks a free port); return the port."""
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
         return server.server_port
 
 

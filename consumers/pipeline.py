@@ -30,7 +30,6 @@ from consumers.chain.store import StoreStep
 from consumers.checkpoints import CheckpointJudge
 from consumers.collector import collecting_in_batches
 from consumers.dead_letters import DeadLetterPolicy
-from consumers.gateway import StoreGateway
 from consumers.judge import Judge
 from consumers.key_feed import KeyFeed
 from consumers.keyring import KeyRing
@@ -43,6 +42,7 @@ from consumers.read import GroupReader, Taken, group_consumer
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
 from consumers.settings import Settings
+from consumers.store_gateway import StoreGateway
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary, RunTimer
 from consumers.trail.digests import Digest, DigestChain

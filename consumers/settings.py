@@ -28,6 +28,8 @@ class Settings:
     group: str = "faceaudit-validator"
     profile: str = "cac-2025"
     metrics_port: int = 0
+    # Loopback unless Prometheus scrapes from elsewhere (a container, a pod): then 0.0.0.0.
+    metrics_host: str = "127.0.0.1"
     until_idle: float | None = None
     workers: int = 1
     batch_size: int = 20_000

@@ -29,9 +29,9 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
 from consumers.batch import Batch
-from consumers.gateway import ClickHouseGateway, StoreGateway
 from consumers.settings import Settings
 from consumers.sink import ClickHouseSink, digested_columns, write_files
+from consumers.store_gateway import ClickHouseGateway, StoreGateway
 from consumers.stored_tail import CheckpointState, StoredTail
 from consumers.summary import RunSummary
 from consumers.trail.digests import ChainState, Digest
@@ -198,7 +198,7 @@ def _worker_main(settings: Settings, index: int, conn: Connection, spool: Path |
         own = dataclasses.replace(settings, chain=f"{settings.chain_name}/{index}")
         validator = Validator(own, gateway)
         if settings.metrics_port:
-            validator.metrics.serve(settings.metrics_port + index)
+            validator.metrics.serve(settings.metrics_port + index, settings.metrics_host)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: validator.stop())
         summary = validator.run()

@@ -354,17 +354,7 @@ class LocalBroker:
         )
 
     def _grant_acls(self, users: dict[str, str]) -> None:
-        """Create the ACLs of each user's role (creating an existing ACL changes nothing)."""
-        acls = [acl for name, role in users.items() for acl in acls_for(name, role)]
-        if not acls:
-            return
-        with _admin(self.kafka("admin"), 30_000) as admin:
-            try:
-                result = admin.create_acls(acls)
-            except KafkaError as exc:
-                raise BrokerError(f"Could not create the ACLs on {self.bootstrap}: {exc}") from exc
-        if result["failed"]:
-            raise BrokerError(f"Kafka refused ACLs on {self.bootstrap}: {result['failed'][0]}")
+        grant_acls(self.kafka("admin"), users)
 
     def _add_scram(self, name: str) -> None:
         upsert = UserScramCredentialUpsertion(
@@ -431,6 +421,20 @@ class LocalBroker:
             f"The Kafka broker on {self.bootstrap} {what}{reason}; "
             f"see {self.log_path}, {last_lines}"
         )
+
+
+def grant_acls(kafka: KafkaConfig, users: dict[str, str]) -> None:
+    """Create the ACLs of each user's role, as an admin (an existing ACL changes nothing)."""
+    acls = [acl for name, role in users.items() for acl in acls_for(name, role)]
+    if not acls:
+        return
+    with _admin(kafka, 30_000) as admin:
+        try:
+            result = admin.create_acls(acls)
+        except KafkaError as exc:
+            raise BrokerError(f"Could not create the ACLs on {kafka.bootstrap}: {exc}") from exc
+    if result["failed"]:
+        raise BrokerError(f"Kafka refused ACLs on {kafka.bootstrap}: {result['failed'][0]}")
 
 
 def ensure_topics(kafka: KafkaConfig, partitions: int = 6, timeout: float = 30) -> None:

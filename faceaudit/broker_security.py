@@ -245,13 +245,18 @@ class BrokerSecurity:
         self.cert_file.unlink(missing_ok=True)
 
     def _make_broker_cert(self) -> None:
+        self.issue_server_cert(BROKER_CN, self.cert_file, self.key_file)
+
+    def issue_server_cert(self, common_name: str, cert_file: Path, key_file: Path) -> None:
+        """A certificate for 127.0.0.1 and localhost signed by this broker's CA (the
+        broker's own, the device gateway's), its key readable by its owner alone."""
         ca_key = serialization.load_pem_private_key(self.ca_key_file.read_bytes(), None)
         ca = x509.load_pem_x509_certificate(self.ca_file.read_bytes())
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
         cert = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, BROKER_CN)]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
             .issuer_name(ca.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -279,14 +284,19 @@ class BrokerSecurity:
             )
             .sign(ca_key, hashes.SHA256())
         )
-        write_private(self.key_file, _key_pem(key))
-        self.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_private(key_file, _key_pem(key))
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     def _cert_is_current(self) -> bool:
-        if not (self.cert_file.exists() and self.key_file.exists()):
-            return False
-        cert = x509.load_pem_x509_certificate(self.cert_file.read_bytes())
-        return cert.not_valid_after_utc - _now() > _RENEW_BEFORE
+        return cert_is_current(self.cert_file, self.key_file)
+
+
+def cert_is_current(cert_file: Path, key_file: Path) -> bool:
+    """Both files exist and the certificate is not about to expire."""
+    if not (cert_file.exists() and key_file.exists()):
+        return False
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    return cert.not_valid_after_utc - _now() > _RENEW_BEFORE
 
 
 # ----------------------------------------------------------------- ACLs

@@ -17,6 +17,7 @@ from core.local_kafka import ROLES
 from faceaudit.commands_check import add_check_parser, add_rules_parser
 from faceaudit.commands_dashboard import add_dashboard_parser
 from faceaudit.commands_dead_letters import add_dead_letters_parser
+from faceaudit.commands_gateway import add_gateway_parser
 from faceaudit.commands_keys import add_keys_parser
 from faceaudit.commands_migrate import add_migrate_parser
 from faceaudit.commands_serve import add_serve_parser
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dashboard_parser(commands)
     add_serve_parser(commands)
     add_migrate_parser(commands)
+    add_gateway_parser(commands)
     return parser
 
 
@@ -110,11 +112,57 @@ def _add_broker(commands: argparse._SubParsersAction) -> None:
     )
     add.add_argument("name", help="user name: letters, digits, '.', '_', '-'")
     add.add_argument("--role", required=True, choices=ROLES, help="what the user may do")
+    prepare = actions.add_parser(
+        "prepare",
+        help="create the topics and the users' ACLs on any Kafka cluster (as its admin)",
+        description="For a broker that is not the local one (compose, a cluster): create "
+        "the pipeline's topics if missing and the ACLs of each user's role, connecting as a "
+        "super user given by the Kafka flags. The users' SCRAM credentials are the cluster's "
+        "to make.",
+    )
+    prepare.add_argument("--bootstrap", help="Kafka bootstrap servers (FACEAUDIT_BOOTSTRAP)")
+    add_kafka_flags(prepare)
+    prepare.add_argument(
+        "--partitions", type=positive_int, default=12, help="partitions per topic (12)"
+    )
+    prepare.add_argument(
+        "--user",
+        dest="users",
+        action="append",
+        type=_user_role,
+        required=True,
+        metavar="NAME:ROLE",
+        help=f"a user and its role ({', '.join(ROLES)}); repeat for each",
+    )
     broker.set_defaults(handler=_broker)
+
+
+def _user_role(text: str) -> tuple[str, str]:
+    name, _, role = text.partition(":")
+    if not name or role not in ROLES:
+        raise argparse.ArgumentTypeError(f"{text!r}: NAME:ROLE, the role one of {', '.join(ROLES)}")
+    return name, role
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from faceaudit.broker import BrokerError, ensure_topics, grant_acls
+
+    kafka = Settings.resolve({"bootstrap": args.bootstrap, **kafka_flags(args)}, role="admin").kafka
+    try:
+        ensure_topics(kafka, partitions=args.partitions)
+        grant_acls(kafka, dict(args.users))
+    except BrokerError as exc:
+        raise FaceauditError(str(exc)) from None
+    names = ", ".join(f"{name} ({role})" for name, role in args.users)
+    print(f"topics and ACLs ready on {kafka.bootstrap} for {names}")
+    return EXIT_OK
 
 
 def _broker(args: argparse.Namespace) -> int:
     from faceaudit.broker import BrokerError, LocalBroker, ensure_topics
+
+    if args.action == "prepare":
+        return _prepare(args)
 
     broker = LocalBroker(home(), port=args.port, controller_port=args.controller_port)
     try:

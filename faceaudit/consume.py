@@ -7,13 +7,13 @@ import sys
 
 from clickhouse_connect.driver.client import Client
 
-from consumers.gateway import ClickHouseGateway
 from consumers.keyring import trust_line
 from consumers.pipeline import Validator
 from consumers.process import prepare_engine_process
 from consumers.runs import record_run
 from consumers.settings import Settings
 from consumers.store import open_store
+from consumers.store_gateway import ClickHouseGateway
 from consumers.summary import RunSummary, print_summary
 from consumers.workers import run_workers
 from core.clients import redact
@@ -47,8 +47,8 @@ def consume(settings: Settings) -> int:
 def _in_process(settings: Settings, client: Client) -> RunSummary:
     validator = Validator(settings, ClickHouseGateway(client))
     if settings.metrics_port:
-        port = validator.metrics.serve(settings.metrics_port)
-        print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
+        port = validator.metrics.serve(settings.metrics_port, settings.metrics_host)
+        print(f"metrics on http://{settings.metrics_host}:{port}/metrics", file=sys.stderr)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: validator.stop())
     return validator.run()

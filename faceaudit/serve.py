@@ -15,13 +15,13 @@ import sys
 import threading
 from typing import Final
 
-from consumers.gateway import ClickHouseGateway
 from consumers.keyring import trust_line
 from consumers.pipeline import Validator
 from consumers.process import prepare_engine_process
 from consumers.runs import record_run
 from consumers.settings import Settings
 from consumers.store import open_reader, open_store
+from consumers.store_gateway import ClickHouseGateway
 from consumers.summary import print_summary
 from core.clients import redact
 from dashboard.auth import TokenFile
@@ -43,7 +43,9 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     try:
         record_run(client, settings)
         validator = Validator(settings, ClickHouseGateway(client))
-        metrics_port = validator.metrics.serve(settings.metrics_port or DEFAULT_METRICS_PORT)
+        metrics_port = validator.metrics.serve(
+            settings.metrics_port or DEFAULT_METRICS_PORT, settings.metrics_host
+        )
         server = dashboard_server(db, tokens, settings.profile, args, REFRESH_SECONDS)
         web = threading.Thread(target=server.run, name="dashboard", daemon=True)
         web.start()
@@ -52,7 +54,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
             f"{settings.profile}, group {settings.group}, {trust_line(settings.trust)}); "
             f"dashboard {server_url(server, args.host)} ({len(tokens)} "
             f"token{'s' if len(tokens) != 1 else ''} from {path}); "
-            f"metrics http://127.0.0.1:{metrics_port}/metrics; Ctrl-C or SIGTERM stops it",
+            f"metrics http://{settings.metrics_host}:{metrics_port}/metrics; "
+            "Ctrl-C or SIGTERM stops it",
             file=sys.stderr,
             flush=True,
         )

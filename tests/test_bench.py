@@ -74,6 +74,12 @@ def test_a_quick_bench_writes_every_figure_the_benchmark_promises(quick_run) -> 
         stages["decode"] + stages["judge"] + stages["insert"], abs=0.2
     )
     assert results["check_events_per_s"] > 0
+    gateway = results["details"]["gateway"]
+    assert gateway["requests"] * 100 >= gateway["events"] > 0
+    assert results["gateway_events_per_s"] > 0 and results["gateway_p99_s"] > 0
+    assert results["gateway_ratio_to_sdk"] == pytest.approx(
+        gateway["events_per_s"] / gateway["sdk_events_per_s"], rel=0.02
+    )
 
 
 @pytest.mark.integration

@@ -14,10 +14,10 @@ from signing import fleet_signing_keys
 from consumers import read
 from consumers.batch import Batch
 from consumers.collector import BATCH_THRESHOLDS, collecting_in_batches
-from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
 from consumers.settings import Settings
 from consumers.store import open_store
+from consumers.store_gateway import ClickHouseGateway
 from consumers.trail.ledger import TableRoot
 from producers.simulate import simulate
 

@@ -42,12 +42,12 @@ from kafka.errors import KafkaConnectionError
 from signing import fleet_signing_keys
 
 from consumers.batch import Batch
-from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
 from consumers.published import decode_mark
 from consumers.read import GROUP_TOPICS, group_consumer
 from consumers.settings import Settings
 from consumers.store import open_store
+from consumers.store_gateway import ClickHouseGateway
 from consumers.trail.ledger import TableRoot
 from core.clients import kafka_admin
 from faceaudit.broker import LocalBroker, ensure_topics, free_port

@@ -233,3 +233,37 @@ def test_broker_user_add_makes_a_reader_of_the_violations(kafka_bootstrap: str) 
         "broker", "user", "add", name, "--role", "reader", "--port", port, FACEAUDIT_HOME=home
     )
     assert again.returncode == 1 and "exists already" in again.stderr
+
+
+def test_broker_prepare_grants_a_users_role_on_any_broker(kafka_bootstrap: str) -> None:
+    """`broker prepare` (for compose or a cluster) gives an existing SCRAM user its role's
+    ACLs, connecting as an admin; before it the user may read nothing."""
+    from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
+
+    from core.clients import kafka_admin
+
+    name, password = f"prep-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = kafka_admin(kafka_as("admin"))
+    try:
+        admin.alter_user_scram_credentials(
+            [UserScramCredentialUpsertion(name, ScramMechanism.SCRAM_SHA_512, password, 8192)]
+        )
+    finally:
+        admin.close()
+    user = dataclasses.replace(kafka_as("admin"), user=name, password=password)
+
+    def sees_violations() -> bool:
+        consumer = kafka_consumer(user, group_id=None)
+        try:
+            return bool(consumer.partitions_for_topic(VIOLATION_TOPIC))
+        finally:
+            consumer.close()
+
+    assert not sees_violations()
+    prepared = faceaudit("broker", "prepare", "--bootstrap", kafka_bootstrap, "--user",
+                         f"{name}:reader")  # fmt: skip
+    assert prepared.returncode == 0, prepared.stderr
+    assert f"{name} (reader)" in prepared.stdout
+    assert sees_violations()
+    wrong = faceaudit("broker", "prepare", "--user", f"{name}:root")
+    assert wrong.returncode == 2 and "NAME:ROLE" in wrong.stderr

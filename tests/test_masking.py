@@ -13,11 +13,11 @@ from helpers import broker_environ, kafka_as, start_group_at_end
 from samples import sample, streamed_at
 from signing import TEST_SIGNERS
 
-from consumers.gateway import ClickHouseGateway
 from consumers.masking import MASK_PREFIX, IdentifierMask, load_mask_key
 from consumers.pipeline import Validator
 from consumers.settings import Settings
 from consumers.store import open_store
+from consumers.store_gateway import ClickHouseGateway
 from core.errors import FaceauditError
 from producers.event_producer import EventProducer
 

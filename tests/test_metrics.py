@@ -10,11 +10,11 @@ from helpers import broker_environ, kafka_as
 from prometheus_client.parser import text_string_to_metric_families
 from signing import fleet_signing_keys
 
-from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
 from consumers.rules.catalogue import load_catalogue
 from consumers.settings import Settings
 from consumers.store import open_store
+from consumers.store_gateway import ClickHouseGateway
 from producers.simulate import simulate
 from schemas.regions import PROVINCES
 

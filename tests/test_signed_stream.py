@@ -17,7 +17,6 @@ from samples import sample, streamed_at
 from signing import TEST_SIGNERS, fleet_signing_keys, key_record, signer, signers
 
 from consumers.batch import Batch
-from consumers.gateway import ClickHouseGateway
 from consumers.judge import Judge
 from consumers.key_feed import KeyFeed
 from consumers.keyring import KeyRing
@@ -28,6 +27,7 @@ from consumers.registry_feed import RegistryFeed
 from consumers.replay import Selection, dead_letters_to_replay, replay_to_kafka
 from consumers.settings import Settings
 from consumers.store import open_store
+from consumers.store_gateway import ClickHouseGateway
 from faceaudit.keys import publish
 from producers.event_producer import EventProducer
 from producers.simulate import simulate

@@ -10,8 +10,8 @@ from arrow_events import event_table
 from samples import sample
 
 from consumers.batch import Batch
-from consumers.gateway import ClickHouseGateway
 from consumers.store import open_store
+from consumers.store_gateway import ClickHouseGateway
 from consumers.stored_tail import heal_statistics
 
 pytestmark = pytest.mark.integration

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from samples import sample, streamed_at
 from signing import TEST_SIGNERS, json_lines
 
-from consumers.gateway import ClickHouseGateway
 from consumers.pipeline import Validator
 from consumers.settings import Settings
 from consumers.store import open_store
+from consumers.store_gateway import ClickHouseGateway
 from faceaudit.cli import main
 from producers.event_producer import EventProducer
 from schemas import codec

@@ -23,9 +23,9 @@ from kafka.structs import TopicPartition
 
 from consumers.batch import Batch, Row, now_utc
 from consumers.chain.step import Forwarding, Step
-from consumers.gateway import StoreGateway
 from consumers.metrics import PipelineMetrics
 from consumers.processor_regions import ProcessorRegions
+from consumers.store_gateway import StoreGateway
 from consumers.stored_tail import StoredTail
 from consumers.summary import RunSummary, RunTimer
 from consumers.trail.digests import DigestChain
