@@ -125,7 +125,27 @@ def test_merkle_roots_are_rfc_6962s_over_the_sorted_leaves(count: int) -> None:
 
 def test_row_keys_name_each_row() -> None:
     events = pa.table({"topic": ["t"], "partition": pa.array([2], pa.uint32()), "offset": [9]})
-    assert row_keys(events, "events") == ["t/2/9"]
+    assert row_keys(events, "events").to_pylist() == ["t/2/9"]
+
+
+def test_row_keys_are_the_same_text_however_the_store_hands_the_columns_back() -> None:
+    """Dictionary or plain text, bytes or text, any integer width: one key per row."""
+    big = 2**63 + 5
+    written = pa.table({
+        "topic": pa.array(["faceaudit.events.v1", "x"]).dictionary_encode(),
+        "partition": pa.array([0, 11], pa.uint32()),
+        "offset": pa.array([big, 7], pa.uint64()),
+    })  # fmt: skip
+    read_back = pa.table({
+        "topic": pa.array([b"faceaudit.events.v1", b"x"], pa.binary()),
+        "partition": pa.array([0, 11], pa.int64()),
+        "offset": pa.array([big, 7], pa.uint64()),
+    })  # fmt: skip
+    expected = [f"faceaudit.events.v1/0/{big}", "x/11/7"]
+    assert row_keys(written, "events").to_pylist() == expected
+    assert row_keys(read_back, "events").to_pylist() == expected
+    ids = pa.table({"violation_id": pa.array([b"ab12"], pa.binary())})
+    assert row_keys(ids, "violations").to_pylist() == ["ab12"]
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 13])

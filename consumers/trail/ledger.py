@@ -82,10 +82,10 @@ def batch_ledger(
         parts.append(
             pa.Table.from_arrays(
                 [
-                    pa.array([chain] * count, pa.string()),
-                    pa.array([token] * count, pa.string()),
-                    pa.array([name] * count, pa.string()),
-                    pa.array(keys, pa.string()),
+                    pa.repeat(pa.scalar(chain, pa.string()), count),
+                    pa.repeat(pa.scalar(token, pa.string()), count),
+                    pa.repeat(pa.scalar(name, pa.string()), count),
+                    keys,
                     pa.array(hashes, pa.binary(32)),
                 ],
                 schema=LEDGER_SCHEMA,

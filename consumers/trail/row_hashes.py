@@ -96,20 +96,22 @@ def row_hashes(table: pa.Table) -> list[bytes]:
     return [joined[i : i + HASH_BYTES] for i in range(0, len(joined), HASH_BYTES)]
 
 
-def row_keys(table: pa.Table, name: str) -> list[str]:
-    """Each row's key in `name` (a table of DIGESTED_TABLES), as text."""
+def row_keys(table: pa.Table, name: str) -> pa.Array:
+    """Each row's key in `name` (a table of DIGESTED_TABLES), as text: its key columns
+    joined by ``/`` (``faceaudit.events.v1/3/1042``)."""
     parts = [_as_text(table.column(column)) for column in ROW_KEYS[name]]
-    return ["/".join(values) for values in zip(*parts, strict=True)]
+    if len(parts) == 1:
+        return parts[0]
+    return pc.binary_join_element_wise(*parts, "/")
 
 
-def _as_text(column: pa.ChunkedArray) -> list[str]:
+def _as_text(column: pa.ChunkedArray) -> pa.Array:
+    column = column.combine_chunks()
     if pa.types.is_timestamp(column.type):
         column = pc.cast(column, _TIME).cast(pa.int64())
     elif pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
-    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
-        column = column.cast(pa.string())
-    return [str(value) for value in column.to_pylist()]
+    return column.cast(pa.string())
 
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:

@@ -290,7 +290,7 @@ def _check_rows(client: Client, rows: _Rows, report: Report, progress: Progress 
     columns = sorted({name for variant in rows.variants for name in variant})
     found: dict[str, list[dict[tuple[str, ...], bytes]]] = defaultdict(list)
     for block in _table_blocks(client, table, columns):
-        keys = row_keys(block, table)
+        keys = row_keys(block, table).to_pylist()
         hashed = {
             variant: row_hashes(canonical(block, variant, rows.arrays)) for variant in rows.variants
         }
