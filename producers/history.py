@@ -282,6 +282,10 @@ class _History:
             del self._uncovered[device]
             producer.send_checkpoint(device, processor)
 
+    def cover_yourself(self, device: str) -> None:
+        """Leave the device's uncovered events to the caller's next checkpoint."""
+        self._uncovered.pop(device, None)
+
     def checkpoint_all(self, producer: EventProducer) -> None:
         """Cover every device's last events: the end of the history."""
         for device, (_, processor) in self._uncovered.items():
@@ -354,6 +358,8 @@ def _chain_break(
 
 
 def _mismatch(history: _History, producer: EventProducer, kind: str, event: Record, signers):
+    # The tampered checkpoint must be the first to cover the event: a head is judged once.
+    history.cover_yourself(event["device_id"])
     history.send(producer, kind, event, checkpoint=False)
     vouch_for_another_head(producer, event, signers[event["processor_id"]])
     producer.send_checkpoint(event["device_id"], event["processor_id"])  # too late: judged
