@@ -119,7 +119,8 @@ def send_history(
     for incident in incidents:
         if incident.rule in examples:
             history.prepare(incident)
-    registry += [*history.registry, _overdue_withdrawal(fleet, end), _withdrawal(fleet, end)]
+    grants = _grants(fleet)
+    registry += [*history.registry, _overdue_withdrawal(grants, end), _withdrawal(grants, end)]
     processors = [p.processor_id for p in fleet.processors] + [chain.processor_id]
     signers = signing_keys(processors, earliest_time(registry))
     report = HistoryReport(0, len(registry), start, end)
@@ -133,7 +134,7 @@ def send_history(
     ) as producer:
         for kind, record in registry:
             producer.send_registry(kind, record)
-        report.broken.update(_send_registry_faults(producer, fleet, signers, end))
+        report.broken.update(_send_registry_faults(producer, grants, signers, end))
         report.broken["FR-DELETION-OVERDUE"] += 1
         producer.flush()
         started = time.monotonic()
@@ -208,33 +209,32 @@ def _grants(fleet: Fleet) -> list[Record]:
     ]
 
 
-def _withdrawal(fleet: Fleet, end: datetime) -> tuple[str, Record]:
+def _withdrawal(grants: list[Record], end: datetime) -> tuple[str, Record]:
     """A consent withdrawn two days ago (the one a later record rewrites)."""
-    return "consent", {**_grants(fleet)[1], "withdrawn_at": end - timedelta(days=2)}
+    return "consent", {**grants[1], "withdrawn_at": end - timedelta(days=2)}
 
 
 def _send_registry_faults(
-    producer: EventProducer, fleet: Fleet, signers: Mapping[str, Any], end: datetime
+    producer: EventProducer, grants: list[Record], signers: Mapping[str, Any], end: datetime
 ) -> list[str]:
     """Two days ago: a consent in one processor's name signed by another's key, and the
     consent withdrawn then sent again as never withdrawn (dated within the week, unlike
     the fleet's own registry faults, which are as old as its consents)."""
     forged = {
-        **_grants(fleet)[0],
-        "consent_id": f"{_grants(fleet)[0]['consent_id']}-forged",
+        **grants[0],
+        "consent_id": f"{grants[0]['consent_id']}-forged",
         "granted_at": end - timedelta(days=2),
     }
     forger = next(signer for pid, signer in signers.items() if pid != forged["processor_id"])
     producer.send_signed("consent", forged, forger)
-    _, withdrawn = _withdrawal(fleet, end)
+    _, withdrawn = _withdrawal(grants, end)
     producer.send_registry("consent", {**withdrawn, "withdrawn_at": None})
     return ["REG-UNSIGNED-RECORD", "REG-CONSENT-REWRITTEN"]
 
 
-def _overdue_withdrawal(fleet: Fleet, end: datetime) -> tuple[str, Record]:
+def _overdue_withdrawal(grants: list[Record], end: datetime) -> tuple[str, Record]:
     """A consent withdrawn 20 days ago whose subject's face data was never deleted."""
-    consents = _grants(fleet)
-    consent = consents[len(consents) // 2]
+    consent = grants[len(grants) // 2]
     withdrawn = end - timedelta(days=20)
     return "consent", {
         **consent,
