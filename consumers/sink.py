@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from clickhouse_connect.datatypes.registry import get_from_name
 from clickhouse_connect.driver import options
+from clickhouse_connect.driver.binding import format_query_value
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.insert import InsertContext
 from clickhouse_connect.driver.transform import NativeTransform
@@ -278,10 +279,13 @@ class ClickHouseSink:
             self._client.insert_arrow(table, rows, database=DATABASE, settings=settings)
             return
         names = ", ".join(f"`{name}`" for name in rows.column_names)
+        # The settings ride in the statement: passed apart, the embedded client sets and
+        # restores each around the insert, several queries more per batch.
+        inline = ", ".join(f"{key} = {format_query_value(v)}" for key, v in settings.items())
         faceaudit_rows = rows  # noqa: F841 -- the name the query's Python() reads
         self._client.command(
-            f"INSERT INTO {DATABASE}.{table} ({names}) SELECT {names} FROM Python(faceaudit_rows)",
-            settings=settings,
+            f"INSERT INTO {DATABASE}.{table} ({names}) SETTINGS {inline} "
+            f"SELECT {names} FROM Python(faceaudit_rows)"
         )
 
     def _insert_rows(self, columnar: ColumnarBatch) -> None:
