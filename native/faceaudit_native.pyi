@@ -112,5 +112,6 @@ def row_hashes(batch: pyarrow.RecordBatch) -> bytes:
     ``timestamp[us]``, ``float64``, ``bool``, ``string``, ``binary`` or ``list<string>``
     (ValueError otherwise); the GIL is released while hashing."""
 
-def merkle_root(leaves: bytes) -> bytes:
-    """RFC 6962's Merkle tree hash of ``leaves`` (32 bytes each, concatenated, in order)."""
+def merkle_root(leaves: bytes, *, sort: bool = False) -> bytes:
+    """RFC 6962's Merkle tree hash of ``leaves`` (32 bytes each, concatenated): in the order
+    given, or with ``sort`` in byte order."""

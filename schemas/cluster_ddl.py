@@ -36,6 +36,7 @@ SHARDING_KEYS: Final[dict[str, str]] = {
     "event_stats_minute": "cityHash64(processor_id)",
     "violation_stats_minute": "cityHash64(processor_id)",
     "stored_rows": "cityHash64(chain, batch)",
+    "batch_ledgers": "cityHash64(chain, batch)",
     "digests": "cityHash64(chain)",
     "digest_batches": "cityHash64(chain)",
     "schema_migrations": "version",

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from consumers.trail.ledger import rows_table
+from consumers.trail.ledger import TableColumns, batch_ledger, rows_table
 from consumers.trail.proofs import audit_path, root_from_path
 from consumers.trail.row_hashes import canonical, merkle_root, row_hashes, row_keys
 
@@ -76,7 +76,16 @@ MIXED = pa.table(
 
 
 def test_row_hashes_follow_the_documented_encoding() -> None:
-    assert row_hashes(MIXED) == reference_hashes(MIXED)
+    assert row_hashes(MIXED).to_pylist() == reference_hashes(MIXED)
+
+
+def test_a_large_table_hashed_in_parts_gives_each_row_its_own_hash() -> None:
+    """Past a few thousand rows the hashing is split over threads: every part in its place."""
+    numbered = pa.table({"n": pa.array(range(9_001), pa.int64())})
+    large = pa.concat_tables([numbered, numbered.slice(0, 5)])  # two chunks
+    expected = reference_hashes(large.combine_chunks())
+    assert row_hashes(large).to_pylist() == expected
+    assert row_hashes(large.combine_chunks()).to_pylist() == expected
 
 
 def test_a_row_hashes_alike_however_its_columns_come() -> None:
@@ -99,7 +108,7 @@ def test_a_row_hashes_alike_however_its_columns_come() -> None:
         }
     )
     as_hashed = [
-        row_hashes(canonical(table, names, frozenset({"items"})))
+        row_hashes(canonical(table, names, frozenset({"items"}))).to_pylist()
         for table in (from_rows, from_store)
     ]
     assert as_hashed[0] == as_hashed[1]
@@ -113,14 +122,42 @@ def test_a_column_the_rows_lack_hashes_as_the_store_keeps_it() -> None:
         ["n", "gallery_id", "tags"],
         frozenset({"tags"}),
     )
-    assert row_hashes(lacking) == row_hashes(stored)
+    assert row_hashes(lacking).to_pylist() == row_hashes(stored).to_pylist()
 
 
-@pytest.mark.parametrize("count", [0, 1, 2, 3, 4, 5, 7, 8, 9, 31])
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 4, 5, 7, 8, 9, 31, 4_096, 9_001])
 def test_merkle_roots_are_rfc_6962s_over_the_sorted_leaves(count: int) -> None:
     leaves = [hashlib.sha256(str(n).encode()).digest() for n in range(count)]
     assert merkle_root(leaves) == reference_root(sorted(leaves))
     assert merkle_root(list(reversed(leaves))) == merkle_root(leaves), "any order"
+    as_array = pa.array([b"\x00" * 32, *reversed(leaves)], pa.binary(32))
+    assert merkle_root(as_array.slice(1)) == merkle_root(leaves), "an Arrow array, sliced"
+
+
+def test_a_batch_ledger_is_a_row_per_table_whose_hashes_give_its_roots() -> None:
+    events = MIXED.append_column("topic", pa.array(["t"] * 3)).append_column(
+        "partition", pa.array([0, 0, 1])
+    )
+    events = events.append_column("offset", pa.array([5, 6, 5]))
+    violations = pa.table({"violation_id": ["v-1", "v-2"], "rule_id": ["R", "S"]})
+    columns = {
+        "events": TableColumns(tuple(MIXED.column_names), frozenset({"items"}), frozenset()),
+        "violations": TableColumns(("violation_id", "rule_id"), frozenset(), frozenset()),
+    }
+    tables = [("events", events), ("violations", violations), ("checkpoints", violations)]
+    ledger = batch_ledger("c-1", "tok", tables, columns)
+    assert ledger is not None
+    rows = ledger.rows.to_pylist()
+    assert [(r["chain"], r["batch"], r["table"]) for r in rows] == [
+        ("c-1", "tok", "events"),
+        ("c-1", "tok", "violations"),
+    ], "one row per digested table, none for the others"
+    assert rows[0]["row_keys"] == ["t/0/5", "t/0/6", "t/1/5"]
+    assert rows[0]["row_hashes"] == reference_hashes(MIXED)
+    assert rows[1]["row_keys"] == ["v-1", "v-2"]
+    assert [(root.table, root.rows, root.root) for root in ledger.roots] == [
+        (row["table"], len(row["row_hashes"]), merkle_root(row["row_hashes"])) for row in rows
+    ]
 
 
 def test_row_keys_name_each_row() -> None:

@@ -175,12 +175,33 @@ def test_a_rewritten_ledger_is_found(copy: Path, trusted_keys_file: Path) -> Non
     """Whoever edits a row's ledger hash to match an edit still breaks the signed root."""
     in_store(
         copy,
-        "ALTER TABLE faceaudit.stored_rows UPDATE row_hash = unhex(repeat('00', 32)) "
-        "WHERE row_key IN (SELECT row_key FROM faceaudit.stored_rows "
-        "WHERE `table` = 'events' ORDER BY row_key LIMIT 1)",
+        "ALTER TABLE faceaudit.batch_ledgers UPDATE row_hashes = arrayMap((h, i) -> "
+        "if(i = 1, toFixedString(unhex(repeat('00', 32)), 32), h), row_hashes, "
+        "arrayEnumerate(row_hashes)) WHERE `table` = 'events' AND batch = "
+        "(SELECT min(batch) FROM faceaudit.batch_ledgers WHERE `table` = 'events')",
     )
     status, findings, _ = verify(copy, trusted_keys_file)
     assert status == 1 and "ledger" in kinds(findings), findings
+
+
+def test_a_ledger_kept_a_row_per_stored_row_still_verifies(
+    copy: Path, trusted_keys_file: Path
+) -> None:
+    """Stores from before migration 0012 keep their ledgers in `stored_rows`, a row each."""
+    moved = in_store(
+        copy,
+        "INSERT INTO faceaudit.stored_rows SELECT chain, batch, `table`, row_key, row_hash "
+        "FROM faceaudit.batch_ledgers ARRAY JOIN row_keys AS row_key, row_hashes AS row_hash",
+        "TRUNCATE TABLE faceaudit.batch_ledgers",
+        query="SELECT count() FROM faceaudit.stored_rows",
+    )
+    status, findings, summary = verify(copy, trusted_keys_file)
+    assert moved > 0 and (status, findings) == (0, []), summary
+    assert "0 rows stored since the last digest" in summary
+    in_store(copy, "ALTER TABLE faceaudit.stored_rows DELETE WHERE `table` = 'violations'")
+    status, findings, _ = verify(copy, trusted_keys_file)
+    assert status == 1 and kinds(findings) == {"ledger", "added"}, findings
+    assert {f["table"] for f in findings} == {"violations"}, "the old form is read too"
 
 
 def test_digests_signed_by_a_key_that_is_not_the_auditors_are_refused(

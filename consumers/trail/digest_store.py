@@ -5,7 +5,7 @@ from __future__ import annotations
 from clickhouse_connect.driver.client import Client
 
 from consumers.trail.digests import ChainState, Digest
-from consumers.trail.ledger import LEDGER_TABLE, TableRoot
+from consumers.trail.ledger import LEDGER_ROWS, TableRoot
 from consumers.trail.row_hashes import merkle_root
 from schemas.ddl import DATABASE
 
@@ -64,7 +64,7 @@ def chain_state(client: Client, chain: str) -> ChainState:
     ).result_rows
     seq, digest_hash = last[0] if last else (0, None)
     rows = client.query(
-        f"SELECT batch, `table`, groupArray(row_hash) FROM {DATABASE}.{LEDGER_TABLE} "
+        f"SELECT batch, `table`, groupArray(row_hash) FROM {LEDGER_ROWS} "
         "WHERE chain = {chain:String} AND (batch, `table`) NOT IN ("
         f"SELECT batch, `table` FROM {DATABASE}.{DIGEST_BATCHES_TABLE} "
         "WHERE chain = {chain:String} AND seq <= {seq:UInt64}) "

@@ -1,10 +1,13 @@
 """What a stored batch adds to the ledger: a hash per row it stores, a Merkle root per table.
 
-The rows go to `stored_rows` with the batch, in the same deduplicated way,
-before its data (so a crash part-way never leaves data no ledger row names);
-the roots go to the validator's digest chain (`consumers.trail.digests`), which
-signs them. Only the tables a regulator reads findings from are covered:
-events, violations and dead letters (`row_hashes.DIGESTED_TABLES`).
+The hashes go to `batch_ledgers`, one row per batch and table with the rows'
+keys and hashes as arrays, in the same deduplicated way, before the batch's
+data (so a crash part-way never leaves data no ledger names); the roots go to
+the validator's digest chain (`consumers.trail.digests`), which signs them.
+Only the tables a regulator reads findings from are covered: events,
+violations and dead letters (`row_hashes.DIGESTED_TABLES`). Ledgers written
+before migration 0012 are one row per stored row, in `stored_rows`; readers
+take both through `LEDGER_ROWS`.
 """
 
 from __future__ import annotations
@@ -12,13 +15,23 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Final
 
 import pyarrow as pa
 
-from consumers.trail.row_hashes import DIGESTED_TABLES, canonical, merkle_root, row_hashes, row_keys
+from consumers.trail.row_hashes import (
+    DIGESTED_TABLES,
+    HASH_TYPE,
+    canonical,
+    merkle_root,
+    row_hashes,
+    row_keys,
+)
+from schemas.ddl import DATABASE
 
-LEDGER_TABLE: Final = "stored_rows"
+LEDGER_TABLE: Final = "batch_ledgers"
+LEGACY_LEDGER_TABLE: Final = "stored_rows"
 LEDGER_MIGRATION: Final = 10
 """The version of the migration that made the ledger: rows stored before it have none."""
 LEDGER_SCHEMA: Final = pa.schema(
@@ -26,10 +39,16 @@ LEDGER_SCHEMA: Final = pa.schema(
         ("chain", pa.string()),
         ("batch", pa.string()),
         ("table", pa.string()),
-        ("row_key", pa.string()),
-        ("row_hash", pa.binary(32)),
+        ("row_keys", pa.list_(pa.string())),
+        ("row_hashes", pa.list_(HASH_TYPE)),
     ]
 )
+LEDGER_ROWS: Final = (
+    f"(SELECT chain, batch, `table`, row_key, row_hash FROM {DATABASE}.{LEGACY_LEDGER_TABLE} "
+    "UNION ALL SELECT chain, batch, `table`, row_key, row_hash "
+    f"FROM {DATABASE}.{LEDGER_TABLE} ARRAY JOIN row_keys AS row_key, row_hashes AS row_hash)"
+)
+"""Every ledger entry, a row each (chain, batch, table, row_key, row_hash), in either form."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +71,7 @@ class TableRoot:
 
 @dataclass(frozen=True, slots=True)
 class Ledger:
-    """A batch's `stored_rows` rows, and its roots."""
+    """A batch's `batch_ledgers` rows (one per table), and its roots."""
 
     rows: pa.Table
     roots: tuple[TableRoot, ...]
@@ -71,30 +90,30 @@ def batch_ledger(
     chain: str, token: str, tables: Sequence[tuple[str, pa.Table]], columns: dict[str, TableColumns]
 ) -> Ledger | None:
     """The ledger of a batch whose `tables` (name, inserted rows) are stored under `token`."""
-    parts, roots = [], []
+    names, keys, hashes, roots = [], [], [], []
     for name, table in tables:
         if name not in DIGESTED_TABLES or not table.num_rows:
             continue
         layout = columns[name]
-        hashes = row_hashes(canonical(table, layout.names, layout.arrays))
-        keys = row_keys(table, name)
-        count = len(keys)
-        parts.append(
-            pa.Table.from_arrays(
-                [
-                    pa.repeat(pa.scalar(chain, pa.string()), count),
-                    pa.repeat(pa.scalar(token, pa.string()), count),
-                    pa.repeat(pa.scalar(name, pa.string()), count),
-                    keys,
-                    pa.array(hashes, pa.binary(32)),
-                ],
-                schema=LEDGER_SCHEMA,
-            )
-        )
-        roots.append(TableRoot(token, name, count, merkle_root(hashes)))
-    if not parts:
+        hashed = row_hashes(canonical(table, layout.names, layout.arrays))
+        names.append(name)
+        keys.append(row_keys(table, name))
+        hashes.append(hashed)
+        roots.append(TableRoot(token, name, len(hashed), merkle_root(hashed)))
+    if not names:
         return None
-    return Ledger(pa.concat_tables(parts), tuple(roots))
+    offsets = pa.array([0, *accumulate(len(part) for part in hashes)], pa.int32())
+    rows = pa.Table.from_arrays(
+        [
+            pa.repeat(pa.scalar(chain, pa.string()), len(names)),
+            pa.repeat(pa.scalar(token, pa.string()), len(names)),
+            pa.array(names, pa.string()),
+            pa.ListArray.from_arrays(offsets, pa.concat_arrays(keys)),
+            pa.ListArray.from_arrays(offsets, pa.concat_arrays(hashes)),
+        ],
+        schema=LEDGER_SCHEMA,
+    )
+    return Ledger(rows, tuple(roots))
 
 
 def rows_table(names: Sequence[str], data: Sequence[list], maps: frozenset[str]) -> pa.Table:

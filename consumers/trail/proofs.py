@@ -19,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 from consumers.keyring import KeyRing
 from consumers.trail.digest_store import DIGEST_BATCHES_TABLE, DIGESTS_TABLE
 from consumers.trail.digests import parse_body
-from consumers.trail.ledger import LEDGER_TABLE
+from consumers.trail.ledger import LEDGER_ROWS
 from core.errors import FaceauditError
 from schemas.ddl import DATABASE
 
@@ -34,7 +34,7 @@ def event_proof(client: Client, event_id: str) -> dict[str, Any]:
         raise FaceauditError(f"no event {event_id} in the store")
     key = "/".join(str(part) for part in rows[0])
     listed = client.query(
-        f"SELECT batch, row_hash FROM {DATABASE}.{LEDGER_TABLE} "
+        f"SELECT batch, row_hash FROM {LEDGER_ROWS} "
         "WHERE `table` = 'events' AND row_key = {k:String} LIMIT 1",
         parameters={"k": key},
         column_formats={"row_hash": "bytes"},
@@ -45,8 +45,7 @@ def event_proof(client: Client, event_id: str) -> dict[str, Any]:
     leaves = sorted(
         leaf
         for (leaf,) in client.query(
-            f"SELECT row_hash FROM {DATABASE}.{LEDGER_TABLE} "
-            "WHERE `table` = 'events' AND batch = {b:String}",
+            f"SELECT row_hash FROM {LEDGER_ROWS} WHERE `table` = 'events' AND batch = {{b:String}}",
             parameters={"b": batch},
             column_formats={"row_hash": "bytes"},
         ).result_rows

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 HASH_BYTES: Final = 32
+HASH_TYPE: Final = pa.binary(HASH_BYTES)
 ROW_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "events": ("topic", "partition", "offset"),
     "violations": ("violation_id",),
@@ -88,12 +89,15 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def row_hashes(table: pa.Table) -> list[bytes]:
+def row_hashes(table: pa.Table) -> pa.FixedSizeBinaryArray:
     """The hash of each row of a `canonical` table, in row order."""
     if not table.num_rows:
-        return []
-    joined = faceaudit_native.row_hashes(table.combine_chunks().to_batches()[0])
-    return [joined[i : i + HASH_BYTES] for i in range(0, len(joined), HASH_BYTES)]
+        return pa.array([], HASH_TYPE)
+    # A chunk at a time: combining the chunks would copy every value first.
+    joined = b"".join(faceaudit_native.row_hashes(batch) for batch in table.to_batches())
+    return pa.FixedSizeBinaryArray.from_buffers(
+        HASH_TYPE, table.num_rows, [None, pa.py_buffer(joined)]
+    )
 
 
 def row_keys(table: pa.Table, name: str) -> pa.Array:
@@ -114,7 +118,12 @@ def _as_text(column: pa.ChunkedArray) -> pa.Array:
     return column.cast(pa.string())
 
 
-def merkle_root(leaves: Sequence[bytes]) -> bytes:
+def merkle_root(leaves: pa.FixedSizeBinaryArray | Sequence[bytes]) -> bytes:
     """RFC 6962's Merkle tree hash of `leaves`, sorted first: the root does not depend on
     the order the store gives rows back in."""
-    return faceaudit_native.merkle_root(b"".join(sorted(leaves)))
+    if isinstance(leaves, pa.FixedSizeBinaryArray):
+        start = leaves.offset * HASH_BYTES
+        joined = leaves.buffers()[1][start : start + len(leaves) * HASH_BYTES].to_pybytes()
+    else:
+        joined = b"".join(leaves)
+    return faceaudit_native.merkle_root(joined, sort=True)

@@ -5,8 +5,8 @@ Three passes over the store (docs/verify.md):
 1. the digests: each chain numbered from 1 without a gap, each naming the
    hash of the one before, each body hashing to its stored hash, and signed
    by an auditor key that counted when it was written;
-2. the ledger (`stored_rows`): the row hashes of each batch a valid digest
-   covers give back the root that digest signed;
+2. the ledger (`batch_ledgers`, and `stored_rows` of older stores): the row
+   hashes of each batch a valid digest covers give back the root that digest signed;
 3. the tables: each row hashed again from its columns, and matched by its key
    to the ledger: changed (another hash), deleted (in the ledger, not in the
    table) or added (in the table, in no ledger, or more often than listed).
@@ -31,7 +31,7 @@ from clickhouse_connect.driver.client import Client
 from consumers.keyring import KeyRing
 from consumers.trail.digest_store import DIGESTS_TABLE
 from consumers.trail.digests import parse_body
-from consumers.trail.ledger import LEDGER_MIGRATION, LEDGER_TABLE
+from consumers.trail.ledger import LEDGER_MIGRATION, LEDGER_ROWS
 from consumers.trail.row_hashes import (
     DIGESTED_TABLES,
     ROW_KEYS,
@@ -264,7 +264,7 @@ def _check_ledger(
 
 
 def _ledger_rows(client: Client) -> Iterator[tuple[str, str, str, str, bytes]]:
-    query = f"SELECT chain, batch, `table`, row_key, row_hash FROM {DATABASE}.{LEDGER_TABLE}"
+    query = f"SELECT chain, batch, `table`, row_key, row_hash FROM {LEDGER_ROWS}"
     with client.query_row_block_stream(query, column_formats={"row_hash": "bytes"}) as blocks:
         for block in blocks:
             yield from block
@@ -292,7 +292,8 @@ def _check_rows(client: Client, rows: _Rows, report: Report, progress: Progress 
     for block in _table_blocks(client, table, columns):
         keys = row_keys(block, table).to_pylist()
         hashed = {
-            variant: row_hashes(canonical(block, variant, rows.arrays)) for variant in rows.variants
+            variant: row_hashes(canonical(block, variant, rows.arrays)).to_pylist()
+            for variant in rows.variants
         }
         stored_at = block.column(STORED_AT[table]).to_pylist()
         for index, key in enumerate(keys):

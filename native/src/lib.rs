@@ -314,20 +314,27 @@ fn row_hashes<'py>(py: Python<'py>, batch: &Bound<'py, PyAny>) -> PyResult<Bound
     Ok(PyBytes::new(py, hashes.as_flattened()))
 }
 
-/// RFC 6962's Merkle tree hash of `leaves` (32 bytes each, concatenated, in the order given).
+/// RFC 6962's Merkle tree hash of `leaves` (32 bytes each, concatenated): in the order
+/// given, or with `sort`, in byte order (a batch's root, whatever order its rows come in).
 #[pyfunction]
-fn merkle_root<'py>(py: Python<'py>, leaves: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+#[pyo3(signature = (leaves, *, sort = false))]
+fn merkle_root<'py>(py: Python<'py>, leaves: &[u8], sort: bool) -> PyResult<Bound<'py, PyBytes>> {
     if !leaves.len().is_multiple_of(32) {
         return Err(PyValueError::new_err(format!(
             "leaves are 32 bytes each, not {} bytes in all",
             leaves.len()
         )));
     }
-    let leaves: Vec<digest::Hash> = leaves
+    let mut leaves: Vec<digest::Hash> = leaves
         .chunks_exact(32)
         .map(|chunk| chunk.try_into().expect("32 bytes"))
         .collect();
-    let root = py.detach(|| digest::merkle_root(&leaves));
+    let root = py.detach(|| {
+        if sort {
+            leaves.sort_unstable();
+        }
+        digest::merkle_root(&leaves)
+    });
     Ok(PyBytes::new(py, &root))
 }
 
