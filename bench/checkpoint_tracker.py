@@ -1,10 +1,11 @@
 """Checkpoint rule cost per event: the tracker over a signing fleet's stream, in one process.
 
-    python -m bench.checkpoint_tracker [--events 100000] [--batch-size 20000]
+    python -m bench.checkpoint_tracker [--events 100000] [--batch-size 20000] [--every 500]
 
 Builds the bench fleet's events chained as the SDK chains them, with the
-checkpoints the SDK sends among them (every 500 events of a device, and at
-the end), decodes them in batches outside the clock, then times
+checkpoints the SDK sends among them (every 500 events of a device by
+default, and at the end; `--every 20` prices a fleet that checkpoints
+often), decodes them in batches outside the clock, then times
 ``CheckpointTracker.observe`` and ``judge`` over every batch, best of three.
 A fleet that checkpoints as scheduled must give no finding.
 """
@@ -23,7 +24,7 @@ from consumers.batch import Position
 from consumers.rules.catalogue import load_catalogue
 from consumers.rules.checkpoint_columns import CheckpointTracker
 from consumers.tables import decoder
-from producers.checkpointing import checkpointed
+from producers.checkpointing import EVERY, CheckpointSchedule, checkpointed
 from producers.fleet import Fleet
 from schemas import codec
 from schemas.topics import EVENTS_TOPIC
@@ -32,10 +33,12 @@ ROUNDS = 3
 Batch = tuple[list[pa.Table], list[tuple[dict, Position]]]
 
 
-def batches(events: int, size: int) -> list[Batch]:
-    """The fleet's stream cut into batches: each batch's event tables and checkpoints."""
+def batches(events: int, size: int, every: int = EVERY) -> list[Batch]:
+    """The fleet's stream cut into batches: each batch's event tables and checkpoints
+    (one per `every` events of a device)."""
     fleet = Fleet(DEVICES, 7, VIOLATION_RATE, start=datetime(2026, 3, 1, tzinfo=UTC))
-    stream = list(checkpointed(chained((k, r) for k, r, _ in fleet.events(events))))
+    chain = chained((k, r) for k, r, _ in fleet.events(events))
+    stream = list(checkpointed(chain, CheckpointSchedule(every)))
     cut: list[Batch] = []
     for start in range(0, len(stream), size):
         part = stream[start : start + size]
@@ -77,12 +80,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=20_000)
+    parser.add_argument("--every", type=int, default=EVERY, help="events per checkpoint")
     args = parser.parse_args()
-    cut = batches(args.events, args.batch_size)
+    cut = batches(args.events, args.batch_size, args.every)
     seconds, found = min(run(cut) for _ in range(ROUNDS))
     if found:
         raise SystemExit(f"a fleet that checkpoints as scheduled gave {found} findings")
-    print(f"{seconds * 1e6 / args.events:.2f} µs/event over {args.events:,} events")
+    checkpoints = sum(len(part) for _, part in cut)
+    print(
+        f"{seconds * 1e6 / args.events:.2f} µs/event over {args.events:,} events, "
+        f"{seconds * 1e6 / checkpoints:.0f} µs per checkpoint ({checkpoints:,})"
+    )
 
 
 if __name__ == "__main__":

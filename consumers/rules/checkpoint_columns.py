@@ -29,7 +29,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import pyarrow as pa
@@ -46,6 +46,8 @@ KEPT_COLUMNS: Final = (*ENVELOPE_COLUMNS, *POSITION_COLUMNS, BROKER_TIME)
 _DEVICE: Final = ["processor_id", "device_id"]
 _ORDER: Final = ("device_seq", "offset")
 COMPACT_ROWS: Final = 200_000
+TRUSTED_TIME: Final = "trusted_time"
+"""A batch's event times to trust (`clock_skew.trusted_times`), beside its kept columns."""
 
 
 @dataclass(slots=True)
@@ -133,15 +135,18 @@ class CheckpointTracker:
         for checkpoint, position in checkpoints:
             device = (checkpoint["processor_id"], checkpoint["device_id"])
             by_device.setdefault(device, []).append((checkpoint, position))
+        # The times to trust, once for the batch: every device's runs are measured by them.
+        timed = batch.append_column(TRUSTED_TIME, trusted_times(batch))
         if batch.num_rows:
-            self._extend_runs(batch, set(by_device))
+            self._extend_runs(timed, set(by_device))
         findings: list[Finding] = []
         misses: list[tuple[Mapping[str, Any], Position]] = []
         if by_device:
-            slices = device_slices(batch)
+            slices = device_slices(timed)
             nothing = _empty()
             for device, covering in by_device.items():
-                findings += self._cover(device, slices.get(device, nothing), covering, misses)
+                mine = _DeviceEvents.of(slices.get(device, nothing))
+                findings += self._cover(device, mine, covering, misses)
         findings = lookup_mismatches(self._kept_table(), misses) + findings
         findings += self._open_runs_ended()
         self._prune()
@@ -162,25 +167,25 @@ class CheckpointTracker:
             return _empty()
         return pa.concat_tables([table for table, _ in self._chunks])
 
-    def _extend_runs(self, batch: pa.Table, cut: set[DeviceKey]) -> None:
-        """Add the batch's events to the runs of the devices that no checkpoint cuts here."""
-        timed = batch.append_column("trusted_time", trusted_times(batch))
+    def _extend_runs(self, timed: pa.Table, cut: set[DeviceKey]) -> None:
+        """Add the batch's events (with their `TRUSTED_TIME`) to the runs of the devices
+        that no checkpoint cuts here."""
         stats = timed.group_by([*_DEVICE, "partition"], use_threads=False).aggregate(
             [
                 ("device_seq", "min"),
                 ("device_seq", "max"),
                 ("device_seq", "count"),
                 ("event_time", "max"),
-                ("trusted_time", "max"),
+                (TRUSTED_TIME, "max"),
                 ("offset", "max"),
                 *((name, "first") for name in ENVELOPE_COLUMNS if name not in _DEVICE),
             ]
         )
-        topic = batch["topic"][0].as_py()
+        topic = timed["topic"][0].as_py()
         times = self._partition_time
         for row in stats.to_pylist():
             device = (row["processor_id"], row["device_id"])
-            partition, trusted = row["partition"], row["trusted_time_max"]
+            partition, trusted = row["partition"], row[f"{TRUSTED_TIME}_max"]
             # Skewed events do not move the partition's time, nor end a run's own.
             latest = row["event_time_max"] if trusted is None else trusted
             if trusted is not None and (partition not in times or trusted > times[partition]):
@@ -191,7 +196,8 @@ class CheckpointTracker:
             if row["device_seq_max"] <= covered:
                 continue  # redelivered or late: covered already
             if row["device_seq_min"] <= covered:  # rare: some covered already
-                later = _run_of(batch.filter(_of_device(batch, device)), covered)
+                mine = _DeviceEvents.of(timed.filter(_of_device(timed, device)))
+                later = mine.run(mine.after(covered), len(mine.seqs))
             else:
                 first = {name: row.get(f"{name}_first") for name in ENVELOPE_COLUMNS}
                 first |= {"processor_id": device[0], "device_id": device[1]}
@@ -209,7 +215,7 @@ class CheckpointTracker:
     def _cover(
         self,
         device: DeviceKey,
-        mine: pa.Table,
+        mine: _DeviceEvents,
         covering: list[tuple[Mapping[str, Any], Position]],
         misses: list[tuple[Mapping[str, Any], Position]],
     ) -> list[Finding]:
@@ -218,6 +224,7 @@ class CheckpointTracker:
         device's events of the batch by device_seq. A checkpoint is looked up among them;
         one naming an event of an earlier batch goes to `misses`."""
         findings: list[Finding] = []
+        start = 0  # mine's events before it are cut off by an earlier checkpoint here
         for checkpoint, position in covering:
             seq = checkpoint["device_seq"]
             covered = self.covered.get(device, -1)
@@ -226,25 +233,24 @@ class CheckpointTracker:
             closed = self._runs.pop(device, None)
             if closed is not None and closed.last_seq > seq:  # the cut falls in earlier batches
                 kept = self._kept_table()
-                mine = _by_seq(kept.filter(_of_device(kept, device)))
+                mine, start = _DeviceEvents.of(_by_seq(kept.filter(_of_device(kept, device)))), 0
                 closed = None
-            seqs = mine["device_seq"].to_pylist()
-            at = bisect.bisect_right(seqs, seq)
-            if at and seqs[at - 1] == seq:
-                event = mine.slice(at - 1, 1).select(ENVELOPE_COLUMNS).to_pylist()[0]
+            at = bisect.bisect_right(mine.seqs, seq, lo=start)
+            if at > start and mine.seqs[at - 1] == seq:
+                event = mine.envelope(at - 1)
                 if _differs(checkpoint, event):
                     findings.append(_mismatch(checkpoint, event, position))
             else:
                 misses.append((checkpoint, position))
-            closed = _then(closed, _run_of(mine.slice(0, at), covered))
-            mine = mine.slice(at)
+            closed = _then(closed, mine.run(mine.after(covered, start), at))
+            start = at
             self.covered[device] = seq
             if closed is None:
                 continue
             late = closed.last_time - closed.first["event_time"] > self._window
             if closed.count > self._window_events or late:
                 findings += self._report(device, closed, position)
-        rest = _run_of(mine, self.covered.get(device, -1))
+        rest = mine.run(mine.after(self.covered.get(device, -1), start), len(mine.seqs))
         if rest is not None:
             self._runs[device] = _then(self._runs.pop(device, None), rest)
         return findings
@@ -320,28 +326,69 @@ def _then(run: _Run | None, later: _Run | None) -> _Run | None:
     return later if run is None else run.then(later)
 
 
-def _run_of(events: pa.Table, covered: int) -> _Run | None:
-    """The run of one device's `events` (by device_seq) past `covered`."""
-    seqs = events["device_seq"].to_pylist()
-    events = events.slice(bisect.bisect_right(seqs, covered))
-    if not events.num_rows:
-        return None
-    first = events.slice(0, 1).to_pylist()[0]
-    last_seq = events["device_seq"][-1].as_py()
-    return _Run(
-        first={name: first[name] for name in ENVELOPE_COLUMNS},
-        count=events.num_rows,
-        last_seq=last_seq,
-        last_time=_last_time(events),
-        partition=first["partition"],
-        at=Position(first["topic"], first["partition"], pc.max(events["offset"]).as_py()),
-    )
+@dataclass(frozen=True, slots=True)
+class _DeviceEvents:
+    """One device's events by device_seq, with the columns that cut and end its runs as
+    lists: a checkpoint is placed and a run measured in Python, not an Arrow call each."""
+
+    table: pa.Table
+    seqs: list[int]
+    offsets: list[int]
+    times: list[int]  # microseconds since the epoch: no datetime made per event
+    trusted: list[int | None]  # null where skewed (AUDIT-CLOCK-SKEW)
+
+    @classmethod
+    def of(cls, table: pa.Table) -> _DeviceEvents:
+        """A device's events; their `TRUSTED_TIME` is worked out unless the table has it."""
+        names = table.column_names
+        trusted = table[TRUSTED_TIME] if TRUSTED_TIME in names else trusted_times(table)
+        return cls(
+            table,
+            table["device_seq"].to_pylist(),
+            table["offset"].to_pylist(),
+            _micros(table["event_time"]),
+            _micros(trusted),
+        )
+
+    def after(self, covered: int, start: int = 0) -> int:
+        """Where the events past device_seq `covered` begin, from `start` on."""
+        return bisect.bisect_right(self.seqs, covered, lo=start)
+
+    def envelope(self, index: int, names: Iterable[str] = ENVELOPE_COLUMNS) -> dict[str, Any]:
+        """One event's values (a scalar each: cheaper than a one-row table's rows)."""
+        return {name: self.table.column(name)[index].as_py() for name in names}
+
+    def run(self, start: int, end: int) -> _Run | None:
+        """The run of the events from `start` to `end` (None if there are none)."""
+        if start >= end:
+            return None
+        first = self.envelope(start, (*ENVELOPE_COLUMNS, *_PLACE))
+        return _Run(
+            first={name: first[name] for name in ENVELOPE_COLUMNS},
+            count=end - start,
+            last_seq=self.seqs[end - 1],
+            last_time=self._last_time(start, end),
+            partition=first["partition"],
+            at=Position(first["topic"], first["partition"], max(self.offsets[start:end])),
+        )
+
+    def _last_time(self, start: int, end: int) -> datetime:
+        """When the events end by the device's clock, skewed ones left out (if any is not)."""
+        trusted = [time for time in self.trusted[start:end] if time is not None]
+        return _EPOCH + timedelta(
+            microseconds=max(trusted) if trusted else max(self.times[start:end])
+        )
 
 
-def _last_time(events: pa.Table) -> datetime:
-    """When a run of events ends by its device's clock, skewed events left out (if any is not)."""
-    trusted = pc.max(trusted_times(events)).as_py()
-    return pc.max(events["event_time"]).as_py() if trusted is None else trusted
+def _micros(times: pa.ChunkedArray | pa.Array) -> list[int | None]:
+    return pc.cast(times, _MICROS).cast(pa.int64()).to_pylist()
+
+
+_MICROS: Final = pa.timestamp("us", "UTC")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+_PLACE: Final = ("topic", "partition")
 
 
 def _by_seq(events: pa.Table) -> pa.Table:
