@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from bench import REPO_ROOT, BenchError, report
 from bench.cluster import Cluster
@@ -98,21 +98,7 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
         ),
         lambda r: rate(r.events_per_second),
     )
-    one = _step(
-        "pipeline, 1 process",
-        lambda: run_pipeline(cluster, "pipeline-1w", expected),
-        lambda r: rate(r["events_per_s"]),
-    )
-    trusting = _step(
-        "pipeline, 1 process, --trust none (no signature checked)",
-        lambda: run_pipeline(cluster, "pipeline-trust-none", expected, trust="none"),
-        lambda r: rate(r["events_per_s"]),
-    )
-    undigested = _step(
-        "pipeline, 1 process, --digests off (no ledger, no digests)",
-        lambda: run_pipeline(cluster, "pipeline-digests-off", expected, digests="off"),
-        lambda r: rate(r["events_per_s"]),
-    )
+    one, trusting, undigested = _paired_runs(cluster, expected)
     small = _step(
         f"pipeline, 1 process, batches of {SMALL_BATCH:,}",
         lambda: run_pipeline(cluster, "pipeline-small", expected, batch_size=SMALL_BATCH),
@@ -217,6 +203,49 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
             "check": check,
             "gateway": gateway,
         },
+    }
+
+
+ONE_PROCESS_RUNS: Final = (
+    ("pipeline-1w", "pipeline, 1 process", {}),
+    ("pipeline-trust-none", "pipeline, 1 process, --trust none (no signature checked)",
+     {"trust": "none"}),
+    ("pipeline-digests-off", "pipeline, 1 process, --digests off (no ledger, no digests)",
+     {"digests": "off"}),
+)  # fmt: skip
+"""The one-process runs the costs of signatures and digests are ratios of."""
+
+
+def _paired_runs(cluster: Cluster, expected: int) -> list[dict]:
+    """Each of `ONE_PROCESS_RUNS` twice, in the order A B C C B A, and each one's mean:
+    a machine whose speed drifts over the runs weighs on all of them alike."""
+    done: dict[str, list[dict]] = {name: [] for name, _, _ in ONE_PROCESS_RUNS}
+    for round_, order in enumerate((ONE_PROCESS_RUNS, ONE_PROCESS_RUNS[::-1]), start=1):
+        for name, title, flags in order:
+            store = name if round_ == 1 else f"{name}-again"
+            done[name].append(
+                _step(
+                    f"{title}, run {round_} of 2",
+                    lambda store=store, flags=flags: run_pipeline(
+                        cluster, store, expected, **flags
+                    ),
+                    lambda r: "{:,.0f} events/s".format(r["events_per_s"]),
+                )
+            )
+    return [_mean_of(done[name]) for name, _, _ in ONE_PROCESS_RUNS]
+
+
+def _mean_of(runs: list[dict]) -> dict:
+    """One figure for runs of the same command: the mean rate, the largest peak RSS of
+    each process, and every run's own figures."""
+    peaks = [run.pop("peak_rss_mib") for run in runs]
+    return {
+        "events_per_s": round(sum(run["events_per_s"] for run in runs) / len(runs)),
+        "peak_rss_mib": {
+            role: max(peak.get(role, 0) for peak in peaks)
+            for role in dict.fromkeys(role for peak in peaks for role in peak)
+        },
+        "runs": runs,
     }
 
 

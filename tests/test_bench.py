@@ -84,9 +84,29 @@ def test_a_quick_bench_writes_every_figure_the_benchmark_promises(quick_run) -> 
 
 @pytest.mark.integration
 def test_each_pipeline_run_stores_every_preloaded_event(quick_run) -> None:
-    results, _, _ = quick_run
-    for run in ("pipeline_1w", "pipeline_2w", "pipeline_small_batch"):
-        assert results["details"][run]["stored_events"] == QUICK_EVENTS, run
+    details = quick_run[0]["details"]
+    for run in ("pipeline_2w", "pipeline_small_batch"):
+        assert details[run]["stored_events"] == QUICK_EVENTS, run
+    for run in ("pipeline_1w", "pipeline_trust_none", "pipeline_digests_off"):
+        assert [each["stored_events"] for each in details[run]["runs"]] == [QUICK_EVENTS] * 2
+
+
+@pytest.mark.integration
+def test_the_costs_are_ratios_of_the_means_of_paired_runs(quick_run) -> None:
+    """Signed, `--trust none` and `--digests off` each run twice (A B C C B A)."""
+    results = quick_run[0]
+    means = {}
+    for run in ("pipeline_1w", "pipeline_trust_none", "pipeline_digests_off"):
+        rates = [each["events_per_s"] for each in results["details"][run]["runs"]]
+        means[run] = results["details"][run]["events_per_s"]
+        assert means[run] == pytest.approx(sum(rates) / 2, abs=1), run
+    assert results["pipeline_events_per_s"] == means["pipeline_1w"]
+    assert results["digest_cost"] == pytest.approx(
+        1 - means["pipeline_1w"] / means["pipeline_digests_off"], abs=0.001
+    )
+    assert results["signature_cost"] == pytest.approx(
+        1 - means["pipeline_1w"] / means["pipeline_trust_none"], abs=0.001
+    )
 
 
 @pytest.mark.integration
