@@ -196,8 +196,7 @@ class CheckpointTracker:
             if row["device_seq_max"] <= covered:
                 continue  # redelivered or late: covered already
             if row["device_seq_min"] <= covered:  # rare: some covered already
-                mine = _DeviceEvents.of(timed.filter(_of_device(timed, device)))
-                later = mine.run(mine.after(covered), len(mine.seqs))
+                later = _DeviceEvents.of(timed.filter(_of_device(timed, device))).run_past(covered)
             else:
                 first = {name: row.get(f"{name}_first") for name in ENVELOPE_COLUMNS}
                 first |= {"processor_id": device[0], "device_id": device[1]}
@@ -242,7 +241,7 @@ class CheckpointTracker:
                     findings.append(_mismatch(checkpoint, event, position))
             else:
                 misses.append((checkpoint, position))
-            closed = _then(closed, mine.run(mine.after(covered, start), at))
+            closed = _then(closed, mine.run_past(covered, start, at))
             start = at
             self.covered[device] = seq
             if closed is None:
@@ -250,7 +249,7 @@ class CheckpointTracker:
             late = closed.last_time - closed.first["event_time"] > self._window
             if closed.count > self._window_events or late:
                 findings += self._report(device, closed, position)
-        rest = mine.run(mine.after(self.covered.get(device, -1), start), len(mine.seqs))
+        rest = mine.run_past(self.covered.get(device, -1), start)
         if rest is not None:
             self._runs[device] = _then(self._runs.pop(device, None), rest)
         return findings
@@ -350,16 +349,15 @@ class _DeviceEvents:
             _micros(trusted),
         )
 
-    def after(self, covered: int, start: int = 0) -> int:
-        """Where the events past device_seq `covered` begin, from `start` on."""
-        return bisect.bisect_right(self.seqs, covered, lo=start)
-
     def envelope(self, index: int, names: Iterable[str] = ENVELOPE_COLUMNS) -> dict[str, Any]:
         """One event's values (a scalar each: cheaper than a one-row table's rows)."""
         return {name: self.table.column(name)[index].as_py() for name in names}
 
-    def run(self, start: int, end: int) -> _Run | None:
-        """The run of the events from `start` to `end` (None if there are none)."""
+    def run_past(self, covered: int, start: int = 0, end: int | None = None) -> _Run | None:
+        """The run of the events from `start` to `end` (default: the last) past device_seq
+        `covered` (None if there are none)."""
+        end = len(self.seqs) if end is None else end
+        start = bisect.bisect_right(self.seqs, covered, lo=start, hi=end)
         if start >= end:
             return None
         first = self.envelope(start, (*ENVELOPE_COLUMNS, *_PLACE))
