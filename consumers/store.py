@@ -8,6 +8,7 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from consumers.process import release_engine_startup_pages
 from core.clients import clickhouse_client, redact
 from core.errors import FaceauditError
 from core.private_files import private_dir
@@ -41,6 +42,8 @@ def open_store(dsn: str) -> Client:
         client.close()
         raise StoreError(f"cannot prepare the schema at {redact(dsn)}: {exc}") from None
     client.database = DATABASE
+    if dsn.startswith(CHDB_SCHEME):
+        release_engine_startup_pages()
     return client
 
 
@@ -55,6 +58,8 @@ def open_reader(dsn: str) -> Client:
         os.environ.setdefault(*_ENGINE_ALLOCATOR)
     client = clickhouse_client(dsn, readonly=READ_ONLY)
     client.database = DATABASE
+    if dsn.startswith(CHDB_SCHEME):
+        release_engine_startup_pages()
     return client
 
 

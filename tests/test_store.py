@@ -95,3 +95,52 @@ def test_a_validator_process_stores_events_without_loading_pandas(tmp_path: Path
         timeout=120,
     )
     assert done.stdout.split() == ["1", "1", "False"]
+
+
+_ENGINE_RESIDENT = """
+import sys
+from consumers.store import open_reader, open_store
+from core.clients import clickhouse_client
+
+def engine_resident_kib():
+    total, counting = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if len(fields) >= 5 and "-" in fields[0] and ":" in fields[3]:
+                counting = "/chdb/_chdb" in line and "w" not in fields[1]
+            elif counting and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+how, dsn = sys.argv[1:]
+opened = {"client": clickhouse_client, "store": open_store, "reader": open_reader}[how]
+if how == "reader":
+    open_store(dsn).close()
+client = opened(dsn)
+client.query("SELECT count() FROM system.tables")  # the engine still answers
+print(engine_resident_kib())
+"""
+
+
+def _engine_resident_kib(how: str, dsn: str) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", _ENGINE_RESIDENT, how, dsn],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return int(done.stdout)
+
+
+@pytest.mark.parametrize("opened_with", ["store", "reader"])
+def test_opening_the_embedded_store_hands_back_the_engines_start_up_pages(
+    tmp_path: Path, opened_with: str
+) -> None:
+    # A fresh process each: loading chDB leaves about 250 MiB of its library
+    # resident, most of it read once by its start-up.
+    dsn = f"chdb://{tmp_path / 'store'}"
+    loaded = _engine_resident_kib("client", dsn)
+    opened = _engine_resident_kib(opened_with, dsn)
+    assert opened < loaded / 2, (opened, loaded)
