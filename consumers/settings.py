@@ -33,7 +33,7 @@ class Settings:
     until_idle: float | None = None
     workers: int = 1
     batch_size: int = 20_000
-    batch_seconds: float = 0.5
+    batch_seconds: float = 0.25
     registry_grace: float = 30.0
     max_held: int = 100_000
     max_message_bytes: int = 1024 * 1024

@@ -45,7 +45,7 @@ def add_validator_flags(parser: argparse.ArgumentParser) -> None:
         "--batch-seconds",
         type=float,
         metavar="SECONDS",
-        help="longest a batch is filled before it is stored (0.5); "
+        help="longest a batch is filled before it is stored (0.25); "
         "longer raises throughput, shorter lowers latency",
     )
     parser.add_argument(
