@@ -57,7 +57,7 @@ from consumers.event_columns import POSITION_COLUMNS
 from consumers.input_chunks import READ_TIME, Chunk, ReadClock, chunks
 from consumers.judge import Anchored, Judge, Tables
 from consumers.kept_events import INPUT, KeptEvents
-from consumers.keyring import KeyRing
+from consumers.keyring import KeyRing, Refusal
 from consumers.prefetch import Ahead
 from consumers.readers import OnBad, Source
 from consumers.registry import Record, Registry
@@ -213,22 +213,21 @@ def load_registry(
         for item in registered:
             if item.kind == "key":
                 keyring.add(item.record)
+    records = [item for item in registered if item.kind != "key"]
+    refusals: list[Refusal | None] = [None] * len(records)
+    if keyring is not None:
+        refusals = keyring.refusals(
+            [(kind, record, codec.encode(kind, record), sig) for kind, record, sig in records]
+        )
     found = []
     checkpoints = []
     read_at = datetime.now(UTC)
-    for kind, record, signature in registered:
-        if kind == "key":
-            continue
-        if keyring is not None:
-            message = codec.encode(kind, record)
-            refused = keyring.refusal(kind, record, message, signature)
-            if refused is not None and kind == "checkpoint":
-                found += judge.bad_checkpoint(record, refused)
-                continue
-            if refused is not None:
-                found += judge.unsigned(kind, record, refused, read_at)
-                continue
-        if kind == "checkpoint":
+    for (kind, record, _), refused in zip(records, refusals, strict=True):
+        if refused is not None and kind == "checkpoint":
+            found += judge.bad_checkpoint(record, refused)
+        elif refused is not None:
+            found += judge.unsigned(kind, record, refused, read_at)
+        elif kind == "checkpoint":
             checkpoints.append(record)
         elif kind == "deletion":
             judge.observe_deletion(record)

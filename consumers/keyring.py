@@ -10,18 +10,20 @@ consent does. A key whose public half changes under the same id is refused
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from faceaudit_native import verify_ed25519
 
 from schemas.signatures import Signature, record_time
 
 Record = dict[str, Any]
+Signed = tuple[str, Mapping[str, Any], bytes, Signature | None]
+"""A signed kind's record: its kind, its fields, its exact bytes and the signature it carries."""
 Reason = Literal["unsigned", "bad_signature"]
+PUBLIC_KEY_BYTES: Final = 32  # Ed25519
 TRUST_MODES: Final = ("signatures", "none")
 """``signatures``: a registry record counts only if it verifies; ``none``: all count."""
 
@@ -47,7 +49,6 @@ class KeyRing:
 
     def __init__(self) -> None:
         self._records: dict[str, Record] = {}
-        self._public: dict[str, Ed25519PublicKey] = {}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -68,8 +69,6 @@ class KeyRing:
                 "revoked_at": min(known["revoked_at"], revoked or known["revoked_at"]),
             }
         self._records[key_id] = dict(record)
-        if key_id not in self._public:
-            self._public[key_id] = Ed25519PublicKey.from_public_bytes(record["public_key"])
 
     def refusal(
         self,
@@ -81,18 +80,30 @@ class KeyRing:
         """None if ``message`` (the record's exact bytes) carries a signature that counts for
         ``record``: by a ``processor`` key of its processor (for a checkpoint, or a ``device``
         key of its device) valid at its time; else why not."""
-        if signature is None:
-            return Refusal(
-                "unsigned", f"a {kind} record must be signed; it carries no signature", None
-            )
-        key_id = signature.key_id
-        problem = self._key_problem(key_id, kind, record)
-        if problem is None:
-            try:
-                self._public[key_id].verify(signature.value, message)
-            except InvalidSignature:
-                problem = f"the signature does not verify under key {key_id}"
-        return None if problem is None else Refusal("bad_signature", problem, key_id)
+        return self.refusals([(kind, record, message, signature)])[0]
+
+    def refusals(self, signed: Sequence[Signed]) -> list[Refusal | None]:
+        """`refusal` of each record, in order; the signatures are verified together, on the
+        cores there are (``faceaudit_native.verify_ed25519``)."""
+        verdicts: list[Refusal | None] = []
+        checks: list[tuple[int, str, tuple[bytes, bytes, bytes]]] = []
+        for index, (kind, record, message, signature) in enumerate(signed):
+            if signature is None:
+                detail = f"a {kind} record must be signed; it carries no signature"
+                verdicts.append(Refusal("unsigned", detail, None))
+                continue
+            key_id = signature.key_id
+            problem = self._key_problem(key_id, kind, record)
+            if problem is None:
+                public = self._records[key_id]["public_key"]
+                checks.append((index, key_id, (public, message, signature.value)))
+            verdicts.append(None if problem is None else Refusal("bad_signature", problem, key_id))
+        verified = verify_ed25519([check for _, _, check in checks])
+        for (index, key_id, _), good in zip(checks, verified, strict=True):
+            if not good:
+                detail = f"the signature does not verify under key {key_id}"
+                verdicts[index] = Refusal("bad_signature", detail, key_id)
+        return verdicts
 
     def digest_problem(
         self, key_id: str, signed_at: datetime, body: bytes, signature: bytes
@@ -104,14 +115,14 @@ class KeyRing:
             return f"key {key_id} is not registered"
         if key["owner"] != "auditor":
             return f"key {key_id} is a {key['owner']} key, not the auditor's"
+        if len(key["public_key"]) != PUBLIC_KEY_BYTES:
+            return _not_ed25519(key_id, key["public_key"])
         revoked = key["revoked_at"]
         if signed_at < key["valid_from"]:
             return f"key {key_id} counts from {_iso(key['valid_from'])}, after {_iso(signed_at)}"
         if revoked is not None and signed_at >= revoked:
             return f"key {key_id} was revoked at {_iso(revoked)}, by {_iso(signed_at)}"
-        try:
-            self._public[key_id].verify(signature, body)
-        except InvalidSignature:
+        if not verify_ed25519([(key["public_key"], body, signature)])[0]:
             return f"the signature does not verify under key {key_id}"
         return None
 
@@ -120,6 +131,8 @@ class KeyRing:
         processor_id = record["processor_id"]
         if key is None:
             return f"key {key_id} is not registered"
+        if len(key["public_key"]) != PUBLIC_KEY_BYTES:
+            return _not_ed25519(key_id, key["public_key"])
         if key["processor_id"] != processor_id or not _speaks_for(key, kind, record):
             device = f" or a device key of {record['device_id']}" if kind == "checkpoint" else ""
             return f"key {key_id} is not a processor key of {processor_id}{device}"
@@ -142,6 +155,13 @@ def _speaks_for(key: Mapping[str, Any], kind: str, record: Mapping[str, Any]) ->
         kind == "checkpoint"
         and key["owner"] == "device"
         and key["device_id"] == record["device_id"]
+    )
+
+
+def _not_ed25519(key_id: str, public_key: bytes) -> str:
+    return (
+        f"key {key_id} is not an Ed25519 public key "
+        f"({len(public_key)} bytes, not {PUBLIC_KEY_BYTES})"
     )
 
 

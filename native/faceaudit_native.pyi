@@ -115,3 +115,8 @@ def row_hashes(batch: pyarrow.RecordBatch) -> bytes:
 def merkle_root(leaves: bytes, *, sort: bool = False) -> bytes:
     """RFC 6962's Merkle tree hash of ``leaves`` (32 bytes each, concatenated): in the order
     given, or with ``sort`` in byte order."""
+
+def verify_ed25519(signed: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    """Whether each ``(public_key, message, signature)`` verifies (Ed25519, RFC 8032, as
+    ``cryptography`` checks one), in order; a key or signature of the wrong length is
+    False. Checked on the cores there are, with the GIL released."""

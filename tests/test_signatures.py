@@ -88,6 +88,13 @@ def test_a_record_without_signature_is_unsigned() -> None:
             "was revoked at 2026-01-31T00:00:00Z, by 2026-02-01T00:00:00Z",
             id="a withdrawal signed after revocation",
         ),
+        pytest.param(
+            [key_record("p-1", public_key=bytes(31))],
+            "p-1",
+            {},
+            "key processor-test-p-1 is not an Ed25519 public key (31 bytes, not 32)",
+            id="a key of the wrong length",
+        ),
     ],
 )
 def test_a_signature_that_does_not_count_is_bad(
@@ -102,6 +109,19 @@ def test_a_deployment_needs_a_key_not_revoked_whatever_its_dates() -> None:
     revoked = ring(key_record("p-1", revoked_at=datetime(2030, 1, 1, tzinfo=UTC)))
     refused = verdict(revoked, "deployment", sample("deployment"))
     assert refused is not None and "was revoked" in refused.detail
+
+
+def test_records_judged_together_get_the_verdicts_they_get_alone() -> None:
+    keys = ring(key_record("p-1"), key_record("p-2"))
+    records = [sample("consent", consent_id=f"c-{n}") for n in range(6)]
+    signed = []
+    for n, record in enumerate(records):
+        message = codec.encode("consent", record)
+        signature = None if n == 4 else signer("p-1" if n != 2 else "p-2").sign(message)
+        signed.append(("consent", record, message + (b"x" if n == 1 else b""), signature))
+    alone = [keys.refusal(*item) for item in signed]
+    assert keys.refusals(signed) == alone
+    assert [r is None for r in alone] == [True, False, False, True, False, True]
 
 
 def test_a_record_changed_after_signing_does_not_verify() -> None:

@@ -37,6 +37,7 @@ mod kind;
 mod ocf;
 mod rows;
 mod shape;
+mod signatures;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read};
@@ -338,6 +339,24 @@ fn merkle_root<'py>(py: Python<'py>, leaves: &[u8], sort: bool) -> PyResult<Boun
     Ok(PyBytes::new(py, &root))
 }
 
+/// Whether each `(public_key, message, signature)` verifies (Ed25519, RFC 8032), in order;
+/// checked on the cores there are, without the GIL.
+#[pyfunction]
+fn verify_ed25519(
+    py: Python<'_>,
+    signed: Vec<(Bound<'_, PyBytes>, Bound<'_, PyBytes>, Bound<'_, PyBytes>)>,
+) -> Vec<bool> {
+    let items: Vec<signatures::Signed> = signed
+        .iter()
+        .map(|(key, message, signature)| signatures::Signed {
+            key: key.as_bytes(),
+            message: message.as_bytes(),
+            signature: signature.as_bytes(),
+        })
+        .collect();
+    py.detach(|| signatures::verify_all(&items))
+}
+
 #[pymodule]
 fn faceaudit_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Decoder>()?;
@@ -345,5 +364,6 @@ fn faceaudit_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<JsonLines>()?;
     module.add_function(wrap_pyfunction!(row_hashes, module)?)?;
     module.add_function(wrap_pyfunction!(merkle_root, module)?)?;
+    module.add_function(wrap_pyfunction!(verify_ed25519, module)?)?;
     Ok(())
 }
