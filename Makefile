@@ -110,6 +110,7 @@ demo-stop:
 	@if [ -x $(BIN)/faceaudit ]; then $(BIN)/faceaudit broker stop; fi
 
 test: install lint
+	cd native && PATH="$(dir $(CARGO)):$$PATH" cargo test --release --quiet
 	$(BIN)/pytest -q
 
 test-faults: install

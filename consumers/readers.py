@@ -31,12 +31,13 @@ from typing import Any, BinaryIO, Final, NamedTuple
 
 import fastavro
 import pyarrow as pa
+from faceaudit_native import lines_holding
 from fastavro.schema import fingerprint as avro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 from consumers.bulk_avro import Header, container_tables, native_container
 from consumers.bulk_json import json_tables
-from consumers.lines import BadRecord, OnBad, lines_holding, parse_line, parse_signed_line
+from consumers.lines import BadRecord, OnBad, parse_line, parse_signed_line
 from consumers.tables import numbered_tables
 from schemas import codec
 from schemas.signatures import Signature
@@ -91,22 +92,21 @@ class JsonLinesSource:
     """A JSON-lines input: one record in the contract's JSON form per line."""
 
     def __init__(self, name: str, opener: Opener, native: str | bytes | None = None) -> None:
-        """``native``: the path (or the bytes) for ``record_batches`` to read natively;
-        without it, it reads the whole input through ``opener`` into memory first."""
+        """``native``: the path (or the bytes) for the native readers; without it, the
+        whole input is read through ``opener`` into memory first."""
         self.name = name
         self._open = opener
         self._native = native
 
     def registry(self) -> Iterator[Registered]:
         """The good records of the registry pass, in input order; bad lines are skipped."""
-        with self._open() as stream:
-            for line in lines_holding(stream, _REGISTRY_MARKERS):
-                try:
-                    registered = Registered(*parse_signed_line(line))
-                except BadRecord:
-                    continue  # reported by records()
-                if registered.kind in REGISTRY_PASS_KINDS:
-                    yield registered
+        for line in lines_holding(self._whole(), list(_REGISTRY_MARKERS)):
+            try:
+                registered = Registered(*parse_signed_line(line))
+            except BadRecord:
+                continue  # reported by records()
+            if registered.kind in REGISTRY_PASS_KINDS:
+                yield registered
 
     def records(self, on_bad: OnBad) -> Iterator[Item]:
         """Good records in input order; bad lines go to ``on_bad``, blank lines are skipped."""
@@ -123,11 +123,14 @@ class JsonLinesSource:
     def record_batches(self, on_bad: OnBad) -> Iterator[tuple[str, pa.Table]]:
         """The good records as ``(kind, table)``, as ``records`` gives them (``message_index``
         is the line number, ``payload_sha256`` null); bad lines go to ``on_bad`` alike."""
-        native = self._native
-        if native is None:
-            with self._open() as stream:
-                native = stream.read()
-        yield from json_tables(self.name, native, on_bad)
+        yield from json_tables(self.name, self._whole(), on_bad)
+
+    def _whole(self) -> str | bytes:
+        """The input for the native readers: its path, or its bytes."""
+        if self._native is not None:
+            return self._native
+        with self._open() as stream:
+            return stream.read()
 
 
 class AvroSource:

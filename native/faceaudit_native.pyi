@@ -120,3 +120,11 @@ def verify_ed25519(signed: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
     """Whether each ``(public_key, message, signature)`` verifies (Ed25519, RFC 8032, as
     ``cryptography`` checks one), in order; a key or signature of the wrong length is
     False. Checked on the cores there are, with the GIL released."""
+
+def lines_holding(
+    source: str | PathLike[str] | bytes, markers: Sequence[bytes], *, block_bytes: int = ...
+) -> list[bytes]:
+    """The lines of ``source`` (a path, or the input's bytes) that hold any of ``markers``,
+    in order, each once, with its newline; read ``block_bytes`` at a time (1 MiB) with
+    the GIL released. OSError if the file cannot be read; ValueError for an empty marker
+    or block size."""

@@ -36,6 +36,7 @@ mod json;
 mod kind;
 mod ocf;
 mod rows;
+mod scan;
 mod shape;
 mod signatures;
 
@@ -339,6 +340,30 @@ fn merkle_root<'py>(py: Python<'py>, leaves: &[u8], sort: bool) -> PyResult<Boun
     Ok(PyBytes::new(py, &root))
 }
 
+/// The lines of `source` (a path, or the input's bytes) that hold any of `markers`, in
+/// order, each once, with its newline; read `block_bytes` at a time without the GIL.
+/// OSError if it cannot be read, ValueError for an empty marker or block.
+#[pyfunction]
+#[pyo3(signature = (source, markers, *, block_bytes = READ_BUFFER))]
+fn lines_holding<'py>(
+    py: Python<'py>,
+    source: &Bound<'py, PyAny>,
+    markers: Vec<Vec<u8>>,
+    block_bytes: usize,
+) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    if markers.iter().any(Vec::is_empty) || block_bytes == 0 {
+        return Err(PyValueError::new_err("markers and blocks cannot be empty"));
+    }
+    let lines = if let Ok(bytes) = source.cast::<PyBytes>() {
+        let data = bytes.as_bytes();
+        py.detach(|| scan::lines_holding(data, &markers, block_bytes))?
+    } else {
+        let path: PathBuf = source.extract()?;
+        py.detach(|| scan::lines_holding(File::open(path)?, &markers, block_bytes))?
+    };
+    Ok(lines.iter().map(|line| PyBytes::new(py, line)).collect())
+}
+
 /// Whether each `(public_key, message, signature)` verifies (Ed25519, RFC 8032), in order;
 /// checked on the cores there are, without the GIL.
 #[pyfunction]
@@ -365,5 +390,6 @@ fn faceaudit_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(row_hashes, module)?)?;
     module.add_function(wrap_pyfunction!(merkle_root, module)?)?;
     module.add_function(wrap_pyfunction!(verify_ed25519, module)?)?;
+    module.add_function(wrap_pyfunction!(lines_holding, module)?)?;
     Ok(())
 }
