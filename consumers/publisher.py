@@ -16,6 +16,8 @@ the batch in flight; readers deduplicate by the source position headers.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Mapping, Sequence
 
 from kafka import TopicPartition
@@ -134,7 +136,12 @@ class Outbox:
     TABLES = ("violations", "dead_letters")
 
     def __init__(self) -> None:
-        self._waiting: dict[str, list[Row]] = {table: [] for table in self.TABLES}
+        # Per table and source partition, a heap by offset (then arrival): a batch takes
+        # from the front of each only what its commit passed, however much waits behind.
+        self._waiting: dict[str, dict[TopicPartition, list[tuple[int, int, Row]]]] = {
+            table: {} for table in self.TABLES
+        }
+        self._arrivals = itertools.count()
         self._published: dict[TopicPartition, set[str]] = {}
 
     def already_published(self, published: dict[TopicPartition, set[str]]) -> None:
@@ -143,25 +150,29 @@ class Outbox:
 
     def add(self, findings: Mapping[str, Sequence[Row]]) -> None:
         for table in self.TABLES:
-            self._waiting[table].extend(findings[table])
+            waiting = self._waiting[table]
+            for row in findings[table]:
+                source = TopicPartition(row["topic"], row["partition"])
+                entry = (row["offset"], next(self._arrivals), row)
+                heapq.heappush(waiting.setdefault(source, []), entry)
 
     def take_due(self, committed: Mapping[TopicPartition, int]) -> dict[str, list[Row]]:
-        """Remove and return the findings whose event lies before the partition's commit.
+        """Remove and return the findings whose event lies before the partition's commit,
+        by partition and offset.
 
         Violations already published leave without being returned.
         """
         due: dict[str, list[Row]] = {}
-        for table, rows in self._waiting.items():
-            keep = []
+        for table, waiting in self._waiting.items():
             due[table] = []
-            for row in rows:
-                source = TopicPartition(row["topic"], row["partition"])
+            for source, heap in list(waiting.items()):
                 end = committed.get(source)
-                if end is not None and row["offset"] >= end:
-                    keep.append(row)
-                elif table != "violations" or not self._is_published(source, row):
-                    due[table].append(row)
-            self._waiting[table] = keep
+                while heap and (end is None or heap[0][0] < end):
+                    row = heapq.heappop(heap)[2]
+                    if table != "violations" or not self._is_published(source, row):
+                        due[table].append(row)
+                if not heap:
+                    del waiting[source]
         return due
 
     def _is_published(self, source: TopicPartition, row: Row) -> bool:

@@ -58,3 +58,17 @@ def test_outbox_keeps_violations_past_the_commit_until_it_moves() -> None:
     outbox.already_published({(CAPTURE, 0): {"a"}})
     assert outbox.take_due({(CAPTURE, 0): 9})["violations"] == []
     assert [v["violation_id"] for v in outbox.take_due({(CAPTURE, 0): 10})["violations"]] == ["b"]
+
+
+def test_outbox_hands_on_what_a_commit_passed_in_offset_order_and_keeps_the_rest() -> None:
+    outbox = Outbox()
+    late = [violation("late", 0, 3)]  # a held event judged after later ones
+    outbox.add({"violations": [violation("a", 0, 8), violation("b", 0, 12)], "dead_letters": []})
+    outbox.add({"violations": late, "dead_letters": [violation("d", 1, 4)]})
+    due = outbox.take_due({(CAPTURE, 0): 10, (CAPTURE, 1): 4})
+    assert [v["violation_id"] for v in due["violations"]] == ["late", "a"]
+    assert due["dead_letters"] == []
+    due = outbox.take_due({(CAPTURE, 0): 13, (CAPTURE, 1): 5})
+    assert [v["violation_id"] for v in due["violations"]] == ["b"]
+    assert [r["violation_id"] for r in due["dead_letters"]] == ["d"]
+    assert outbox.take_due({})["violations"] == []
