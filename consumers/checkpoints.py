@@ -41,8 +41,7 @@ class CheckpointJudge:
     def _verified(self, checkpoints: list[ReadCheckpoint], batch: Batch) -> list[ReadCheckpoint]:
         """Stage each checkpoint's row and AUDIT-CHECKPOINT-BAD; the valid ones, in order."""
         valid = []
-        for checkpoint in checkpoints:
-            refused = self._refusal(checkpoint)
+        for checkpoint, refused in zip(checkpoints, self._refusals(checkpoints), strict=True):
             row = {
                 **checkpoint.record,
                 "key_id": _key_id(checkpoint, refused),
@@ -57,11 +56,12 @@ class CheckpointJudge:
                 batch.add_violation(violation, *checkpoint.position, now_utc())
         return valid
 
-    def _refusal(self, checkpoint: ReadCheckpoint) -> Refusal | None:
+    def _refusals(self, checkpoints: list[ReadCheckpoint]) -> list[Refusal | None]:
         if self._keys is None:
-            return None
-        record, value, headers = checkpoint.record, checkpoint.value, checkpoint.headers
-        return self._keys.refusal("checkpoint", record, value, headers)
+            return [None] * len(checkpoints)
+        return self._keys.refusals(
+            [("checkpoint", c.record, c.value, c.headers) for c in checkpoints]
+        )
 
 
 def _key_id(checkpoint: ReadCheckpoint, refused: Refusal | None) -> str | None:

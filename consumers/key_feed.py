@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kafka import TopicPartition
@@ -19,9 +19,14 @@ from consumers.keyring import KeyRing, Refusal
 from core.clients import KafkaConfig, kafka_consumer
 from core.errors import FaceauditError
 from schemas import codec, signatures
+from schemas.signatures import Signature
 from schemas.topics import KEYS_TOPIC
 
 log = logging.getLogger(__name__)
+
+Headers = Iterable[tuple[str, bytes | None]] | None
+SignedMessage = tuple[str, Mapping[str, Any], bytes | None, Headers]
+"""A signed kind's message: its kind, its decoded record, its value and its headers."""
 
 
 class KeyFeed:
@@ -66,18 +71,29 @@ class KeyFeed:
         kind: str,
         record: Mapping[str, Any],
         value: bytes | None,
-        headers: Iterable[tuple[str, bytes | None]] | None,
+        headers: Headers,
     ) -> Refusal | None:
         """Why a signed kind's message (its value and headers) does not count; None if it does.
 
         A key id not known yet makes the feed read the keys topic to its end first.
         """
-        signature = signatures.from_headers(headers)
-        if isinstance(signature, str):
-            return Refusal("bad_signature", signature, None)
-        if signature is not None and signature.key_id not in self.keyring:
-            self.read_to_end()  # a key registered just before the record it signs
-        return self.keyring.refusal(kind, record, value or b"", signature)
+        return self.refusals([(kind, record, value, headers)])[0]
+
+    def refusals(self, messages: Sequence[SignedMessage]) -> list[Refusal | None]:
+        """`refusal` of each message, in order, the signatures verified together."""
+        parsed = [signatures.from_headers(headers) for *_, headers in messages]
+        if any(isinstance(s, Signature) and s.key_id not in self.keyring for s in parsed):
+            self.read_to_end()  # a key registered just before the records it signs
+        verdicts = self.keyring.refusals(
+            [
+                (kind, record, value or b"", None if isinstance(signature, str) else signature)
+                for (kind, record, value, _), signature in zip(messages, parsed, strict=True)
+            ]
+        )
+        return [
+            Refusal("bad_signature", signature, None) if isinstance(signature, str) else verdict
+            for signature, verdict in zip(parsed, verdicts, strict=True)
+        ]
 
     def _apply(self, value: bytes | None, where: str) -> None:
         try:

@@ -125,20 +125,26 @@ class RegistryFeed:
         """Apply fetched registry records and stage their rows; return how many there were."""
         if self._keys is not None and records:
             self._keys.poll()  # a revocation may have come
-        for message in records:
-            self._apply(message, batch)
+        decoded = [decode_message(message, self._max_bytes) for message in records]
+        refusals = self._refusals(records, decoded)
+        for message, one, refused in zip(records, decoded, refusals, strict=True):
+            self._apply(message, one, refused, batch)
         return len(records)
 
-    def _apply(self, message: ConsumerRecord, batch: Batch) -> None:
+    def _apply(
+        self,
+        message: ConsumerRecord,
+        decoded: codec.Decoded | tuple[str, str],
+        refused: Refusal | None,
+        batch: Batch,
+    ) -> None:
         position = (message.topic, message.partition, message.offset)
         stored = message.offset <= self._stored.get(position[:2], -1)
-        decoded = decode_message(message, self._max_bytes)
         if isinstance(decoded, tuple):
             if not stored:
                 row = dead_letter_row(message, *decoded)
                 batch.add_finding("dead_letters", row, *position)
             return
-        refused = self._refusal(message, decoded)
         if refused is not None:
             if not stored:
                 row = dead_letter_row(message, refused.reason, refused.detail)
@@ -160,11 +166,24 @@ class RegistryFeed:
             for violation in found:
                 batch.add_violation(violation, *position, now_utc())
 
-    def _refusal(self, message: ConsumerRecord, decoded: codec.Decoded) -> Refusal | None:
-        """Why the record does not count (None: it does, or signatures are not checked)."""
+    def _refusals(
+        self, records: list[ConsumerRecord], decoded: list[codec.Decoded | tuple[str, str]]
+    ) -> list[Refusal | None]:
+        """Why each decoded record does not count (None: it does, or signatures are not
+        checked, or it did not decode)."""
+        refusals: list[Refusal | None] = [None] * len(records)
         if self._keys is None:
-            return None
-        return self._keys.refusal(decoded.kind, decoded.record, message.value, message.headers)
+            return refusals
+        good = [n for n, one in enumerate(decoded) if not isinstance(one, tuple)]
+        verdicts = self._keys.refusals(
+            [
+                (decoded[n].kind, decoded[n].record, records[n].value, records[n].headers)
+                for n in good
+            ]
+        )
+        for n, verdict in zip(good, verdicts, strict=True):
+            refusals[n] = verdict
+        return refusals
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
