@@ -217,7 +217,7 @@ def load_registry(
     refusals: list[Refusal | None] = [None] * len(records)
     if keyring is not None:
         refusals = keyring.refusals(
-            [(kind, record, codec.encode(kind, record), sig) for kind, record, sig in records]
+            [(kind, rec, codec.encode_parsed(kind, rec), sig) for kind, rec, sig in records]
         )
     found = []
     checkpoints = []

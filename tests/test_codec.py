@@ -220,6 +220,8 @@ def test_json_round_trip(kind: str) -> None:
 
     assert obj["type"] == kind
     assert from_json(json.loads(text)) == (kind, record)
+    # What was parsed is encoded without a second check, to the same bytes.
+    assert codec.encode_parsed(*from_json(json.loads(text))) == encode(kind, record)
 
 
 def test_json_timestamps_are_iso_utc_with_z() -> None:
