@@ -19,6 +19,8 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
 
 from kafka import TopicPartition
 from kafka.errors import AuthorizationError, SaslAuthenticationFailedError
@@ -60,34 +62,23 @@ class FindingsPublisher:
             batch_size=256 * 1024,
         )
 
-    def publish(self, outbox: Mapping[str, Sequence[Row]]) -> None:
+    def publish(self, due: Mapping[str, Sequence[Outgoing]]) -> None:
         """Send every finding and wait for the broker; raises if any send failed."""
-        violations = [
-            self._producer.send(
-                VIOLATION_TOPIC,
-                value=codec.encode("violation", {name: row[name] for name in VIOLATION_FIELDS}),
-                key=row["violation_id"].encode(),
-                headers=source_headers(row["topic"], row["partition"], row["offset"])
-                if row["topic"]
-                else [],
-            )
-            for row in outbox["violations"]
-        ]
-        dead_letters = [
-            self._producer.send(
-                DEAD_LETTER_TOPIC,
-                value=row["raw"],
-                key=row["message_key"],
-                headers=_dead_letter_headers(row),
-            )
-            for row in outbox["dead_letters"]
-        ]
+        sent = {
+            table: [
+                self._producer.send(
+                    TOPIC_OF[table], value=one.value, key=one.key, headers=one.headers
+                )
+                for one in findings
+            ]
+            for table, findings in due.items()
+        }
         self._producer.flush(timeout=120)
         try:
-            for future in violations:
-                sent = future.get(timeout=120)
-                self.mark[sent.partition] = max(self.mark.get(sent.partition, 0), sent.offset + 1)
-            for future in dead_letters:
+            for future in sent.get("violations", ()):
+                done = future.get(timeout=120)
+                self.mark[done.partition] = max(self.mark.get(done.partition, 0), done.offset + 1)
+            for future in sent.get("dead_letters", ()):
                 future.get(timeout=120)
         except (AuthorizationError, SaslAuthenticationFailedError) as exc:
             raise FaceauditError(describe_failure(self._kafka, exc)) from None
@@ -112,14 +103,57 @@ class FindingsPublisher:
         self._producer.close(timeout=10)
 
 
-def _dead_letter_headers(row: Row) -> list[tuple[str, bytes]]:
+TOPIC_OF: Final = {"violations": VIOLATION_TOPIC, "dead_letters": DEAD_LETTER_TOPIC}
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A finding as it is to be sent, and the position of its event (for when it is due).
+
+    The outbox keeps these rather than the stored rows: a commit held back
+    behind events waiting for a registry record keeps tens of thousands of
+    findings waiting, and the message takes half the memory of its row.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    violation_id: str | None  # None for a dead letter
+    value: bytes | None
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def outgoing(findings: Mapping[str, Sequence[Row]]) -> dict[str, list[Outgoing]]:
+    """A batch's violation and dead-letter rows as the messages they are published as."""
+    return {
+        "violations": [_violation(row) for row in findings["violations"]],
+        "dead_letters": [_dead_letter(row) for row in findings["dead_letters"]],
+    }
+
+
+def _violation(row: Row) -> Outgoing:
+    return Outgoing(
+        row["topic"],
+        row["partition"],
+        row["offset"],
+        row["violation_id"],
+        codec.encode("violation", {name: row[name] for name in VIOLATION_FIELDS}),
+        row["violation_id"].encode(),
+        source_headers(row["topic"], row["partition"], row["offset"]) if row["topic"] else [],
+    )
+
+
+def _dead_letter(row: Row) -> Outgoing:
     headers = [(name, value.encode()) for name, value in row["headers"].items()]
-    return [
-        *headers,
+    headers += [
         *source_headers(row["topic"], row["partition"], row["offset"]),
         ("faceaudit.reason", row["reason"].encode()),
         ("faceaudit.detail", row["detail"].encode()),
     ]
+    return Outgoing(
+        row["topic"], row["partition"], row["offset"], None, row["raw"], row["message_key"], headers
+    )
 
 
 class Outbox:
@@ -138,7 +172,7 @@ class Outbox:
     def __init__(self) -> None:
         # Per table and source partition, a heap by offset (then arrival): a batch takes
         # from the front of each only what its commit passed, however much waits behind.
-        self._waiting: dict[str, dict[TopicPartition, list[tuple[int, int, Row]]]] = {
+        self._waiting: dict[str, dict[TopicPartition, list[tuple[int, int, Outgoing]]]] = {
             table: {} for table in self.TABLES
         }
         self._arrivals = itertools.count()
@@ -148,33 +182,33 @@ class Outbox:
         """Violations of newly taken partitions that their last owner had published."""
         self._published.update(published)
 
-    def add(self, findings: Mapping[str, Sequence[Row]]) -> None:
+    def add(self, findings: Mapping[str, Sequence[Outgoing]]) -> None:
         for table in self.TABLES:
             waiting = self._waiting[table]
-            for row in findings[table]:
-                source = TopicPartition(row["topic"], row["partition"])
-                entry = (row["offset"], next(self._arrivals), row)
+            for one in findings[table]:
+                source = TopicPartition(one.topic, one.partition)
+                entry = (one.offset, next(self._arrivals), one)
                 heapq.heappush(waiting.setdefault(source, []), entry)
 
-    def take_due(self, committed: Mapping[TopicPartition, int]) -> dict[str, list[Row]]:
+    def take_due(self, committed: Mapping[TopicPartition, int]) -> dict[str, list[Outgoing]]:
         """Remove and return the findings whose event lies before the partition's commit,
         by partition and offset.
 
         Violations already published leave without being returned.
         """
-        due: dict[str, list[Row]] = {}
+        due: dict[str, list[Outgoing]] = {}
         for table, waiting in self._waiting.items():
             due[table] = []
             for source, heap in list(waiting.items()):
                 end = committed.get(source)
                 while heap and (end is None or heap[0][0] < end):
-                    row = heapq.heappop(heap)[2]
-                    if table != "violations" or not self._is_published(source, row):
-                        due[table].append(row)
+                    one = heapq.heappop(heap)[2]
+                    if not self._is_published(source, one):
+                        due[table].append(one)
                 if not heap:
                     del waiting[source]
         return due
 
-    def _is_published(self, source: TopicPartition, row: Row) -> bool:
+    def _is_published(self, source: TopicPartition, one: Outgoing) -> bool:
         published = self._published.get(source)
-        return published is not None and row["violation_id"] in published
+        return published is not None and one.violation_id in published

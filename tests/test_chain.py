@@ -30,7 +30,7 @@ from consumers.judge import Judge
 from consumers.metrics import PipelineMetrics
 from consumers.processor_regions import ProcessorRegions
 from consumers.published import decode_mark
-from consumers.publisher import Outbox
+from consumers.publisher import Outbox, outgoing
 from consumers.read import GroupReader
 from consumers.registry import Registry
 from consumers.stored_tail import StoredTail
@@ -417,8 +417,25 @@ def test_publish_sends_findings_once_the_commit_passes_their_event() -> None:
     later = Batch()
     later.commit = {TP: 1}
     step.submit(later)
-    assert [v["rule_id"] for v in publisher.published[0]["violations"]] == ["FR-PRIVATE-SPACE"]
+    sent = [codec.decode(v.value).record for v in publisher.published[0]["violations"]]
+    assert [v["rule_id"] for v in sent] == ["FR-PRIVATE-SPACE"]
     assert later.mark == {0: 8}
+
+
+def test_findings_wait_as_the_messages_they_are_published_as() -> None:
+    garbage = consumer_record(EVENTS_TOPIC, 0, 1, b"dev-1", b"\x00junk")
+    batch = judged(event_message(0, 0, location_type="toilet"), garbage)
+    messages = outgoing(batch.outbox)
+    [violation] = messages["violations"]
+    row = batch.outbox["violations"][0]
+    assert codec.decode(violation.value).record["violation_id"] == row["violation_id"]
+    assert (violation.key, violation.offset) == (row["violation_id"].encode(), 0)
+    assert ("faceaudit.source.offset", b"0") in violation.headers
+    [dead] = messages["dead_letters"]
+    assert (dead.value, dead.key, dead.violation_id) == (b"\x00junk", b"dev-1", None)
+    assert dead.offset == 1
+    assert ("faceaudit.reason", b"bad_magic") in dead.headers
+    assert ("source", b"fuzz") in dead.headers  # its own headers kept
 
 
 def test_commit_moves_every_partition_with_the_mark_once_one_moved() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consumers.published import decode_mark, encode_mark, source_headers
-from consumers.publisher import Outbox
+from consumers.publisher import Outbox, Outgoing
 
 CAPTURE = "faceaudit.events.v1"
 
@@ -35,8 +35,8 @@ def test_source_headers_name_the_event_position() -> None:
     ]
 
 
-def violation(violation_id: str, partition: int, offset: int) -> dict:
-    return dict(violation_id=violation_id, topic=CAPTURE, partition=partition, offset=offset)
+def violation(violation_id: str, partition: int, offset: int) -> Outgoing:
+    return Outgoing(CAPTURE, partition, offset, violation_id, b"", violation_id.encode(), [])
 
 
 def test_outbox_leaves_out_violations_already_published() -> None:
@@ -49,7 +49,7 @@ def test_outbox_leaves_out_violations_already_published() -> None:
     )
     outbox.already_published({(CAPTURE, 0): {"a"}, (CAPTURE, 1): {"a"}})
     due = outbox.take_due({(CAPTURE, 0): 10, (CAPTURE, 1): 10})
-    assert [v["violation_id"] for v in due["violations"]] == ["b", "c"]
+    assert [v.violation_id for v in due["violations"]] == ["b", "c"]
 
 
 def test_outbox_keeps_violations_past_the_commit_until_it_moves() -> None:
@@ -57,7 +57,7 @@ def test_outbox_keeps_violations_past_the_commit_until_it_moves() -> None:
     outbox.add({"violations": [violation("a", 0, 5), violation("b", 0, 9)], "dead_letters": []})
     outbox.already_published({(CAPTURE, 0): {"a"}})
     assert outbox.take_due({(CAPTURE, 0): 9})["violations"] == []
-    assert [v["violation_id"] for v in outbox.take_due({(CAPTURE, 0): 10})["violations"]] == ["b"]
+    assert [v.violation_id for v in outbox.take_due({(CAPTURE, 0): 10})["violations"]] == ["b"]
 
 
 def test_outbox_hands_on_what_a_commit_passed_in_offset_order_and_keeps_the_rest() -> None:
@@ -66,9 +66,9 @@ def test_outbox_hands_on_what_a_commit_passed_in_offset_order_and_keeps_the_rest
     outbox.add({"violations": [violation("a", 0, 8), violation("b", 0, 12)], "dead_letters": []})
     outbox.add({"violations": late, "dead_letters": [violation("d", 1, 4)]})
     due = outbox.take_due({(CAPTURE, 0): 10, (CAPTURE, 1): 4})
-    assert [v["violation_id"] for v in due["violations"]] == ["late", "a"]
+    assert [v.violation_id for v in due["violations"]] == ["late", "a"]
     assert due["dead_letters"] == []
     due = outbox.take_due({(CAPTURE, 0): 13, (CAPTURE, 1): 5})
-    assert [v["violation_id"] for v in due["violations"]] == ["b"]
-    assert [r["violation_id"] for r in due["dead_letters"]] == ["d"]
+    assert [v.violation_id for v in due["violations"]] == ["b"]
+    assert [r.violation_id for r in due["dead_letters"]] == ["d"]
     assert outbox.take_due({})["violations"] == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from consumers.batch import Batch
 from consumers.chain.step import Forwarding, Step
-from consumers.publisher import FindingsPublisher, Outbox
+from consumers.publisher import FindingsPublisher, Outbox, outgoing
 
 
 class PublishStep(Forwarding):
@@ -23,7 +23,7 @@ class PublishStep(Forwarding):
         self._outbox = outbox
 
     def submit(self, batch: Batch) -> None:
-        self._outbox.add(batch.outbox)
+        self._outbox.add(outgoing(batch.outbox))
         batch.free_findings()
         due = self._outbox.take_due(batch.commit)
         if any(due.values()):
