@@ -43,7 +43,7 @@ class PeakMemory:
 
     def _run(self) -> None:
         while True:
-            for pid in _tree(self._root):
+            for pid in process_tree(self._root):
                 mib = _peak_mib(pid)
                 if mib is not None:
                     role = _role(_cmdline(pid))
@@ -60,7 +60,7 @@ def _role(cmdline: bytes) -> str:
     return "worker" if b"spawn_main" in cmdline else "other"
 
 
-def _tree(root: int) -> list[int]:
+def process_tree(root: int) -> list[int]:
     """`root` and every descendant still alive."""
     found, todo = [], [root]
     while todo:

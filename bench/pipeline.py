@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench import BenchError
 from bench.cluster import Cluster
+from bench.cpu import cpu_seconds
 from bench.memory import PeakMemory
 from bench.raw import Drain
 from faceaudit.broker import free_port
@@ -95,7 +96,10 @@ def run_pipeline(
     memory = PeakMemory(child.pid)
     try:
         alive = lambda: child.poll() is None  # noqa: E731
-        samples = list(watch.wait_for(expected, alive, _Progress(name, expected)))
+        samples = [
+            (at, stored, cpu_seconds(child.pid))
+            for at, stored in watch.wait_for(expected, alive, _Progress(name, expected))
+        ]
         child.wait(IDLE_SECONDS + 120)
     except Exception as exc:
         raise BenchError(f"{name}: {exc}; its log:\n{cluster.output(name)[1][-2000:]}") from exc
@@ -104,10 +108,11 @@ def run_pipeline(
     out, err = cluster.output(name)
     if child.returncode != 0:
         raise BenchError(f"{name}: consume exited with {child.returncode}:\n{err[-2000:]}")
-    drain = _drain(samples, started)
+    drain = _drain([(at, stored) for at, stored, _ in samples], started)
     summary = _SUMMARY.search(out)
     return {
         "events_per_s": round(drain.events_per_second),
+        "cpu_us_per_event": _cpu_per_event(samples),
         "drain_seconds": round(drain.seconds, 2),
         "wall_seconds": round(drain.wall_seconds, 2),
         "stored_events": int(summary[1]) if summary else None,
@@ -123,6 +128,16 @@ def _drain(samples: list[tuple[float, int]], started: float) -> Drain:
     if last_at == first_at:  # one batch: only the wall time says anything
         return Drain(last, last_at - started, last_at - started)
     return Drain(last - first, last_at - first_at, last_at - started)
+
+
+def _cpu_per_event(samples: list[tuple[float, int, float]]) -> float:
+    """CPU µs per event over what `_drain` times: from the first sample with stored events
+    to the last, or (one batch) from the process start."""
+    _, first, first_cpu = next(sample for sample in samples if sample[1] > 0)
+    _, last, last_cpu = samples[-1]
+    if last == first:
+        return round(last_cpu / last * 1e6, 2)
+    return round((last_cpu - first_cpu) / (last - first) * 1e6, 2)
 
 
 def _free_ports(count: int) -> int:

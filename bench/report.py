@@ -74,6 +74,10 @@ def table(r: dict) -> str:
          ""),
         ("digests: 1 - digested / `--digests off`", f"{r['digest_cost']:.1%}",
          _target(r["digest_cost"], "<=", 0.03, "{:.0%}")),
+        ("digests: CPU per event, digested / `--digests off` - 1",
+         _share(r.get("digest_cpu_cost")), ""),
+        ("signatures: CPU per event, signed / `--trust none` - 1",
+         _share(r.get("signature_cpu_cost")), ""),
         (f"pipeline, 1 process, batches of {r['details']['small_batch']:,}",
          _rate(r["pipeline_small_batch_events_per_s"]), ""),
         ("AUDIT-SEQ-GAP found / injected, default batch",
@@ -122,6 +126,11 @@ def _decode_and_judge(r: dict) -> float:
 
 def _rate(value: float) -> str:
     return f"{value:,.0f} events/s"
+
+
+def _share(value: float | None) -> str:
+    """A cost as a percentage; older results have no CPU figures."""
+    return "not measured" if value is None else f"{value:.1%}"
 
 
 def _secs(value: float) -> str:

@@ -163,6 +163,8 @@ def measure(cluster: Cluster, events: int, quick: bool, profile: Path | None = N
         "signature_cost": round(1 - one["events_per_s"] / trusting["events_per_s"], 3),
         "pipeline_digests_off_events_per_s": undigested["events_per_s"],
         "digest_cost": round(1 - one["events_per_s"] / undigested["events_per_s"], 3),
+        "digest_cpu_cost": _cpu_cost(one, undigested),
+        "signature_cpu_cost": _cpu_cost(one, trusting),
         "pipeline_small_batch_events_per_s": small["events_per_s"],
         "sequence_gaps": gaps,
         "latency_p50_s": latency["p50_s"],
@@ -235,12 +237,18 @@ def _paired_runs(cluster: Cluster, expected: int) -> list[dict]:
     return [_mean_of(done[name]) for name, _, _ in ONE_PROCESS_RUNS]
 
 
+def _cpu_cost(run: dict, without: dict) -> float:
+    """How much more CPU per event `run` spends than the same drain `without` a feature."""
+    return round(run["cpu_us_per_event"] / without["cpu_us_per_event"] - 1, 3)
+
+
 def _mean_of(runs: list[dict]) -> dict:
     """One figure for runs of the same command: the mean rate, the largest peak RSS of
     each process, and every run's own figures."""
     peaks = [run.pop("peak_rss_mib") for run in runs]
     return {
         "events_per_s": round(sum(run["events_per_s"] for run in runs) / len(runs)),
+        "cpu_us_per_event": round(sum(run["cpu_us_per_event"] for run in runs) / len(runs), 2),
         "peak_rss_mib": {
             role: max(peak.get(role, 0) for peak in peaks)
             for role in dict.fromkeys(role for peak in peaks for role in peak)

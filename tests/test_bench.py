@@ -110,6 +110,23 @@ def test_the_costs_are_ratios_of_the_means_of_paired_runs(quick_run) -> None:
 
 
 @pytest.mark.integration
+def test_the_cpu_costs_are_ratios_of_the_mean_cpu_per_event(quick_run) -> None:
+    results = quick_run[0]
+    cpu = {}
+    for run in ("pipeline_1w", "pipeline_trust_none", "pipeline_digests_off"):
+        each = [r["cpu_us_per_event"] for r in results["details"][run]["runs"]]
+        assert all(us > 0 for us in each), run  # a validator spends CPU on every event
+        cpu[run] = results["details"][run]["cpu_us_per_event"]
+        assert cpu[run] == pytest.approx(sum(each) / 2, abs=0.01), run
+    assert results["digest_cpu_cost"] == pytest.approx(
+        cpu["pipeline_1w"] / cpu["pipeline_digests_off"] - 1, abs=0.001
+    )
+    assert results["signature_cpu_cost"] == pytest.approx(
+        cpu["pipeline_1w"] / cpu["pipeline_trust_none"] - 1, abs=0.001
+    )
+
+
+@pytest.mark.integration
 def test_the_drains_find_exactly_the_sequence_gaps_the_fleet_injected(quick_run) -> None:
     gaps = quick_run[0]["sequence_gaps"]
     assert gaps["found_default_batch"] == gaps["injected"] == gaps["found_small_batch"]
