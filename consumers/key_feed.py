@@ -66,21 +66,12 @@ class KeyFeed:
             for message in messages:
                 self._apply(message.value, f"{KEYS_TOPIC}[{message.partition}]@{message.offset}")
 
-    def refusal(
-        self,
-        kind: str,
-        record: Mapping[str, Any],
-        value: bytes | None,
-        headers: Headers,
-    ) -> Refusal | None:
-        """Why a signed kind's message (its value and headers) does not count; None if it does.
+    def refusals(self, messages: Sequence[SignedMessage]) -> list[Refusal | None]:
+        """Why each signed kind's message (its value and headers) does not count, in order
+        (None where it does); the signatures are verified together.
 
         A key id not known yet makes the feed read the keys topic to its end first.
         """
-        return self.refusals([(kind, record, value, headers)])[0]
-
-    def refusals(self, messages: Sequence[SignedMessage]) -> list[Refusal | None]:
-        """`refusal` of each message, in order, the signatures verified together."""
         parsed = [signatures.from_headers(headers) for *_, headers in messages]
         if any(isinstance(s, Signature) and s.key_id not in self.keyring for s in parsed):
             self.read_to_end()  # a key registered just before the records it signs

@@ -62,8 +62,8 @@ _MADV_PAGEOUT = 21  # Linux 5.4 and later; other kernels refuse it, and nothing 
 _ENGINE_LIBRARY = "/chdb/_chdb"
 
 
-def release_engine_startup_pages() -> int:
-    """Ask the kernel to reclaim the resident pages of chDB's read-only mappings; the bytes asked.
+def release_engine_startup_pages() -> None:
+    """Ask the kernel to reclaim the resident pages of chDB's read-only mappings.
 
     Safe for any mapping: a reclaimed file page is read again when next
     touched, and the kernel keeps a page it cannot reclaim (one written, as
@@ -75,14 +75,11 @@ def release_engine_startup_pages() -> int:
             ranges = [_read_only_range(line) for line in maps if _ENGINE_LIBRARY in line]
         libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
-        return 0
+        return
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    asked = 0
     for start, end in filter(None, ranges):
         if libc.madvise(start, end - start, _MADV_PAGEOUT) != 0:
-            return asked
-        asked += end - start
-    return asked
+            return  # the kernel does not take this advice
 
 
 def _read_only_range(maps_line: str) -> tuple[int, int] | None:
