@@ -78,6 +78,8 @@ def table(r: dict) -> str:
          _share(r.get("digest_cpu_cost")), ""),
         ("signatures: CPU per event, signed / `--trust none` - 1",
          _share(r.get("signature_cpu_cost")), ""),
+        ("digests: ledger stage / CPU per event of the 1-process drain",
+         _share(_ledger_share(r)), ""),
         (f"pipeline, 1 process, batches of {r['details']['small_batch']:,}",
          _rate(r["pipeline_small_batch_events_per_s"]), ""),
         ("AUDIT-SEQ-GAP found / injected, default batch",
@@ -117,6 +119,14 @@ def table(r: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _ledger_share(r: dict) -> float | None:
+    """The digests' own work (hashing the rows, storing the ledger) as a share of all the CPU
+    a digested drain spends per event: a figure of one process, free of the drains' spread."""
+    ledger = r["stage_us_per_event"].get("ledger")
+    cpu = r["details"]["pipeline_1w"].get("cpu_us_per_event")
+    return None if ledger is None or cpu is None else ledger / cpu
 
 
 def _decode_and_judge(r: dict) -> float:

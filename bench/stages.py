@@ -11,7 +11,10 @@ both, which loads what a process loads once):
   sorted columns, the registry test, every per-event rule over the columns,
   FR-FILING, FR-DELETION-OVERDUE);
 - insert: `ClickHouseSink.write` of the judged batches (the events' Arrow
-  table and the other rows, into a fresh chDB store).
+  table and the other rows, into a fresh chDB store);
+- ledger: what digests add to the insert of those batches: each row's hash,
+  the tables' roots and the `batch_ledgers` insert (`prepare_ledger`,
+  `insert_arrow`), over the columns the insert had built.
 
 Kafka itself (fetch, commit) is what `raw` measures.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
+from typing import Final
 
 from kafka import TopicPartition
 
@@ -36,9 +40,13 @@ from consumers.read import FETCH_BYTES, GROUP_TOPICS
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
 from consumers.settings import Settings
-from consumers.sink import ClickHouseSink
+from consumers.sink import ClickHouseSink, events_table, prepare_ledger, to_columns
 from consumers.store import open_store
+from consumers.trail.ledger import LEDGER_TABLE
 from core.clients import KafkaConfig, kafka_consumer
+
+STAGE_CHAIN: Final = "bench-stages"
+"""The chain the ledger stage's rows are stored under."""
 
 
 def stage_costs(bootstrap: str, dsn: str, sample: int) -> dict[str, float]:
@@ -65,6 +73,7 @@ def stage_costs(bootstrap: str, dsn: str, sample: int) -> dict[str, float]:
     try:
         sink = ClickHouseSink(client)
         insert = _timed(lambda: [sink.write(batch) for batch in judged.batches])
+        ledger = _ledger_seconds(sink, judged.batches)
     finally:
         client.close()
 
@@ -73,9 +82,25 @@ def stage_costs(bootstrap: str, dsn: str, sample: int) -> dict[str, float]:
         "decode": round(decode * per_event, 1),
         "judge": round(judge * per_event, 1),
         "insert": round(insert * per_event, 1),
+        "ledger": round(ledger * per_event, 1),
         "total": round((decode + judge + insert) * per_event, 1),
         "sample": len(messages),
     }
+
+
+def _ledger_seconds(sink: ClickHouseSink, batches: list[Batch]) -> float:
+    """Seconds the ledgers of `batches` take to prepare and insert, their columns built first."""
+    built = [
+        (to_columns(batch, sink.layout), events_table(batch, sink.layout)) for batch in batches
+    ]
+
+    def store_ledgers() -> None:
+        for columnar, events in built:
+            ledger = prepare_ledger(STAGE_CHAIN, columnar, events, sink.layout)
+            if ledger is not None:
+                sink.insert_arrow(LEDGER_TABLE, ledger.rows, f"{STAGE_CHAIN}/{columnar.token}")
+
+    return _timed(store_ledgers)
 
 
 def _batches(messages: list, size: int) -> list[Batch]:

@@ -73,6 +73,7 @@ def test_a_quick_bench_writes_every_figure_the_benchmark_promises(quick_run) -> 
     assert stages["total"] == pytest.approx(
         stages["decode"] + stages["judge"] + stages["insert"], abs=0.2
     )
+    assert stages["ledger"] > 0
     assert results["check_events_per_s"] > 0
     gateway = results["details"]["gateway"]
     assert gateway["requests"] * 100 >= gateway["events"] > 0
