@@ -13,8 +13,8 @@ both, which loads what a process loads once):
 - insert: `ClickHouseSink.write` of the judged batches (the events' Arrow
   table and the other rows, into a fresh chDB store);
 - ledger: what digests add to the insert of those batches: each row's hash,
-  the tables' roots and the `batch_ledgers` insert (`prepare_ledger`,
-  `insert_arrow`), over the columns the insert had built.
+  the tables' roots and the `batch_ledgers` insert
+  (`ClickHouseSink.insert_ledger`), over the columns the insert had built.
 
 Kafka itself (fetch, commit) is what `raw` measures.
 """
@@ -40,9 +40,8 @@ from consumers.read import FETCH_BYTES, GROUP_TOPICS
 from consumers.registry import Registry
 from consumers.registry_feed import RegistryFeed
 from consumers.settings import Settings
-from consumers.sink import ClickHouseSink, events_table, prepare_ledger, to_columns
+from consumers.sink import ClickHouseSink, events_table, to_columns
 from consumers.store import open_store
-from consumers.trail.ledger import LEDGER_TABLE
 from core.clients import KafkaConfig, kafka_consumer
 
 STAGE_CHAIN: Final = "bench-stages"
@@ -94,13 +93,7 @@ def _ledger_seconds(sink: ClickHouseSink, batches: list[Batch]) -> float:
         (to_columns(batch, sink.layout), events_table(batch, sink.layout)) for batch in batches
     ]
 
-    def store_ledgers() -> None:
-        for columnar, events in built:
-            ledger = prepare_ledger(STAGE_CHAIN, columnar, events, sink.layout)
-            if ledger is not None:
-                sink.insert_arrow(LEDGER_TABLE, ledger.rows, f"{STAGE_CHAIN}/{columnar.token}")
-
-    return _timed(store_ledgers)
+    return _timed(lambda: [sink.insert_ledger(STAGE_CHAIN, *columns) for columns in built])
 
 
 def _batches(messages: list, size: int) -> list[Batch]:

@@ -264,13 +264,21 @@ class ClickHouseSink:
         """
         columnar = to_columns(batch, self.layout)
         events = events_table(batch, self.layout)
-        ledger = None if chain is None else prepare_ledger(chain, columnar, events, self.layout)
-        if ledger is not None:
-            self.insert_arrow(LEDGER_TABLE, ledger.rows, _ledger_token(chain, columnar.token))
+        ledger = None if chain is None else self.insert_ledger(chain, columnar, events)
         self._insert_rows(columnar)
         if events is not None:
             self.insert_arrow(EVENTS, events, batch.token)
         return () if ledger is None else ledger.roots
+
+    def insert_ledger(
+        self, chain: str, columnar: ColumnarBatch, events: pa.Table | None
+    ) -> Ledger | None:
+        """Insert the ledger of a batch's rows before the rows themselves; None when the
+        batch has no row a digest covers."""
+        ledger = prepare_ledger(chain, columnar, events, self.layout)
+        if ledger is not None:
+            self.insert_arrow(LEDGER_TABLE, ledger.rows, _ledger_token(chain, columnar.token))
+        return ledger
 
     def insert_arrow(self, table: str, rows: pa.Table, token: str) -> None:
         """Insert an Arrow table, deduplicated by `token` as the row tables."""
