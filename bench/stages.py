@@ -92,7 +92,6 @@ def _ledger_seconds(sink: ClickHouseSink, batches: list[Batch]) -> float:
     built = [
         (to_columns(batch, sink.layout), events_table(batch, sink.layout)) for batch in batches
     ]
-
     return _timed(lambda: [sink.insert_ledger(STAGE_CHAIN, *columns) for columns in built])
 
 
