@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from kafka.consumer.fetcher import ConsumerRecord
 
+from consumers import python_values
 from consumers.batch import Position, offset_spans
 from schemas.codec import ENVELOPE
 
@@ -67,7 +68,7 @@ def positions(table: pa.Table, rows: Sequence[int] | pa.Array | None = None) -> 
 
 def envelopes(table: pa.Table, rows: Sequence[int] | pa.Array) -> list[dict[str, Any]]:
     """The envelope and payload hash of each of `rows`, as Python values."""
-    return table.select(ENVELOPE_COLUMNS).take(rows).to_pylist()
+    return python_values.rows(table.select(ENVELOPE_COLUMNS).take(rows))
 
 
 def first_offsets(table: pa.Table) -> dict[tuple[str, int], int]:

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from kafka.consumer.fetcher import ConsumerRecord
 
+from consumers import python_values
 from consumers.batch import Batch, Position, ReadCheckpoint
 from consumers.chain.step import Forwarding, Step
 from consumers.dead_letters import DeadLetterPolicy, dead_letter_row
@@ -122,7 +123,7 @@ class DecodeStep(Forwarding):
 def _read_checkpoints(table: pa.Table, messages: list[ConsumerRecord]) -> list[ReadCheckpoint]:
     """The checkpoints of a batch (a few per thousand events) as records, in read order."""
     read = []
-    for row in table.to_pylist():
+    for row in python_values.rows(table):
         message = messages[row.pop("message_index")]
         row.pop("payload_sha256", None)
         position = Position(message.topic, message.partition, message.offset)

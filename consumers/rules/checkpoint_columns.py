@@ -35,6 +35,7 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from consumers import python_values
 from consumers.batch import Position
 from consumers.event_columns import BROKER_TIME, ENVELOPE_COLUMNS, POSITION_COLUMNS
 from consumers.rules.clock_skew import trusted_times
@@ -183,7 +184,7 @@ class CheckpointTracker:
         )
         topic = timed["topic"][0].as_py()
         times = self._partition_time
-        for row in stats.to_pylist():
+        for row in python_values.rows(stats):
             device = (row["processor_id"], row["device_id"])
             partition, trusted = row["partition"], row[f"{TRUSTED_TIME}_max"]
             # Skewed events do not move the partition's time, nor end a run's own.
@@ -439,7 +440,7 @@ def lookup_mismatches(
     ):
         first_rows[index] = min(row, first_rows.get(index, row))
     rows = pa.array(list(first_rows.values()), pa.int64())
-    picked = kept.select(ENVELOPE_COLUMNS).take(rows).to_pylist()
+    picked = python_values.rows(kept.select(ENVELOPE_COLUMNS).take(rows))
     found = dict(zip(first_rows, picked, strict=True))
     findings: list[Finding] = []
     for index, (checkpoint, position) in enumerate(checkpoints):

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from consumers import python_values
 from consumers.batch import Position
 from consumers.event_columns import ENVELOPE_COLUMNS, POSITION_COLUMNS
 from consumers.rules.checkpoint_columns import (
@@ -65,7 +66,7 @@ def offline_findings(
                 continue
             run = part.slice(start, end - start)
             last_time = run["event_time"][-1].as_py() if closed else latest
-            first = run.slice(0, 1).to_pylist()[0]
+            [first] = python_values.rows(run.slice(0, 1))
             too_long = run.num_rows > window_events
             too_late = last_time is not None and last_time - first["event_time"] > window
             if too_long or too_late:

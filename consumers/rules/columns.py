@@ -18,6 +18,7 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from consumers import python_values
 from consumers.registry import (
     BUNDLED,
     EXPIRED,
@@ -268,7 +269,8 @@ class _Taken:
                 column = context.problems
             else:
                 column = getattr(context, source).column(name)
-            values = self._cache[source, name] = column.take(self._indices).to_pylist()
+            values = python_values.values(column.take(self._indices))
+            self._cache[source, name] = values
         return values
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from consumers import python_values
 from consumers.event_columns import ENVELOPE_COLUMNS, POSITION_COLUMNS, positions
 from consumers.registry import Registry
 from consumers.rules.stream import FilingTracker, Finding
@@ -39,7 +40,7 @@ def observe_filings(
         if tracker.add_subjects(processor, refs, registry):
             continue
         picked = events.take(rows).sort_by("message_index")
-        records = picked.select([*ENVELOPE_COLUMNS, "subject_ref"]).to_pylist()
+        records = python_values.rows(picked.select([*ENVELOPE_COLUMNS, "subject_ref"]))
         for record, anchor in zip(records, positions(picked), strict=True):
             findings += tracker.observe(record, registry, anchor)
     return findings

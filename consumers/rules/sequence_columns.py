@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from consumers import python_values
 from consumers.batch import Position
 from consumers.event_columns import ENVELOPE_COLUMNS, POSITION_COLUMNS, positions
 from consumers.registry import Record
@@ -119,7 +120,7 @@ def _chain_breaks_inside(events: pa.Table, follows: pa.Array) -> dict[int, list[
 
 
 def _chain_break(events: pa.Table, row: int, expected: str) -> Finding:
-    record = events.select(ENVELOPE_COLUMNS).slice(row, 1).to_pylist()[0]
+    [record] = python_values.rows(events.select(ENVELOPE_COLUMNS).slice(row, 1))
     [anchor] = positions(events, [row])
     return chain_break(record, expected, anchor)
 
@@ -137,9 +138,10 @@ class _Rows:
         """Rows ``start`` to ``stop`` (not included)."""
         if not self._dense:
             run = self._events.slice(start, stop - start)
-            return run.select(ENVELOPE_COLUMNS).to_pylist(), positions(run)
+            return python_values.rows(run.select(ENVELOPE_COLUMNS)), positions(run)
         if self._all is None:
-            self._all = self._events.select(ENVELOPE_COLUMNS).to_pylist(), positions(self._events)
+            envelopes = python_values.rows(self._events.select(ENVELOPE_COLUMNS))
+            self._all = envelopes, positions(self._events)
         records, anchors = self._all
         return records[start:stop], anchors[start:stop]
 
